@@ -1,0 +1,34 @@
+"""Reading tensors: the small interface between the plan and where weights live.
+
+A `TensorSource` answers two questions: what is here (`inventory()`, from metadata
+only, never weight data) and give me this one tensor (`read`, lazily, memory-mapped
+where the format allows). Execution asks for one tensor at a time, so peak memory is
+bounded by the working set, not the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from wmap.inventory import Inventory
+
+ArrayKind = Literal["numpy", "torch"]
+
+
+@runtime_checkable
+class TensorSource(Protocol):
+    """A readable collection of named tensors."""
+
+    def inventory(self) -> Inventory:
+        """Names (normalised), shapes, dtypes and native names, from headers only."""
+        ...
+
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+        """The tensor `name` (normalised name) as a numpy array or torch tensor.
+
+        Returns a read-only view backed by the file's mmap where the format allows;
+        callers copy. Raises WmapError (WM5xx) on corrupt or unreadable data.
+        """
+        ...
+
+    def close(self) -> None: ...

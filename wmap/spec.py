@@ -1,0 +1,144 @@
+"""The Spec AST: frozen dataclasses shared by both syntaxes.
+
+Spans and comments are excluded from equality, so a `.wmap` file and the YAML
+file that says the same thing compare equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from wmap.errors import Span
+
+Scalar = Union[int, float, str, bool, None]
+Value = Union[Scalar, tuple["Value", ...]]
+
+NO_SPAN = Span(None, 0, 0)
+DEFAULT_SOURCE = "src"
+FRAMEWORKS = ("torch", "keras", "tf", "numpy", "safetensors")
+
+
+def _span() -> Span:
+    return field(default=NO_SPAN, compare=False, repr=False)  # type: ignore[return-value]
+
+
+def _comments() -> tuple[str, ...]:
+    return field(default=(), compare=False, repr=False)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Call:
+    """A transform or initialiser call: `name(arg, ..., key=value)`; bare `name` has no args."""
+
+    name: str
+    args: tuple[Value, ...] = ()
+    kwargs: tuple[tuple[str, Value], ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class SourceDecl:
+    name: str
+    location: str
+    framework: str | None = None
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
+@dataclass(frozen=True)
+class TargetDecl:
+    location: str
+    framework: str | None = None
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    value: Value
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`SOURCE[, SOURCE...] -> TARGET | call | call`.
+
+    Several source patterns feed multi-input transforms (lerp, add, concat...);
+    an alternation on one side routes one tensor to many targets or many to one.
+    """
+
+    sources: tuple[str, ...]
+    target: str
+    via: tuple[Call, ...] = ()
+    optional: bool = False
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
+@dataclass(frozen=True)
+class PatternStmt:
+    """A pattern inside drop/keep/freeze. A leading `?` marks it as allowed to match nothing."""
+
+    pattern: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Init:
+    pattern: str
+    call: Call
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
+@dataclass(frozen=True)
+class LrScale:
+    pattern: str
+    factor: float
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
+@dataclass(frozen=True)
+class Spec:
+    version: int
+    sources: tuple[SourceDecl, ...] = ()
+    target: TargetDecl | None = None
+    options: tuple[Option, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    drop: tuple[PatternStmt, ...] = ()
+    init: tuple[Init, ...] = ()
+    keep: tuple[PatternStmt, ...] = ()
+    freeze: tuple[PatternStmt, ...] = ()
+    lr: tuple[LrScale, ...] = ()
+    path: str | None = field(default=None, compare=False)
+    text: str | None = field(default=None, compare=False, repr=False)
+    trailing_comments: tuple[str, ...] = _comments()
+
+    def option(self, name: str, default: Value = None) -> Value:
+        for opt in self.options:
+            if opt.name == name:
+                return opt.value
+        return default
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.sources)
+
+
+# Options the language knows, with their types and defaults. Unknown options are errors (WM105).
+OPTIONS: dict[str, tuple[type | tuple[type, ...], Value, str]] = {
+    "strict": (bool, True, "every source used or dropped, every target filled, initialised or kept"),
+    "seed": (int, 0, "seed for `init`; the same seed gives the same weights"),
+    "dtype": (str, "widen", "dtype policy: `strict` (exact), `widen` (lossless casts only), `target` (cast to target)"),
+    "strip_prefix": ((str, tuple), None, "prefix(es) removed from source names before matching, e.g. `module.`"),
+    "target_strip_prefix": ((str, tuple), None, "prefix(es) removed from target names before matching"),
+    "nonfinite": (str, "error", "NaN/Inf in a source tensor: `error`, `warn` or `allow`"),
+    "bn_eval": (bool, False, "put BatchNorm layers inside frozen parts into eval mode"),
+    "shard_size": (str, "5GB", "largest safetensors shard when writing files, e.g. `2GB`"),
+}
+DTYPE_POLICIES = ("strict", "widen", "target")
+NONFINITE_POLICIES = ("error", "warn", "allow")

@@ -1,0 +1,267 @@
+"""The transform protocol and registry.
+
+A transform is a small immutable value (optax-style): a registered name, JSON-able
+parameters, `infer` (metadata -> metadata, at plan time) and `apply` (arrays -> arrays,
+at execution time). Transforms never import a framework: `apply` works through an
+`ArrayOps` backend (numpy or torch), so bf16/fp16 stay native on torch.
+
+Arity: most transforms map one array to one array. Fan-in transforms (concat, stack,
+lerp, add...) take several; fan-out transforms (split, chunk) return several and must
+be last in a chain. Their sizes come from the target shapes via `InferContext`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
+
+from wmap.inventory import Shape, TensorMeta
+
+Arity = Literal["1:1", "n:1", "1:n"]
+
+
+@dataclass(frozen=True)
+class ArrayMeta:
+    """Shape and dtype of an intermediate value in a transform chain."""
+
+    shape: Shape
+    dtype: str
+
+
+@dataclass(frozen=True)
+class InferContext:
+    """What a transform may know at plan time besides its inputs.
+
+    `sources` are the original source tensors of the step (with `kind`, e.g. `Conv2d`),
+    `targets` the tensors the chain must produce (several for fan-out), and the two
+    frameworks. `is_last` is true for the last transform in the chain, which is the one
+    that may take sizes from `targets`.
+    """
+
+    sources: tuple[TensorMeta, ...]
+    targets: tuple[TensorMeta, ...]
+    source_framework: str | None = None
+    target_framework: str | None = None
+    is_last: bool = True
+
+
+class TransformError(Exception):
+    """Raised by `infer`/construction with a message and an optional hint; the compiler adds the span."""
+
+    def __init__(self, message: str, hint: str | None = None, code: str = "WM301"):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+
+class ArrayOps(Protocol):
+    """The few array operations transforms need; implemented for numpy and torch."""
+
+    name: str
+
+    def dtype_name(self, x: Any) -> str: ...
+    def shape(self, x: Any) -> Shape: ...
+    def transpose(self, x: Any, perm: Sequence[int]) -> Any: ...
+    def reshape(self, x: Any, shape: Sequence[int]) -> Any: ...
+    def concat(self, xs: Sequence[Any], dim: int) -> Any: ...
+    def stack(self, xs: Sequence[Any], dim: int) -> Any: ...
+    def split(self, x: Any, sizes: Sequence[int], dim: int) -> tuple[Any, ...]: ...
+    def slice(self, x: Any, dim: int, start: int, stop: int, step: int) -> Any: ...
+    def pad(self, x: Any, widths: Sequence[tuple[int, int]], fill: Any) -> Any: ...
+    def cast(self, x: Any, dtype: str) -> Any: ...
+    def sum(self, x: Any, dim: int, keepdim: bool) -> Any: ...
+    def mean(self, x: Any, dim: int, keepdim: bool) -> Any: ...
+    def repeat(self, x: Any, repeats: int, dim: int) -> Any: ...
+    def tile(self, x: Any, reps: Sequence[int]) -> Any: ...
+    def where_abs_below(self, x: Any, threshold: float) -> Any: ...
+    def flip(self, x: Any, dim: int) -> Any: ...
+    def interpolate(self, x: Any, size: Sequence[int], mode: str) -> Any: ...
+    def rearrange(self, x: Any, pattern: str, **axes: int) -> Any: ...
+    def full(self, shape: Sequence[int], value: float, dtype: str, like: Any) -> Any: ...
+    def matmul(self, a: Any, b: Any) -> Any: ...
+    def contiguous(self, x: Any) -> Any: ...
+
+
+JSONValue = Any
+T = TypeVar("T", bound="Transform")
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Base class. Subclasses are frozen dataclasses whose fields are the call parameters.
+
+    `infer` returns the transform with every parameter resolved (e.g. split sizes taken
+    from the targets) and the output metadata; the resolved value is what the plan stores,
+    so execution needs no context.
+    """
+
+    NAME: ClassVar[str] = ""
+    ARITY: ClassVar[Arity] = "1:1"
+    # Whether `apply` can return a view of its input (no copy): lets execution stream
+    # pure layout changes straight into the destination with one fused copy.
+    VIEW: ClassVar[bool] = False
+    INVERTIBLE: ClassVar[bool] = False
+
+    def infer(self: T, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[T, tuple[ArrayMeta, ...]]:
+        raise NotImplementedError(f"{type(self).__name__}.infer")
+
+    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+        raise NotImplementedError(f"{type(self).__name__}.apply")
+
+    def inverse(self) -> Transform | None:
+        """The transform that undoes this one (for invertible plans), or None."""
+        return None
+
+    def params(self) -> dict[str, JSONValue]:
+        out: dict[str, JSONValue] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None and v != f.default:
+                out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def describe(self) -> str:
+        """Call syntax with resolved parameters, e.g. `split(dim=0, sizes=[64, 64, 64])`."""
+        ps = self.params()
+        if not ps:
+            return self.NAME
+        inner = ", ".join(f"{k}={_fmt(v)}" for k, v in ps.items())
+        return f"{self.NAME}({inner})"
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)
+
+
+REGISTRY: dict[str, type[Transform]] = {}
+
+
+def register(cls: type[T]) -> type[T]:
+    """Class decorator: adds a transform to the one registry (the grammar never lists names)."""
+    if not cls.NAME:
+        raise ValueError(f"{cls.__name__} has no NAME")
+    if cls.NAME in REGISTRY:
+        raise ValueError(f"transform `{cls.NAME}` registered twice")
+    REGISTRY[cls.NAME] = cls
+    return cls
+
+
+def build(name: str, args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]) -> Transform:
+    """Bind call arguments to a registered transform's fields, with type coercion.
+
+    Raises TransformError (WM103 unknown name, WM104 bad parameters).
+    """
+    from wmap.errors import did_you_mean
+
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise TransformError(f"unknown transform `{name}`", did_you_mean(name, REGISTRY), code="WM103")
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    hints = typing.get_type_hints(cls)
+    bound: dict[str, Any] = {}
+    if len(args) > len(fields):
+        raise TransformError(f"`{name}` takes at most {len(fields)} positional argument(s), got {len(args)}",
+                             f"signature: {signature(cls)}", code="WM104")
+    for f, v in zip(fields, args):
+        bound[f.name] = v
+    names = {f.name for f in fields}
+    for k, v in kwargs:
+        if k not in names:
+            raise TransformError(f"`{name}` has no parameter `{k}`",
+                                 did_you_mean(k, names) or f"signature: {signature(cls)}", code="WM104")
+        if k in bound:
+            raise TransformError(f"`{name}` got parameter `{k}` twice", code="WM104")
+        bound[k] = v
+    for f in fields:
+        if f.name not in bound and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise TransformError(f"`{name}` needs parameter `{f.name}`", f"signature: {signature(cls)}", code="WM104")
+    coerced = {k: _coerce(name, k, v, hints.get(k)) for k, v in bound.items()}
+    try:
+        return cls(**coerced)
+    except TransformError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise TransformError(f"bad parameters for `{name}`: {e}", f"signature: {signature(cls)}", code="WM104") from None
+
+
+def _coerce(tname: str, key: str, value: Any, hint: Any) -> Any:
+    """Coerce parsed literals to the field's annotated type (lists -> tuples, ints -> floats)."""
+    if hint is None:
+        return value
+    origin = typing.get_origin(hint)
+    targs = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in targs:
+            return None
+        errors = []
+        for t in targs:
+            if t is type(None):
+                continue
+            try:
+                return _coerce(tname, key, value, t)
+            except TransformError as e:
+                errors.append(e)
+        raise TransformError(f"`{tname}`: parameter `{key}` has the wrong type ({_typename(value)})",
+                             f"expected {_hint_name(hint)}", code="WM104")
+    if origin is tuple:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool) and targs and targs[-1] is Ellipsis:
+            value = (value,)
+        if not isinstance(value, (tuple, list)):
+            raise TransformError(f"`{tname}`: parameter `{key}` must be a list, got {_typename(value)}",
+                                 f"expected {_hint_name(hint)}", code="WM104")
+        inner = targs[0] if targs and (len(targs) == 1 or targs[-1] is Ellipsis) else None
+        if inner is None and targs:
+            if len(targs) != len(value):
+                raise TransformError(f"`{tname}`: parameter `{key}` needs {len(targs)} values", code="WM104")
+            return tuple(_coerce(tname, key, v, t) for v, t in zip(value, targs))
+        return tuple(_coerce(tname, key, v, inner) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is typing.Any or hint is object:
+        return value
+    if isinstance(hint, type):
+        if hint is int and isinstance(value, bool):
+            raise TransformError(f"`{tname}`: parameter `{key}` must be an integer, got a boolean", code="WM104")
+        if not isinstance(value, hint):
+            raise TransformError(f"`{tname}`: parameter `{key}` must be {_hint_name(hint)}, got {_typename(value)}",
+                                 code="WM104")
+    return value
+
+
+def _typename(v: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            tuple: "a list", list: "a list", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _hint_name(h: Any) -> str:
+    return getattr(h, "__name__", None) or str(h).replace("typing.", "")
+
+
+def signature(cls: type[Transform]) -> str:
+    parts = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            parts.append(f.name)
+        else:
+            parts.append(f"{f.name}={_fmt(f.default)}")
+    return f"{cls.NAME}({', '.join(parts)})"
+
+
+def doc(cls: type[Transform]) -> str:
+    return inspect.cleandoc(cls.__doc__ or "")
+
+
+Factory = Callable[..., Transform]
