@@ -1,7 +1,8 @@
 """The Spec AST: frozen dataclasses shared by both syntaxes.
 
 Spans and comments are excluded from equality, so a `.wmap` file and the YAML
-file that says the same thing compare equal.
+file that says the same thing compare equal. A node's `comments` are its leading
+comment lines (`# ...`); one that starts with a space was on the node's own line.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class PatternStmt:
 
     pattern: str
     span: Span = _span()
+    comments: tuple[str, ...] = _comments()
 
 
 @dataclass(frozen=True)

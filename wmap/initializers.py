@@ -1,0 +1,173 @@
+"""Initialisers for `init PATTERN = name(...)`: real, reproducible values.
+
+Values are drawn with numpy from a generator seeded by (spec seed, target name), so the
+same spec gives the same weights whatever the backend, the order of steps, or which
+other targets exist. Fan-in/fan-out follow each framework's layout: PyTorch weights are
+(out, in, *kernel), Keras kernels are (*kernel, in, out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from wmap.inventory import Shape
+from wmap.spec import Call, Value
+
+
+class InitError(ValueError):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Initializer:
+    """A resolved initialiser: its name and parameters (JSON-able), as the plan records it."""
+
+    name: str
+    params: tuple[tuple[str, Value], ...] = ()
+
+    def param(self, key: str) -> Any:
+        return dict(self.params)[key]
+
+    def describe(self) -> str:
+        if not self.params:
+            return self.name
+        return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in self.params) + ")"
+
+    @property
+    def source(self) -> str | None:
+        """For `copy(name)`: the source tensor it reads."""
+        return str(self.param("name")) if self.name == "copy" else None
+
+    def generate(self, shape: Shape, seed: int, target_name: str, framework: str | None) -> np.ndarray:
+        """The values, as float32 (cast to the target dtype on landing)."""
+        rng = np.random.Generator(np.random.PCG64(_seed_for(seed, target_name)))
+        fn = _GENERATORS[self.name]
+        return np.asarray(fn(shape, rng, dict(self.params), framework), dtype=np.float32).reshape(shape)
+
+
+def _seed_for(seed: int, name: str) -> int:
+    digest = hashlib.sha256(f"{seed}\x00{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def fans(shape: Shape, framework: str | None) -> tuple[int, int]:
+    if len(shape) < 2:
+        n = shape[0] if shape else 1
+        return n, n
+    if framework == "keras":
+        receptive = math.prod(shape[:-2])
+        return shape[-2] * receptive, shape[-1] * receptive
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _gain(nonlinearity: str, a: float) -> float:
+    return {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
+            "leaky_relu": math.sqrt(2.0 / (1 + a * a)), "selu": 0.75}.get(nonlinearity, 1.0)
+
+
+Gen = Callable[[Shape, np.random.Generator, dict[str, Any], "str | None"], np.ndarray]
+
+
+def _kaiming_std(shape: Shape, p: dict[str, Any], fw: str | None) -> float:
+    fan_in, fan_out = fans(shape, fw)
+    fan = fan_in if p.get("mode", "fan_in") == "fan_in" else fan_out
+    return _gain(p.get("nonlinearity", "leaky_relu"), float(p.get("a", 0.0))) / math.sqrt(max(fan, 1))
+
+
+def _trunc_normal(shape: Shape, rng: np.random.Generator, p: dict[str, Any], fw: str | None) -> np.ndarray:
+    mean, std = float(p.get("mean", 0.0)), float(p.get("std", 0.02))
+    lo, hi = float(p.get("a", -2.0)), float(p.get("b", 2.0))  # absolute bounds, as torch's trunc_normal_
+    out = rng.normal(mean, std, size=shape)
+    bad = (out < lo) | (out > hi)
+    while bad.any():  # resample out-of-range values; deterministic under the same generator
+        out[bad] = rng.normal(mean, std, size=int(bad.sum()))
+        bad = (out < lo) | (out > hi)
+    return out
+
+
+_GENERATORS: dict[str, Gen] = {
+    "zeros": lambda s, r, p, f: np.zeros(s),
+    "ones": lambda s, r, p, f: np.ones(s),
+    "constant": lambda s, r, p, f: np.full(s, float(p["value"])),
+    "normal": lambda s, r, p, f: r.normal(float(p.get("mean", 0.0)), float(p.get("std", 1.0)), size=s),
+    "trunc_normal": _trunc_normal,
+    "uniform": lambda s, r, p, f: r.uniform(float(p.get("a", 0.0)), float(p.get("b", 1.0)), size=s),
+    "xavier_uniform": lambda s, r, p, f: r.uniform(-1, 1, size=s) * float(p.get("gain", 1.0))
+    * math.sqrt(6.0 / max(sum(fans(s, f)), 1)),
+    "xavier_normal": lambda s, r, p, f: r.normal(0, 1, size=s) * float(p.get("gain", 1.0))
+    * math.sqrt(2.0 / max(sum(fans(s, f)), 1)),
+    "kaiming_uniform": lambda s, r, p, f: r.uniform(-1, 1, size=s) * math.sqrt(3.0) * _kaiming_std(s, p, f),
+    "kaiming_normal": lambda s, r, p, f: r.normal(0, 1, size=s) * _kaiming_std(s, p, f),
+    "eye": lambda s, r, p, f: np.eye(s[0], s[1]) if len(s) == 2 else _raise_eye(s),
+}
+
+
+def _raise_eye(shape: Shape) -> np.ndarray:
+    raise InitError(f"`eye` needs a 2-D tensor, not {shape}")
+
+
+# name -> (positional parameter names, allowed parameters, required parameters)
+INITIALIZERS: dict[str, tuple[tuple[str, ...], frozenset[str], frozenset[str]]] = {
+    "zeros": ((), frozenset(), frozenset()),
+    "ones": ((), frozenset(), frozenset()),
+    "eye": ((), frozenset(), frozenset()),
+    "constant": (("value",), frozenset({"value"}), frozenset({"value"})),
+    "normal": (("mean", "std"), frozenset({"mean", "std"}), frozenset()),
+    "trunc_normal": (("std",), frozenset({"mean", "std", "a", "b"}), frozenset()),
+    "uniform": (("a", "b"), frozenset({"a", "b"}), frozenset()),
+    "xavier_uniform": (("gain",), frozenset({"gain"}), frozenset()),
+    "xavier_normal": (("gain",), frozenset({"gain"}), frozenset()),
+    "kaiming_uniform": (("a",), frozenset({"a", "mode", "nonlinearity"}), frozenset()),
+    "kaiming_normal": (("a",), frozenset({"a", "mode", "nonlinearity"}), frozenset()),
+    "copy": (("name",), frozenset({"name"}), frozenset({"name"})),
+}
+
+DOCS: dict[str, str] = {
+    "zeros": "All zeros. `init head.bias = zeros`",
+    "ones": "All ones. `init norm.weight = ones`",
+    "eye": "Identity matrix (2-D). `init adapter.weight = eye`",
+    "constant": "Every element = value. `init gate.bias = constant(1.0)`",
+    "normal": "Normal(mean, std). `init cls.** = normal(std=0.02)`",
+    "trunc_normal": "Normal(mean, std) resampled into [a, b] (absolute bounds, torch semantics).",
+    "uniform": "Uniform on [a, b). `init x = uniform(-0.1, 0.1)`",
+    "xavier_uniform": "Glorot uniform, fans from the target framework's layout.",
+    "xavier_normal": "Glorot normal, fans from the target framework's layout.",
+    "kaiming_uniform": "He uniform (torch's default for Linear/Conv when a=sqrt(5)).",
+    "kaiming_normal": "He normal; mode fan_in|fan_out, nonlinearity relu|leaky_relu|linear|tanh.",
+    "copy": 'A copy of a source tensor (it may also feed a rule): `init lm_head.weight = copy("embed.weight")`',
+}
+
+
+def make_initializer(call: Call) -> Initializer:
+    if call.name not in INITIALIZERS:
+        raise InitError(f"unknown initialiser `{call.name}`")
+    positional, allowed, required = INITIALIZERS[call.name]
+    if len(call.args) > len(positional):
+        raise InitError(f"`{call.name}` takes at most {len(positional)} positional argument(s)",
+                        f"use keywords: {', '.join(sorted(allowed)) or 'none'}")
+    params: dict[str, Value] = dict(zip(positional, call.args))
+    for k, v in call.kwargs:
+        if k not in allowed:
+            raise InitError(f"`{call.name}` has no parameter `{k}`", f"parameters: {', '.join(sorted(allowed)) or 'none'}")
+        params[k] = v
+    missing = required - params.keys()
+    if missing:
+        raise InitError(f"`{call.name}` needs {', '.join(sorted(missing))}", DOCS.get(call.name))
+    for k, v in params.items():
+        if k in ("mode", "nonlinearity", "name"):
+            if not isinstance(v, str):
+                raise InitError(f"`{call.name}`: `{k}` must be a string")
+        elif not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise InitError(f"`{call.name}`: `{k}` must be a number, not {v!r}")
+    if call.name in ("normal", "trunc_normal") and float(params.get("std", 1.0)) < 0:  # type: ignore[arg-type]
+        raise InitError(f"`{call.name}`: std must be >= 0")
+    return Initializer(call.name, tuple(sorted(params.items())))

@@ -1,0 +1,223 @@
+"""Print a Spec in canonical form, in either syntax.
+
+Canonical order: version, sources, target, options, rules (in file order), then drop,
+init, keep, freeze and lr. `.wmap` output keeps comments; YAML output cannot carry
+them (YAML comments are not part of the document model), which the CLI says when
+converting. `parse(print(spec)) == spec` for both syntaxes; tests prove it with
+generated ASTs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from wmap.parse.grammar import KEYWORDS
+from wmap.spec import DEFAULT_SOURCE, FRAMEWORKS, Call, Spec, Value
+
+_PATTERN_RE = re.compile(r"\??([A-Za-z_][A-Za-z0-9_]*:)?([A-Za-z0-9_*/.]|-(?!>)|\{[^{}\n]*\})+")
+_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ARROW_COLUMN_MAX = 44
+LINE_MAX = 100
+
+
+def quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def pattern_text(p: str) -> str:
+    """A pattern as written in `.wmap`: bare when the lexer reads it back whole, quoted otherwise."""
+    if _PATTERN_RE.fullmatch(p) and p not in KEYWORDS and not _is_number(p):
+        return p
+    return quote(p)
+
+
+def _is_number(s: str) -> bool:
+    return bool(re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", s))
+
+
+def value_text(v: Value) -> str:
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if v is None:
+        return "null"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        r = repr(v)
+        return r if any(c in r for c in ".eE") else r + ".0"
+    if isinstance(v, str):
+        if _WORD_RE.fullmatch(v) and v not in ("true", "false", "null"):
+            return v
+        return quote(v)
+    return "[" + ", ".join(value_text(x) for x in v) + "]"
+
+
+def call_text(c: Call) -> str:
+    if not c.args and not c.kwargs:
+        return c.name
+    parts = [value_text(a) for a in c.args] + [f"{k}={value_text(v)}" for k, v in c.kwargs]
+    return f"{c.name}({', '.join(parts)})"
+
+
+def _comment_lines(comments: Sequence[str]) -> tuple[list[str], str]:
+    lead = [c for c in comments if not c.startswith(" ")]
+    trail = " ".join(c.strip() for c in comments if c.startswith(" "))
+    return lead, trail
+
+
+def _emit(out: list[str], line: str, comments: Sequence[str]) -> None:
+    lead, trail = _comment_lines(comments)
+    out.extend(lead)
+    out.append(f"{line}  {trail}" if trail else line)
+
+
+def to_wmap(spec: Spec) -> str:
+    out: list[str] = [f"wmap {spec.version}"]
+    header: list[str] = []
+    for s in spec.sources:
+        words = ["source"]
+        if s.name != DEFAULT_SOURCE or (s.framework is None and s.name in FRAMEWORKS):
+            words.append(s.name)
+        elif s.framework is None and len(spec.sources) == 1:
+            pass
+        if s.framework:
+            words.append(s.framework)
+        _emit(header, " ".join(words + [quote(s.location)]), s.comments)
+    if spec.target:
+        words = ["target"] + ([spec.target.framework] if spec.target.framework else [])
+        _emit(header, " ".join(words + [quote(spec.target.location)]), spec.target.comments)
+    for o in spec.options:
+        _emit(header, f"option {o.name} = {value_text(o.value)}", o.comments)
+    if header:
+        out += [""] + header
+    if spec.rules:
+        out.append("")
+        out += _rules(spec)
+    tail: list[str] = []
+    for kind in ("drop", "init", "keep", "freeze", "lr"):
+        tail += _list_statements(spec, kind)
+    if tail:
+        out += [""] + tail
+    if spec.trailing_comments:
+        out += [""] + list(spec.trailing_comments)
+    return "\n".join(out) + "\n"
+
+
+def _rules(spec: Spec) -> list[str]:
+    lefts = [("optional " if r.optional else "") + ", ".join(pattern_text(s) for s in r.sources) for r in spec.rules]
+    width = min(max((len(x) for x in lefts), default=0), ARROW_COLUMN_MAX)
+    out: list[str] = []
+    for rule, left in zip(spec.rules, lefts):
+        head = f"{left.ljust(width)} -> {pattern_text(rule.target)}"
+        calls = [call_text(c) for c in rule.via]
+        one_line = head + "".join(f" | {c}" for c in calls)
+        lead, trail = _comment_lines(rule.comments)
+        out.extend(lead)
+        if len(one_line) <= LINE_MAX or not calls:
+            out.append(f"{one_line}  {trail}" if trail else one_line)
+        else:
+            out.append(f"{head}  {trail}" if trail else head)
+            out.extend(f"    | {c}" for c in calls)
+    return out
+
+
+def _list_statements(spec: Spec, kind: str) -> list[str]:
+    out: list[str] = []
+    items: Sequence[Any] = getattr(spec, kind)
+    if kind == "init":
+        for it in items:
+            _emit(out, f"init {pattern_text(it.pattern)} = {call_text(it.call)}", it.comments)
+        return out
+    if kind == "lr":
+        for it in items:
+            f = int(it.factor) if float(it.factor).is_integer() else it.factor
+            _emit(out, f"lr {pattern_text(it.pattern)} * {value_text(f)}", it.comments)
+        return out
+    # drop/keep/freeze: pack patterns on one line until a comment or the width forces a break
+    line: list[str] = []
+    comments: list[str] = []
+    for it in items:
+        text = pattern_text(it.pattern)
+        cand = f"{kind} " + ", ".join(line + [text])
+        if line and (it.comments or len(cand) > LINE_MAX):
+            _emit(out, f"{kind} " + ", ".join(line), comments)
+            line, comments = [], []
+        line.append(text)
+        comments.extend(it.comments)
+    if line:
+        _emit(out, f"{kind} " + ", ".join(line), comments)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _flow_dict(d: dict[str, Any]) -> _Flow:
+    return _Flow(d)
+
+
+class _Flow(dict):  # type: ignore[type-arg]
+    """A mapping printed on one line (`{from: a, to: b}`), as rules read best."""
+
+
+_Dumper.add_representer(_Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
+_Dumper.add_representer(tuple, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
+def _yaml_value(v: Value) -> Any:
+    return list(_yaml_value(x) for x in v) if isinstance(v, tuple) else v
+
+
+def _endpoint(location: str, framework: str | None) -> Any:
+    key = "model" if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", location) else "path"
+    if framework is None and key == "path":
+        return location
+    d: dict[str, Any] = {}
+    if framework:
+        d["framework"] = framework
+    d[key] = location
+    return _Flow(d)
+
+
+def to_yaml(spec: Spec) -> str:
+    doc: dict[str, Any] = {"wmap": spec.version}
+    if len(spec.sources) == 1 and spec.sources[0].name == DEFAULT_SOURCE:
+        doc["source"] = _endpoint(spec.sources[0].location, spec.sources[0].framework)
+    elif spec.sources:
+        doc["sources"] = {s.name: _endpoint(s.location, s.framework) for s in spec.sources}
+    if spec.target:
+        doc["target"] = _endpoint(spec.target.location, spec.target.framework)
+    if spec.options:
+        doc["options"] = {o.name: _yaml_value(o.value) for o in spec.options}
+    if spec.rules:
+        rules = []
+        for r in spec.rules:
+            d: dict[str, Any] = {"from": r.sources[0] if len(r.sources) == 1 else tuple(r.sources), "to": r.target}
+            if r.via:
+                d["via"] = call_text(r.via[0]) if len(r.via) == 1 else tuple(call_text(c) for c in r.via)
+            if r.optional:
+                d["optional"] = True
+            rules.append(_Flow(d))
+        doc["rules"] = rules
+    for kind in ("drop",):
+        if getattr(spec, kind):
+            doc[kind] = tuple(p.pattern for p in getattr(spec, kind))
+    if spec.init:
+        doc["init"] = {i.pattern: call_text(i.call) for i in spec.init}
+    for kind in ("keep", "freeze"):
+        if getattr(spec, kind):
+            doc[kind] = tuple(p.pattern for p in getattr(spec, kind))
+    if spec.lr:
+        doc["lr"] = {x.pattern: x.factor for x in spec.lr}
+    text: str = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=LINE_MAX)
+    return text

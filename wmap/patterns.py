@@ -1,0 +1,407 @@
+"""Anchored segment-glob patterns with captures, compiled once to regexes.
+
+Source patterns:  `*` (within one segment), `**` (zero or more whole segments),
+`{x}` (captures one segment or part of one), `{x:int}` (digits), `{x:**}` (one or
+more whole segments), `{a,b,c}` (alternation), and an optional `name:` source prefix.
+Target templates use the same pieces plus integer arithmetic in captures (`{i+1}`,
+`{i*2}`, `{i-1}`, `{i//2}`, `{i%2}`). Unnamed wildcards (`*`, `**`) carry over by
+position; target alternations pair with source alternations in order (a rename), and
+an unpaired target alternation fans out (one source, several targets).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Union
+
+PieceKind = Literal["lit", "star", "dstar", "cap", "int", "path", "alt", "expr"]
+CaptureValue = Union[str, int, None]
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_EXPR = re.compile(rf"^\s*({_NAME})\s*(\+|-|\*|//|%)\s*(\d+)\s*$")
+_SOURCE_PREFIX = re.compile(rf"^({_NAME}):")
+_SEG = r"[^.]+"
+_SEGS = r"[^.]+(?:\.[^.]+)*"
+
+
+class PatternError(ValueError):
+    """A malformed pattern; the message says what and where (0-based offset)."""
+
+    def __init__(self, message: str, offset: int = 0):
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class Piece:
+    kind: PieceKind
+    text: str = ""                      # literal text, or capture name
+    options: tuple[str, ...] = ()       # alternation options
+    op: str | None = None               # arithmetic operator for `expr`
+    operand: int = 0
+
+
+Segment = tuple[Piece, ...]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A parsed pattern: optional source prefix, segments, and its wildcard bookkeeping."""
+
+    text: str
+    source: str | None
+    segments: tuple[Segment, ...]
+    optional: bool = False
+
+    @property
+    def pieces(self) -> tuple[Piece, ...]:
+        return tuple(p for seg in self.segments for p in seg)
+
+    @property
+    def captures(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for p in self.pieces:
+            if p.kind in ("cap", "int", "path", "expr"):
+                seen.setdefault(p.text, None)
+        return tuple(seen)
+
+    @property
+    def int_captures(self) -> frozenset[str]:
+        return frozenset(p.text for p in self.pieces if p.kind == "int")
+
+    @property
+    def wildcards(self) -> tuple[Piece, ...]:
+        return tuple(p for p in self.pieces if p.kind in ("star", "dstar"))
+
+    @property
+    def alternations(self) -> tuple[Piece, ...]:
+        return tuple(p for p in self.pieces if p.kind == "alt")
+
+    @property
+    def is_literal(self) -> bool:
+        return all(p.kind == "lit" for p in self.pieces)
+
+    def regex(self, prefix: str = "") -> str:
+        return _to_regex(self, prefix)
+
+    @functools.cached_property
+    def compiled(self) -> re.Pattern[str]:
+        return re.compile(self.regex())
+
+    def match(self, name: str) -> Match | None:
+        m = self.compiled.fullmatch(name)
+        return None if m is None else _extract(self, m, "")
+
+
+@dataclass(frozen=True)
+class Match:
+    """What a source pattern bound: named captures, unnamed wildcards and alternation picks."""
+
+    captures: tuple[tuple[str, CaptureValue], ...]
+    wildcards: tuple[str | None, ...]
+    alternations: tuple[int, ...]   # index of the option chosen, per alternation in order
+
+    def capture(self, name: str) -> CaptureValue:
+        return dict(self.captures)[name]
+
+
+@functools.lru_cache(maxsize=4096)
+def parse(text: str, *, template: bool = False) -> Pattern:
+    """Parse a pattern (or, with template=True, a target template). Cached: patterns compile once."""
+    body = text
+    optional = False
+    if body.startswith("?"):
+        optional, body = True, body[1:]
+    source = None
+    m = _SOURCE_PREFIX.match(body)
+    if m and not template:
+        source, body = m.group(1), body[m.end():]
+    offset = len(text) - len(body)
+    if not body:
+        raise PatternError("empty pattern", offset)
+    segments = tuple(_parse_segment(s, off, template) for s, off in _split_segments(body, offset))
+    pat = Pattern(text, source, segments, optional)
+    _check(pat, template)
+    return pat
+
+
+def _split_segments(body: str, offset: int) -> list[tuple[str, int]]:
+    segs: list[tuple[str, int]] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(body):
+        if ch == "{":
+            if depth:
+                raise PatternError("nested `{` in pattern", offset + i)
+            depth = 1
+        elif ch == "}":
+            if not depth:
+                raise PatternError("`}` without a matching `{`", offset + i)
+            depth = 0
+        elif ch == "." and not depth:
+            segs.append((body[start:i], offset + start))
+            start = i + 1
+    if depth:
+        raise PatternError("`{` is never closed", offset + body.rfind("{"))
+    segs.append((body[start:], offset + start))
+    for s, off in segs:
+        if not s:
+            raise PatternError("empty segment (two dots in a row, or a leading/trailing dot)", off)
+    return segs
+
+
+def _parse_segment(seg: str, offset: int, template: bool) -> Segment:
+    if seg == "**":
+        return (Piece("dstar"),)
+    pieces: list[Piece] = []
+    i = 0
+    while i < len(seg):
+        ch = seg[i]
+        if ch == "{":
+            j = seg.index("}", i)
+            pieces.append(_parse_brace(seg[i + 1:j], offset + i, template))
+            i = j + 1
+        elif ch == "*":
+            if seg.startswith("**", i):
+                raise PatternError("`**` must be a whole segment (write `a.**.b`)", offset + i)
+            pieces.append(Piece("star"))
+            i += 1
+        else:
+            j = i
+            while j < len(seg) and seg[j] not in "{*":
+                j += 1
+            lit = seg[i:j]
+            if not re.fullmatch(r"[^\s{},]+", lit):
+                raise PatternError(f"unexpected character in `{lit}`", offset + i)
+            pieces.append(Piece("lit", lit))
+            i = j
+    for a, b in zip(pieces, pieces[1:]):
+        if a.kind != "lit" and b.kind != "lit":
+            raise PatternError("two wildcards or captures side by side are ambiguous; put text between them",
+                               offset)
+    if any(p.kind == "path" for p in pieces) and len(pieces) > 1:
+        raise PatternError("`{x:**}` must be a whole segment", offset)
+    return tuple(pieces)
+
+
+def _parse_brace(inner: str, offset: int, template: bool) -> Piece:
+    s = inner.strip()
+    if not s:
+        raise PatternError("empty `{}`", offset)
+    if "," in s:
+        opts = tuple(o.strip() for o in s.split(","))
+        if any(not re.fullmatch(r"[A-Za-z0-9_\-./]+", o) for o in opts):
+            raise PatternError(f"bad alternation `{{{inner}}}`: options are plain names separated by commas",
+                               offset)
+        if len(set(opts)) != len(opts):
+            raise PatternError(f"alternation `{{{inner}}}` repeats an option", offset)
+        return Piece("alt", options=opts)
+    m = re.fullmatch(rf"({_NAME})(?::(int|\*\*))?", s)
+    if m:
+        kind: PieceKind = {None: "cap", "int": "int", "**": "path"}[m.group(2)]
+        return Piece(kind, m.group(1))
+    if template:
+        e = _EXPR.match(s)
+        if e:
+            if e.group(2) in ("//", "%") and int(e.group(3)) == 0:
+                raise PatternError(f"division by zero in `{{{inner}}}`", offset)
+            return Piece("expr", e.group(1), op=e.group(2), operand=int(e.group(3)))
+    raise PatternError(f"cannot read `{{{inner}}}`: expected `{{name}}`, `{{name:int}}`, `{{name:**}}`, "
+                       "`{a,b,c}`" + (" or `{name+1}`" if template else ""), offset)
+
+
+def _check(pat: Pattern, template: bool) -> None:
+    segs = pat.segments
+    for a, b in zip(segs, segs[1:]):
+        if a == (Piece("dstar"),) and b == (Piece("dstar"),):
+            raise PatternError("`**.**` is the same as `**`")
+    if not template:
+        kinds: dict[str, str] = {}
+        for p in pat.pieces:
+            if p.kind in ("cap", "int", "path"):
+                if kinds.setdefault(p.text, p.kind) != p.kind:
+                    raise PatternError(f"capture `{p.text}` is used with two different types")
+
+
+# ---------------------------------------------------------------------------------------------
+# Source side: regex compilation and capture extraction
+
+
+def _to_regex(pat: Pattern, prefix: str) -> str:
+    counters = {"u": 0, "a": 0}
+    seen: set[str] = set()
+
+    def piece_re(p: Piece) -> str:
+        if p.kind == "lit":
+            return re.escape(p.text)
+        if p.kind == "star":
+            g = f"{prefix}u{counters['u']}"
+            counters["u"] += 1
+            return f"(?P<{g}>[^.]*)"
+        if p.kind == "alt":
+            g = f"{prefix}a{counters['a']}"
+            counters["a"] += 1
+            opts = sorted(p.options, key=len, reverse=True)
+            return f"(?P<{g}>" + "|".join(re.escape(o) for o in opts) + ")"
+        g = f"{prefix}c_{p.text}"
+        if p.text in seen:
+            return f"(?P={g})"
+        seen.add(p.text)
+        body = {"cap": _SEG, "int": r"\d+", "path": _SEGS}[p.kind]
+        return f"(?P<{g}>{body})"
+
+    parts: list[str] = []
+    segs = pat.segments
+    for i, seg in enumerate(segs):
+        if seg == (Piece("dstar"),):
+            g = f"{prefix}u{counters['u']}"
+            counters["u"] += 1
+            if len(segs) == 1:
+                parts.append(f"(?P<{g}>{_SEGS})")
+            elif i == 0:
+                parts.append(f"(?:(?P<{g}>{_SEGS})\\.)?")
+            else:
+                parts.append(f"(?:\\.(?P<{g}>{_SEGS}))?")
+            continue
+        lead = "" if i == 0 or (i == 1 and segs[0] == (Piece("dstar"),)) else r"\."
+        parts.append(lead + "".join(piece_re(p) for p in seg))
+    return "".join(parts)
+
+
+def _extract(pat: Pattern, m: re.Match[str], prefix: str) -> Match:
+    gd = m.groupdict()
+    caps: dict[str, CaptureValue] = {}
+    for p in pat.pieces:
+        if p.kind in ("cap", "int", "path") and p.text not in caps:
+            v = gd[f"{prefix}c_{p.text}"]
+            caps[p.text] = int(v) if p.kind == "int" and v is not None else v
+    n_wild = len(pat.wildcards)
+    wild = tuple(gd.get(f"{prefix}u{k}") for k in range(n_wild))
+    alts = tuple(a.options.index(gd[f"{prefix}a{k}"]) for k, a in enumerate(pat.alternations))
+    return Match(tuple(caps.items()), wild, alts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Target side: substitution
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def fanout_count(template: Pattern, source: Pattern) -> int:
+    """How many targets one source group produces (product of the unpaired target alternations)."""
+    n = 1
+    for alt in template.alternations[len(source.alternations):]:
+        n *= len(alt.options)
+    return n
+
+
+def substitute(template: Pattern, source: Pattern, match: Match) -> tuple[str, ...]:
+    """Render a target template with a source match; several names when the template fans out."""
+    paired = len(source.alternations)
+    results: list[list[str]] = [[]]
+    wild = iter(match.wildcards)
+    alt_k = 0
+    caps: Mapping[str, CaptureValue] = dict(match.captures)
+    for seg in template.segments:
+        if seg == (Piece("dstar"),):
+            v = next(wild, None)
+            if v is not None:
+                for r in results:
+                    r.append(v)
+            continue
+        variants = [""]
+        for p in seg:
+            if p.kind == "lit":
+                variants = [v + p.text for v in variants]
+            elif p.kind == "star":
+                w = next(wild, None)
+                variants = [v + (w or "") for v in variants]
+            elif p.kind == "alt":
+                if alt_k < paired and alt_k < len(match.alternations):
+                    opt = p.options[match.alternations[alt_k]]
+                    variants = [v + opt for v in variants]
+                else:
+                    variants = [v + o for v in variants for o in p.options]
+                alt_k += 1
+            else:
+                variants = [v + _render_capture(p, caps) for v in variants]
+        if len(variants) == 1:
+            for r in results:
+                r.append(variants[0])
+        else:
+            results = [r + [v] for r in results for v in variants]
+    return tuple(".".join(r) for r in results)
+
+
+def _render_capture(p: Piece, caps: Mapping[str, CaptureValue]) -> str:
+    if p.text not in caps:
+        raise TemplateError(f"capture `{p.text}` is not bound by the source pattern")
+    v = caps[p.text]
+    if p.kind != "expr":
+        return "" if v is None else str(v)
+    if not isinstance(v, int):
+        raise TemplateError(f"`{{{p.text}{p.op}{p.operand}}}` needs an integer capture: write `{{{p.text}:int}}`")
+    k = p.operand
+    r = {"+": v + k, "-": v - k, "*": v * k, "//": v // k if k else 0, "%": v % k if k else 0}[p.op or "+"]
+    return str(r)
+
+
+def check_template(template: Pattern, sources: tuple[Pattern, ...]) -> list[str]:
+    """Problems with a target template given its source patterns (unbound captures, wildcard counts)."""
+    problems: list[str] = []
+    for src in sources:
+        caps = set(src.captures)
+        for p in template.pieces:
+            if p.kind in ("cap", "int", "path", "expr") and p.text not in caps:
+                problems.append(f"target uses `{{{p.text}}}`, which `{src.text}` does not capture")
+            if p.kind == "expr" and p.text in caps and p.text not in src.int_captures:
+                problems.append(f"`{{{p.text}{p.op}{p.operand}}}` does arithmetic on `{{{p.text}}}`, "
+                                f"which is not an integer capture; write `{{{p.text}:int}}` in the source")
+        if len(template.wildcards) > len(src.wildcards):
+            problems.append(f"target has {len(template.wildcards)} unnamed wildcard(s) but `{src.text}` "
+                            f"has {len(src.wildcards)}; name them with captures")
+        for t_alt, s_alt in zip(template.alternations, src.alternations):
+            if len(t_alt.options) != len(s_alt.options):
+                problems.append(f"alternation `{{{','.join(t_alt.options)}}}` pairs with "
+                                f"`{{{','.join(s_alt.options)}}}` but they have different lengths")
+    return sorted(set(problems), key=problems.index)
+
+
+class MultiMatcher:
+    """Match many names against many patterns in order; the first pattern that matches wins.
+
+    One combined regex (an alternation in file order) finds the winner in a single C-level
+    match; only then are captures extracted with that pattern's own regex.
+    """
+
+    def __init__(self, patterns: tuple[Pattern, ...]):
+        self.patterns = patterns
+        alts = []
+        self._group_to_index: dict[int, int] = {}
+        group = 0
+        for i, p in enumerate(patterns):
+            body = p.regex(prefix=f"p{i}_")
+            alts.append(f"({body})")
+            group += 1
+            self._group_to_index[group] = i
+            group += re.compile(body).groups
+        self._combined = re.compile("|".join(alts)) if alts else None
+
+    def first(self, name: str) -> int | None:
+        """Index of the first pattern that matches `name`, or None."""
+        if self._combined is None:
+            return None
+        m = self._combined.fullmatch(name)
+        if m is None:
+            return None
+        idx = self._group_to_index.get(m.lastindex or 0)
+        if idx is not None:
+            return idx
+        for k, p in enumerate(self.patterns):  # lastindex may point at an inner group; fall back
+            if p.compiled.fullmatch(name):
+                return k
+        return None
