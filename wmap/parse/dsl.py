@@ -299,8 +299,9 @@ def _syntax_diag(e: UnexpectedInput, text: str, span: Span | None, path: str | N
             hint = did_you_mean(first_word, KEYWORDS) or \
                 "a statement starts with a keyword (source, target, option, drop, init, keep, freeze, lr) " \
                 "or is a rule `SOURCE -> TARGET`"
+            start = src_line.index(first_word) + 1
             return Diagnostic("WM101", "error", f"unknown statement `{first_word}`",
-                              Span(span.path, span.line, src_line.index(first_word) + 1), hint)
+                              Span(span.path, span.line, start, span.line, start + len(first_word)), hint)
         shown = str(tok.value).replace("\n", "\\n") or tok.type
         return Diagnostic("WM100", "error", f"unexpected `{shown}`: {_expected(expected)}", span,
                           _token_hint(str(tok.value), expected, src_line))
@@ -325,7 +326,7 @@ def _expected(expected: set[str]) -> str:
         return "this does not fit here"
     if len(names) > 6:
         return "this does not fit here"
-    return "expected " + ", ".join(names)
+    return "expected " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
 
 
 def _token_hint(value: str, expected: set[str], line: str) -> str | None:

@@ -1,0 +1,73 @@
+"""The Python API: load a spec, plan, apply, verify. Framework imports stay lazy."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from wmap.errors import WmapError
+from wmap.execute import ApplyReport, apply_plan
+from wmap.inventory import Inventory
+from wmap.plan import Plan
+from wmap.spec import Spec
+
+SpecLike = Spec | str | os.PathLike[str]
+
+
+def _spec(spec: SpecLike) -> Spec:
+    from wmap.parse import load_spec
+    return spec if isinstance(spec, Spec) else load_spec(spec)
+
+
+def inventory(obj: Any, framework: str | None = None) -> Inventory:
+    """Names, shapes and dtypes of a checkpoint, model, factory or state dict; reads no weight data."""
+    from wmap.formats import inventory_of
+    return inventory_of(obj, framework)
+
+
+def plan(spec: SpecLike, source: Any = None, target: Any = None) -> Plan:
+    """Compile a spec against its source(s) and target, from metadata only.
+
+    `source`: a path, a state dict, a model, a `module:callable`, or a dict of named sources;
+    `target`: a path (template checkpoint), a model, or a `module:callable`. Both default to
+    what the spec names. Raises WmapError listing every problem.
+    """
+    from wmap.compiler import compile_plan
+    from wmap.endpoints import source_inventories, target_inventory
+    from wmap.parse.validate import check_names
+
+    s = _spec(spec)
+    check_names(s)
+    return compile_plan(s, source_inventories(s, source), target_inventory(s, target))
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    """A plan saved with `wmap plan -o plan.json`."""
+    import json
+
+    from wmap.errors import error
+    from wmap.plan_json import plan_from_json
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise error("WM520", f"cannot read plan `{os.fspath(path)}`: {e}") from None
+    return plan_from_json(data, os.fspath(path))
+
+
+def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: Any = None,
+          **kw: Any) -> ApplyReport:
+    """Plan (unless given a Plan) and execute. Returns the report; `report.target` is the filled model
+    (for a `module:callable` target, the model wmap built) or the output path."""
+    p = spec if isinstance(spec, Plan) else plan(spec, source, target)
+    return apply_plan(p, source=source, target=target, out=out, **kw)
+
+
+def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None) -> Any:
+    """Check that `target` holds exactly what the plan puts there (recomputed from the sources)."""
+    from wmap.verify import verify_plan
+    p = spec if isinstance(spec, Plan) else plan(spec, source, target)
+    return verify_plan(p, source=source, target=target)
+
+
+__all__ = ["apply", "inventory", "load_plan", "plan", "verify", "WmapError"]

@@ -1,0 +1,1 @@
+"""Where a plan's values land: one sink per kind of target (torch model, Keras model, file)."""

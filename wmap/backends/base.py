@@ -1,0 +1,57 @@
+"""The sink interface: where computed target values land.
+
+Execution is two-phase so a failure never half-applies a transfer:
+`stage` takes each computed value (may fail: reads, transforms, checks), and `commit`
+makes them all visible at once (cannot fail short of the process dying). `abort`
+discards everything staged. Keeping "what to read" (TensorSource) apart from "where it
+lands" (TargetSink) is what lets a sharded/distributed sink slot in later: a rank's sink
+stages only the byte ranges it owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from wmap.inventory import Inventory, TensorMeta
+
+ArrayKind = Literal["numpy", "torch"]
+
+
+class TargetSink(Protocol):
+    array_kind: ArrayKind
+    framework: str | None
+
+    def inventory(self) -> Inventory: ...
+
+    def read_current(self, meta: TensorMeta) -> Any:
+        """The target's current value (for `keep` into files and for `verify`)."""
+        ...
+
+    def stage(self, meta: TensorMeta, value: Any) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+        """After commit: freezing and the like. Returns notes for the report."""
+        ...
+
+    @property
+    def result(self) -> Any:
+        """What apply returns as the target (the model, or the output path)."""
+        ...
+
+
+@dataclass
+class StagedValues:
+    """Values staged for commit, in plan order."""
+
+    items: list[tuple[TensorMeta, Any]] = field(default_factory=list)
+
+    def add(self, meta: TensorMeta, value: Any) -> None:
+        self.items.append((meta, value))
+
+    def clear(self) -> None:
+        self.items.clear()

@@ -1,0 +1,64 @@
+"""File sink: streams a plan's values into safetensors (one file, or shards + index.json).
+
+Values are written as they are computed, so memory stays at the working set. Nothing
+appears at the output path until `commit` renames the finished temporary file(s) into
+place; `abort` removes them, leaving any old file untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from wmap.errors import error
+from wmap.formats.base import TensorSource
+from wmap.formats.safetensors_writer import SafetensorsWriter
+from wmap.inventory import Inventory, TensorMeta
+
+
+class SafetensorsSink:
+    framework = None
+
+    def __init__(self, path: str, order: Sequence[TensorMeta], inventory: Inventory, metadata: dict[str, str],
+                 shard_size: int | None, template: TensorSource | None, array_kind: str = "torch"):
+        self.path = path
+        self.array_kind = array_kind
+        self._inventory = inventory
+        self.template = template
+        self.writer = SafetensorsWriter(path, list(order), metadata=metadata, shard_size=shard_size)
+
+    def inventory(self) -> Inventory:
+        return self._inventory
+
+    @property
+    def result(self) -> str:
+        return self.path
+
+    def read_current(self, meta: TensorMeta) -> Any:
+        if self.template is None:
+            raise error("WM602", f"cannot keep `{meta.name}`: the target has no values (it is not a checkpoint)",
+                        hint="keep needs a target checkpoint to copy from, e.g. `--target template.safetensors`")
+        return self.template.read(meta.native or meta.name, kind=self.array_kind)  # type: ignore[arg-type]
+
+    def stage(self, meta: TensorMeta, value: Any) -> None:
+        self.writer.write(meta.name, value)
+
+    def commit(self) -> None:
+        self.writer.commit()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+        if frozen:
+            return [f"{len(frozen)} tensor(s) are marked frozen; a file has no trainable flag, so the plan's "
+                    "`freeze` applies when the file is loaded with `wmap apply` into a model"]
+        return []
+
+
+def as_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    return value.detach().cpu().numpy()  # type: ignore[no-any-return]

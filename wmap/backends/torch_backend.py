@@ -1,0 +1,175 @@
+"""PyTorch sink: lands values in an nn.Module, atomically.
+
+Two cases, one copy each:
+- real parameters: `stage` keeps the value (often a zero-copy view of a memory-mapped
+  source, so staging costs no memory); `commit` does the one fused copy into each
+  parameter, with Ctrl-C deferred until it finishes;
+- parameters on the meta device (a `module:callable` target built on meta, or a user's
+  meta model): `stage` copies into freshly allocated storage; `commit` swaps it in,
+  everywhere the parameter is referenced (so tied weights stay tied).
+`abort` drops what was staged: the model is as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from wmap.backends.base import StagedValues
+from wmap.errors import error
+from wmap.inventory import Inventory, TensorMeta
+from wmap.transforms.ops_torch import torch_dtype
+
+
+class TorchModuleSink:
+    array_kind = "torch"
+    framework = "torch"
+
+    def __init__(self, model: nn.Module, inventory: Inventory):
+        self.model = model
+        self._inventory = inventory
+        self.entries: dict[str, torch.Tensor] = dict(model.state_dict(keep_vars=True))
+        self.staged = StagedValues()
+        self._own_storage = {t.untyped_storage().data_ptr() for t in self.entries.values() if not t.is_meta}
+
+    def inventory(self) -> Inventory:
+        return self._inventory
+
+    @property
+    def result(self) -> nn.Module:
+        return self.model
+
+    def _entry(self, meta: TensorMeta) -> torch.Tensor:
+        name = meta.native or meta.name
+        t = self.entries.get(name, self.entries.get(meta.name))
+        if t is None:
+            raise error("WM602", f"the target model has no tensor `{meta.name}`",
+                        hint="the model changed since the plan was made; plan again")
+        return t
+
+    def read_current(self, meta: TensorMeta) -> torch.Tensor:
+        cur = self._entry(meta)
+        if cur.is_meta:
+            raise error("WM602", f"cannot read `{meta.name}`: the target is on the meta device and has no values",
+                        hint="`keep` and `verify` need a target with real weights")
+        return cur.detach()
+
+    def stage(self, meta: TensorMeta, value: torch.Tensor) -> None:
+        cur = self._entry(meta)
+        if tuple(value.shape) != tuple(cur.shape):
+            raise error("WM602", f"`{meta.name}`: value {tuple(value.shape)} does not fit {tuple(cur.shape)}",
+                        hint="the model changed since the plan was made; plan again")
+        if cur.is_meta:
+            fresh = torch.empty(cur.shape, dtype=cur.dtype)
+            fresh.copy_(value)
+            self.staged.add(meta, fresh)
+            return
+        if value.untyped_storage().data_ptr() in self._own_storage:
+            value = value.clone()  # source and target are the same model: read before anything is written
+        self.staged.add(meta, value)
+
+    def commit(self) -> None:
+        with _defer_sigint(), torch.no_grad():
+            swaps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+            for meta, value in self.staged.items:
+                cur = self._entry(meta)
+                if cur.is_meta:
+                    swaps[id(cur)] = (cur, value)
+                else:
+                    cur.copy_(value)
+            if swaps:
+                _swap_in(self.model, swaps)
+                self.entries = dict(self.model.state_dict(keep_vars=True))
+        self.staged.clear()
+
+    def abort(self) -> None:
+        self.staged.clear()
+
+    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+        notes: list[str] = []
+        params = dict(self.model.named_parameters(remove_duplicate=False))
+        for name in sorted(frozen):
+            p = params.get(name)
+            if p is not None:
+                p.requires_grad_(False)
+        bn = [n for n, m in self.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+              and any(p is not None for p in (m.weight, m.bias))
+              and all(f"{n}.{k}" in frozen for k in ("weight", "bias") if getattr(m, k) is not None)]
+        if bn:
+            if options.get("bn_eval"):
+                for n in bn:
+                    _pin_eval(self.model.get_submodule(n))
+                notes.append(f"{len(bn)} BatchNorm layer(s) in frozen parts are pinned to eval mode: {', '.join(bn)}")
+            else:
+                notes.append(f"{len(bn)} BatchNorm layer(s) in frozen parts still update running statistics in "
+                             f"train mode: {', '.join(bn)} (set `option bn_eval = true` to pin them to eval)")
+        return notes
+
+
+def _swap_in(model: nn.Module, swaps: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Replace meta tensors by real ones in every module that references them (ties stay tied)."""
+    new_params: dict[int, nn.Parameter] = {}
+    for mod in model.modules():
+        for key, p in list(mod._parameters.items()):
+            if p is not None and id(p) in swaps:
+                if id(p) not in new_params:
+                    new_params[id(p)] = nn.Parameter(swaps[id(p)][1], requires_grad=p.requires_grad)
+                mod._parameters[key] = new_params[id(p)]
+        for key, b in list(mod._buffers.items()):
+            if b is not None and id(b) in swaps:
+                mod._buffers[key] = swaps[id(b)][1]
+
+
+def _pin_eval(module: nn.Module) -> None:
+    """Keep a frozen BatchNorm in eval mode even when the model is later put in train mode."""
+    module.eval()
+    module.train = lambda mode=True: nn.Module.train(module, False)  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _defer_sigint() -> Iterator[None]:
+    """Ctrl-C during commit is delivered after it, so the model is never half-written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[Any] = []
+    old = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if pending:
+            raise KeyboardInterrupt
+
+
+def meta_leftovers(model: nn.Module) -> list[str]:
+    """Tensors still on meta after a transfer (non-persistent buffers no checkpoint carries)."""
+    names = [n for n, p in model.named_parameters() if p.is_meta]
+    names += [n for n, b in model.named_buffers() if b is not None and b.is_meta]
+    return names
+
+
+def param_groups(plan: Any, model: nn.Module, base_lr: float, **extra: Any) -> list[dict[str, Any]]:
+    """Optimizer param groups from the plan's lr multipliers; frozen parameters are left out."""
+    scales: dict[str, float] = plan.lr_scales
+    groups: dict[float, dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = scales.get(name, 1.0)
+        g = groups.setdefault(scale, {"params": [], "names": [], "lr": base_lr * scale, "lr_scale": scale, **extra})
+        g["params"].append(p)
+        g["names"].append(name)
+    return [groups[k] for k in sorted(groups)]
+
+
+def to_torch(value: Any, dtype: str) -> torch.Tensor:
+    t = value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
+    want = torch_dtype(dtype)
+    return t if t.dtype == want else t.to(want)

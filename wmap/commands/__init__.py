@@ -1,0 +1,9 @@
+"""The CLI's commands, one module each; every module has `add_parser(subparsers)`."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from wmap.commands import apply, check, fmt, plan, verify
+
+COMMANDS: tuple[ModuleType, ...] = (check, plan, apply, verify, fmt)

@@ -1,0 +1,45 @@
+"""`wmap apply SPEC|PLAN.json --out OUT`: run a transfer into a file, atomically."""
+
+from __future__ import annotations
+
+import argparse
+
+from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("apply", help="run a spec or a saved plan and write the result",
+                       description="Execute SPEC (planned now) or PLAN.json (exactly as saved; refused if the "
+                                   "spec or an inventory changed). The output appears only when complete.")
+    p.add_argument("spec", metavar="SPEC|PLAN.json")
+    add_endpoints(p, out=True)
+    p.add_argument("--report", metavar="REPORT.json", help="also save the apply report (with checksums)")
+    add_format(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from wmap.api import apply, load_plan
+    from wmap.errors import error
+
+    if not args.out:
+        raise error("WM521", "`wmap apply` writes a file: say where with --out",
+                    hint="e.g. --out ported.safetensors (from Python, apply into a model in memory)")
+    spec = load_plan(args.spec) if args.spec.endswith(".json") else args.spec
+    report = apply(spec, source=parse_sources(args.source), target=args.target, out=args.out)
+    data = report.to_json()
+    if args.report:
+        import json
+
+        from wmap.atomic import write_text_atomic
+        write_text_atomic(args.report, json.dumps(data, indent=2) + "\n")
+    if out.fmt == "json":
+        out.json(data)
+        return 0
+    s = report.plan.summary()
+    lines = [f"wrote {args.out}: {s['targets']} tensors ({s['copied']} copied, {s['transformed']} transformed, "
+             f"{s['initialised']} initialised, {s['kept']} kept)"]
+    lines += [f"note: {n}" for n in report.notes]
+    lines += [f"warning[{w.code}]: {w.message}" for w in report.warnings]
+    out.print("\n".join(lines) + "\n")
+    return 0

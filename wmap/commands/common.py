@@ -1,0 +1,100 @@
+"""What every command shares: output (rich on a TTY, plain when piped or NO_COLOR), endpoint flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from wmap.errors import Diagnostic
+
+
+@dataclass
+class Output:
+    fmt: str
+    color: bool
+    stdout: TextIO
+    stderr: TextIO
+
+    @classmethod
+    def for_args(cls, args: argparse.Namespace) -> Output:
+        fmt = getattr(args, "format", "text") or "text"
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        return cls(fmt, bool(color), sys.stdout, sys.stderr)
+
+    def print(self, text: str) -> None:
+        if self.color:
+            from rich.console import Console
+            from rich.text import Text
+            t = Text(text)
+            t.highlight_regex(r"error\[WM\d+\]", "bold red")
+            t.highlight_regex(r"warning\[WM\d+\]", "bold yellow")
+            t.highlight_regex(r"(?m)^\s+hint:", "cyan")
+            t.highlight_regex(r"(?m)^rule \d+", "bold")
+            t.highlight_regex(r"(?m)^Plan:.*$", "bold green")
+            Console(file=self.stdout, highlight=False, soft_wrap=True).print(t, end="")
+        else:
+            self.stdout.write(text)
+
+    def json(self, data: Any) -> None:
+        self.stdout.write(json.dumps(data, indent=2) + "\n")
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text.rstrip("\n") + "\n")
+
+    def diagnostics(self, diags: Sequence[Diagnostic], sources: Mapping[str, str] | None = None) -> None:
+        if self.fmt == "json":
+            self.json({"ok": not any(d.severity == "error" for d in diags),
+                       "diagnostics": [d.to_json() for d in diags]})
+            return
+        text = "\n".join(d.render(sources) for d in diags)
+        n_err = sum(1 for d in diags if d.severity == "error")
+        n_warn = sum(1 for d in diags if d.severity == "warning")
+        summary = f"{n_err} error(s), {n_warn} warning(s)"
+        if self.color:
+            from rich.console import Console
+            from rich.text import Text
+            t = Text(text + "\n" + summary + "\n")
+            t.highlight_regex(r"error\[WM\d+\]", "bold red")
+            t.highlight_regex(r"warning\[WM\d+\]", "bold yellow")
+            t.highlight_regex(r"(?m)^\s+hint:", "cyan")
+            Console(file=self.stderr, highlight=False, soft_wrap=True).print(t, end="")
+        else:
+            self.stderr.write(text + "\n" + summary + "\n")
+
+
+def add_format(p: argparse.ArgumentParser, choices: Sequence[str] = ("text", "json")) -> None:
+    p.add_argument("--format", choices=list(choices), default="text", help="output format (default: text)")
+
+
+def add_endpoints(p: argparse.ArgumentParser, out: bool = False) -> None:
+    p.add_argument("--source", "-s", action="append", metavar="[NAME=]PATH",
+                   help="a source checkpoint or module:callable (repeat as NAME=PATH for named sources); "
+                        "default: what the spec names")
+    p.add_argument("--target", "-t", metavar="PATH|module:callable",
+                   help="the target: a template checkpoint or a module:callable; default: what the spec names")
+    if out:
+        p.add_argument("--out", "-o", metavar="OUT", help="write the result here (safetensors; a directory "
+                       "for shards; .weights.h5/.keras for Keras targets)")
+
+
+def parse_sources(values: Sequence[str] | None) -> Any:
+    """`--source a.safetensors` -> the path; `--source base=a --source tuned=b` -> {name: path}."""
+    if not values:
+        return None
+    named: dict[str, str] = {}
+    plain: list[str] = []
+    for v in values:
+        name, sep, rest = v.partition("=")
+        if sep and name.isidentifier() and not os.path.exists(v):
+            named[name] = rest
+        else:
+            plain.append(v)
+    if plain and (named or len(plain) > 1):
+        from wmap.errors import error
+        raise error("WM521", "give several sources as NAME=PATH", hint="e.g. --source base=a.pt --source tuned=b.pt")
+    return named or plain[0]

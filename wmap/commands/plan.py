@@ -1,0 +1,34 @@
+"""`wmap plan SPEC`: the reviewable plan, as text, markdown (a PR comment) or JSON (-o saves it)."""
+
+from __future__ import annotations
+
+import argparse
+
+from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("plan", help="show what a spec would do, from metadata only",
+                       description="Compile SPEC against its source(s) and target and print the plan. "
+                                   "Nothing is read but headers and shapes.")
+    p.add_argument("spec", metavar="SPEC")
+    add_endpoints(p)
+    add_format(p, ("text", "markdown", "json"))
+    p.add_argument("-o", "--save", dest="save", metavar="PLAN.json",
+                   help="save the plan as JSON; `wmap apply PLAN.json` runs exactly it")
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when the plan has warnings")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from wmap.api import plan
+
+    p = plan(args.spec, parse_sources(args.source), args.target)
+    if args.save:
+        from wmap.atomic import write_text_atomic
+        write_text_atomic(args.save, p.dumps())
+    if out.fmt == "json":
+        out.print(p.dumps())
+    else:
+        out.print(p.render(out.fmt))
+    return 2 if args.detailed_exitcode and p.warnings else 0

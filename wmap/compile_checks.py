@@ -1,0 +1,203 @@
+"""Plan-wide checks: coverage (exactly once), shape-mismatch causes, dtype policy and same-shape traps."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from wmap.errors import Diagnostic, DiagnosticBag
+from wmap.inventory import Shape, TensorMeta, is_widening
+from wmap.naming import detect_prefix, fold_text, nearest
+from wmap.plan import SourceRef, Step
+from wmap.spec import Rule, Spec
+
+# ---------------------------------------------------------------------------------------------
+# coverage
+
+
+def coverage_errors(spec: Spec, bag: DiagnosticBag, strict: bool, unused: Mapping[str, list[SourceRef]],
+                    unfilled: list[TensorMeta], target_names: list[str], warnings: list[Diagnostic]) -> None:
+    severity = "error" if strict else "warning"
+    multi = len(unused) > 1
+    for src, refs in unused.items():
+        names = [r.name for r in refs]
+        where = f" of source `{src}`" if multi else ""
+        hint = _unused_hint(names, target_names, [m.name for m in unfilled])
+        d = Diagnostic("WM402", severity, f"{len(names)} source tensor(s){where} are neither mapped nor dropped: "
+                       f"{fold_text(names)}", None, hint)
+        (bag.items if strict else warnings).append(d)
+    if unfilled:
+        names = [m.name for m in unfilled]
+        d = Diagnostic("WM401", severity, f"{len(names)} target tensor(s) are not filled, initialised or kept: "
+                       f"{fold_text(names)}", None, _unfilled_hint(names, [r.name for v in unused.values() for r in v]))
+        (bag.items if strict else warnings).append(d)
+
+
+def _unused_hint(names: list[str], targets: list[str], unfilled: list[str]) -> str:
+    pre = detect_prefix(names, targets)
+    if pre and pre[0] == "strip":
+        return f"they carry a `{pre[1]}` wrapper prefix: add `option strip_prefix = \"{pre[1]}\"`"
+    if pre and pre[0] == "add":
+        return f"they match target names under `{pre[1]}`: map them with `** -> {pre[1]}**`"
+    near = nearest(names[0], unfilled) if unfilled else []
+    if near:
+        return f"`{names[0]}` looks like unfilled target `{near[0]}`: add a rule, or `drop` what is unused on purpose"
+    return "map them with a rule, or `drop` what is unused on purpose"
+
+
+def _unfilled_hint(names: list[str], unused: list[str]) -> str:
+    near = nearest(names[0], unused) if unused else []
+    if near:
+        return f"`{names[0]}` looks like unused source `{near[0]}`: add a rule for it"
+    return "fill them with a rule, `init` new weights (e.g. `init head.** = normal(std=0.02)`), or `keep` them"
+
+
+# ---------------------------------------------------------------------------------------------
+# dtype policy
+
+
+def dtype_check(got: str, want: str, policy: str) -> str | None:
+    if got == want or policy == "target":
+        return None
+    if policy == "strict":
+        return f"would land as {got} in a {want} tensor (dtype policy `strict`)"
+    if is_widening(got, want):
+        return None
+    return f"would narrow {got} -> {want}, which loses precision"
+
+
+# ---------------------------------------------------------------------------------------------
+# shape mismatches, with a likely cause
+
+
+def likely_cause(src: Shape, got: Shape, want: Shape, src_kind: str | None = None) -> str | None:
+    """One sentence naming what a mismatch most likely is, or None."""
+    if len(got) == len(want):
+        if len(got) == 2 and got == want[::-1]:
+            return "the shape is transposed: the target stores (in, out) where the source has (out, in); add `| transpose`"
+        if sorted(got) == sorted(want):
+            perm = next((p for p in itertools.permutations(range(len(got))) if tuple(got[i] for i in p) == want), None)
+            return (f"the same sizes in another order: a layout difference (channels-first vs channels-last?); "
+                    f"try `| layout(auto)` or `| permute({', '.join(map(str, perm or ()))})`")
+        diff = [i for i in range(len(got)) if got[i] != want[i]]
+        if len(diff) == 1:
+            d = diff[0]
+            g, w = got[d], want[d]
+            if len(got) == 3 and d == 1 and got[0] == 1:
+                gs, ws = _grid(g), _grid(w)
+                if gs and ws:
+                    return (f"a position grid {gs[0]}x{gs[0]} -> {ws[0]}x{ws[0]} (prefix tokens {gs[1]}): "
+                            f"add `| resize(prefix_tokens={gs[1]})`")
+            if len(got) == 4 and d == 1:
+                return f"input channels {g} -> {w}: add `| adapt_channels`"
+            if len(got) == 2 and d == 0 and (src_kind in ("Embedding", None) or abs(w - g) < g):
+                verb = f"grows by {w - g} rows: add `| pad(0)` (new rows initialised)" if w > g else \
+                    f"shrinks by {g - w} rows: add `| slice(0, 0, {w})`"
+                return f"a vocabulary delta: dim 0 {verb}"
+        ratios = {want[i] / got[i] for i in diff if got[i]}
+        if len(ratios) == 1 and diff:
+            r = ratios.pop()
+            if r != 1:
+                return (f"a constant width factor ({_ratio(r)}): the checkpoint looks like another model "
+                        "variant (width, heads or hidden size)")
+    elif math.prod(got) == math.prod(want):
+        return f"the same number of elements in another rank: add `| reshape({', '.join(map(str, want))})`"
+    return None
+
+
+def _grid(n: int) -> tuple[int, int] | None:
+    for prefix in (0, 1, 2, 4, 8):
+        s = math.isqrt(n - prefix) if n > prefix else 0
+        if s > 1 and s * s == n - prefix:
+            return s, prefix
+    return None
+
+
+def _ratio(r: float) -> str:
+    return f"x{r:g}" if r >= 1 else f"/{1 / r:g}"
+
+
+def shape_mismatch_diag(rule: Rule, rule_text: str, mismatches: Sequence[tuple[tuple[str, ...], Any]],
+                        total: int) -> Diagnostic:
+    """One diagnostic per rule: how many differ, one worked example, and the common cause."""
+    names, info = mismatches[0]
+    inputs = info["inputs"]
+    lines = [f"source {', '.join(f'{i.name} {_shape(i.shape)}' for i in inputs)}"]
+    for t, h in zip(info["chain"], info["history"]):
+        lines.append(f"| {t.describe()} -> {', '.join(_shape(s) for s, _ in h)}")
+    lines.append(f"target {', '.join(f'{t.name} {_shape(t.shape)}' for t in info['targets'])}")
+    got = info["history"][-1][0][0] if info["history"] else inputs[0].shape
+    causes = set()
+    for _, inf in mismatches:
+        g = inf["history"][-1][0][0] if inf["history"] else inf["inputs"][0].shape
+        causes.add(likely_cause(inf["inputs"][0].shape, g, inf["targets"][0].shape, inf["inputs"][0].kind))
+    cause = causes.pop() if len(causes) == 1 else None
+    if cause is None:
+        cause = likely_cause(inputs[0].shape, got, info["targets"][0].shape, inputs[0].kind)
+    count = f"{len(mismatches)} of {total} target(s)" if total > 1 else "the target"
+    folded = fold_text([n for ns, _ in mismatches for n in ns], limit=3)
+    msg = f"rule `{rule_text}`: shape mismatch for {count} ({folded}); nothing was loaded"
+    return Diagnostic("WM301", "error", msg, rule.span, cause, tuple(lines))
+
+
+def _shape(s: Shape) -> str:
+    return "(" + ", ".join(map(str, s)) + ")"
+
+
+# ---------------------------------------------------------------------------------------------
+# same-shape traps: a shape check cannot catch these layouts, so the plan warns
+
+
+_GATE_KINDS = {"LSTM", "GRU", "LSTMCell", "GRUCell"}
+_GATE_AWARE = ("reorder_gates", "lstm_", "gru_", "layout")
+_LAYOUT = {"transpose", "permute", "rearrange", "layout", "reshape"}
+
+
+def trap_warnings(step: Step, rule: Rule, src_fw: str | None, tgt_fw: str | None,
+                  existing: Sequence[Diagnostic]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    seen = {(d.code, d.span) for d in existing}
+    names = {t.NAME for t in step.transforms}
+
+    def warn(code: str, msg: str, hint: str) -> None:
+        if (code, rule.span) not in seen:
+            out.append(Diagnostic(code, "warning", msg, rule.span, hint))
+            seen.add((code, rule.span))
+
+    cross = src_fw is not None and tgt_fw is not None and _fw_family(src_fw) != _fw_family(tgt_fw)
+    tgt = step.targets[0]
+    if cross and len(tgt.shape) >= 2 and not any(n in _LAYOUT or "_to_" in n or "_from_" in n for n in names):
+        if _permutation_invariant(tgt.shape):
+            warn("WM310", f"`{tgt.name}` {tuple(tgt.shape)} moves from {src_fw} to {tgt_fw} with no layout "
+                 "transform, and a transposed layout would have the same shape",
+                 "check the layout: Linear (out, in) becomes Dense (in, out); use `| layout(auto)` or a preset")
+    if any(t.ARITY == "1:n" for t in step.transforms) and len(step.targets) > 1:
+        sizes = {t.shape for t in step.targets}
+        if len(sizes) == 1:
+            warn("WM311", f"`{step.sources[0].name}` splits into {len(step.targets)} blocks of equal size; "
+                 "a wrong order or interleaving has the same shapes",
+                 f"check that the block order matches {', '.join(t.name.rsplit('.', 2)[-2] for t in step.targets)}")
+    kinds = {s.meta.kind for s in step.sources} | {t.kind for t in step.targets}
+    if cross and kinds & _GATE_KINDS and not any(n.startswith(_GATE_AWARE) for n in names):
+        warn("WM312", f"`{tgt.name}` belongs to a recurrent layer; gate blocks may be ordered differently "
+             "across frameworks", "GRU needs its r/z gates swapped for Keras: use `gru_kernel_to_keras` etc., "
+             "or `layout(auto)`")
+    src_eps = [s.meta.attr("eps") for s in step.sources]
+    tgt_eps = tgt.attr("eps")
+    if tgt_eps is not None and src_eps and src_eps[0] is not None and not math.isclose(
+            float(src_eps[0]), float(tgt_eps), rel_tol=1e-6):  # type: ignore[arg-type]
+        warn("WM313", f"`{tgt.name}`: the target layer's epsilon ({tgt_eps}) differs from the source's "
+             f"({src_eps[0]})", "outputs differ by about the epsilon difference; set the target layer's epsilon "
+             "to match (PyTorch 1e-5, Keras 1e-3 by default)")
+    return out
+
+
+def _fw_family(fw: str) -> str:
+    return {"tf": "keras"}.get(fw, fw)
+
+
+def _permutation_invariant(shape: Shape) -> bool:
+    return any(tuple(shape[i] for i in p) == tuple(shape) for p in itertools.permutations(range(len(shape)))
+               if list(p) != list(range(len(shape)))) if len(shape) <= 5 else False

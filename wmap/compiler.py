@@ -1,0 +1,523 @@
+"""Spec + inventories -> Plan: matching, exactly-once accounting and shape algebra.
+
+Order of claims: `drop` first (a dropped tensor is invisible to rules), then rules in
+file order (the first rule that matches a source claims it), then `init` and `keep`
+for targets no rule fills. Every problem is collected and grouped by cause, then raised
+once; nothing here reads weight data.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wmap import patterns as P
+from wmap.compile_checks import coverage_errors, dtype_check, shape_mismatch_diag, trap_warnings
+from wmap.compile_hints import no_match_hint, target_missing_hint
+from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError
+from wmap.initializers import Initializer, make_initializer
+from wmap.inventory import Inventory, TensorMeta
+from wmap.plan import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
+from wmap.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
+from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
+
+
+@dataclass
+class _Claim:
+    rule: int
+    pattern: int
+    match: P.Match
+    ref: SourceRef
+
+
+@dataclass
+class _State:
+    spec: Spec
+    sources: Mapping[str, Inventory]
+    target: Inventory
+    bag: DiagnosticBag
+    options: dict[str, Any]
+    primary: str
+    # rules-visible source names per source -> SourceRef
+    src_names: dict[str, dict[str, SourceRef]] = field(default_factory=dict)
+    tgt_names: dict[str, TensorMeta] = field(default_factory=dict)
+    dropped: list[Dropped] = field(default_factory=list)
+    claimed: set[tuple[str, str]] = field(default_factory=set)
+    filled: dict[str, str] = field(default_factory=dict)  # target name -> what fills it (for collisions)
+    steps: list[Step] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def resolve_options(spec: Spec) -> dict[str, Any]:
+    opts = {name: default for name, (_, default, _) in OPTIONS.items()}
+    for o in spec.options:
+        opts[o.name] = o.value
+    return opts
+
+
+def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory) -> Plan:
+    """Build and check a Plan; raise WmapError listing every problem (one per cause)."""
+    bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
+    options = resolve_options(spec)
+    primary = spec.sources[0].name if spec.sources else next(iter(sources), DEFAULT_SOURCE)
+    st = _State(spec, sources, target, bag, options, primary)
+    _index_names(st)
+    _apply_drops(st)
+    claims = _match_rules(st)
+    _build_rule_steps(st, claims)
+    _build_init_keep(st)
+    _apply_flags(st)
+    coverage_errors(st.spec, st.bag, st.options["strict"], _unused_sources(st), _unfilled_targets(st),
+                    list(st.tgt_names), st.warnings)
+    bag.items.sort(key=lambda d: (d.span is None or not d.span.line, d.span.line if d.span else 0))
+    bag.raise_if_errors()
+    order = {m.name: i for i, m in enumerate(target.tensors)}
+    st.steps.sort(key=lambda s: ({"map": 0, "init": 1, "keep": 2}[s.kind], s.rule if s.kind == "map" else 0,
+                                 min(order.get(t.name, 0) for t in s.targets)))
+    return Plan(
+        steps=tuple(st.steps),
+        dropped=tuple(st.dropped),
+        spec_digest=spec_digest(spec),
+        source_fingerprints=tuple((n, inv.fingerprint()) for n, inv in sources.items()),
+        target_fingerprint=target.fingerprint(),
+        source_frameworks=tuple((n, _framework(spec, n, inv)) for n, inv in sources.items()),
+        target_framework=(spec.target.framework if spec.target and spec.target.framework else target.framework),
+        source_labels=tuple((n, inv.label) for n, inv in sources.items()),
+        target_label=target.label,
+        options=tuple(sorted((k, v) for k, v in options.items())),
+        warnings=tuple(st.warnings),
+        tied=target.tied,
+        spec=spec,
+    )
+
+
+def _framework(spec: Spec, name: str, inv: Inventory) -> str | None:
+    for s in spec.sources:
+        if s.name == name and s.framework:
+            return s.framework
+    return inv.framework
+
+
+def _strip(name: str, prefixes: Sequence[str]) -> str:
+    changed = True
+    while changed:  # stacked wrappers: `module._orig_mod.x`
+        changed = False
+        for p in prefixes:
+            if p and name.startswith(p) and len(name) > len(p):
+                name, changed = name[len(p):], True
+    return name
+
+
+def _prefixes(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _index_names(st: _State) -> None:
+    sp = _prefixes(st.options["strip_prefix"])
+    for src, inv in st.sources.items():
+        names: dict[str, SourceRef] = {}
+        for m in inv.tensors:
+            visible = _strip(m.name, sp)
+            if visible in names:
+                st.bag.add("WM210", f"stripping {sp} makes two source tensors both `{visible}` "
+                           f"(`{names[visible].read_name}` and `{m.name}`)", _opt_span(st.spec, "strip_prefix"),
+                           "strip a longer prefix, or address the tensors by their full names")
+                continue
+            names[visible] = SourceRef(src, TensorMeta(visible, m.shape, m.dtype, m.native or m.name, m.kind, m.attrs),
+                                       m.name)
+        st.src_names[src] = names
+    tp = _prefixes(st.options["target_strip_prefix"])
+    aliases = {a for a, _ in st.target.tied}
+    for m in st.target.tensors:
+        if m.name in aliases:
+            continue  # a tied alias is written through its canonical tensor
+        st.tgt_names[_strip(m.name, tp)] = m
+
+
+def _opt_span(spec: Spec, name: str) -> Span | None:
+    return next((o.span for o in spec.options if o.name == name), None)
+
+
+def _source_of(st: _State, pat: P.Pattern) -> str:
+    return pat.source or st.primary
+
+
+def _unknown_source(st: _State, pat: P.Pattern, span: Span) -> bool:
+    src = _source_of(st, pat)
+    if src in st.src_names:
+        return False
+    st.bag.add("WM112", f"pattern `{pat.text}` reads source `{src}`, which was not given", span,
+               "given sources: " + ", ".join(f"`{n}`" for n in st.src_names))
+    return True
+
+
+def _apply_drops(st: _State) -> None:
+    for stmt in st.spec.drop:
+        pat = P.parse(stmt.pattern)
+        if _unknown_source(st, pat, stmt.span):
+            continue
+        src = _source_of(st, pat)
+        hits = [ref for n, ref in st.src_names[src].items() if (src, n) not in st.claimed and pat.compiled.fullmatch(n)]
+        for ref in hits:
+            st.claimed.add((src, ref.name))
+            st.dropped.append(Dropped(ref, f"drop {stmt.pattern}", stmt.span))
+        if not hits and not pat.optional:
+            st.bag.add("WM202", f"`drop {stmt.pattern}` matched no source tensor", stmt.span,
+                       no_match_hint(pat, list(st.src_names[src]), st.claimed, src, "drop"))
+
+
+def _match_rules(st: _State) -> dict[int, list[_Claim]]:
+    claims: dict[int, list[_Claim]] = defaultdict(list)
+    per_source: dict[str, list[tuple[int, int, P.Pattern]]] = defaultdict(list)
+    for r, rule in enumerate(st.spec.rules):
+        for k, text in enumerate(rule.sources):
+            pat = P.parse(text)
+            if _unknown_source(st, pat, rule.span):
+                continue
+            per_source[_source_of(st, pat)].append((r, k, pat))
+    for src, entries in per_source.items():
+        matcher = P.MultiMatcher(tuple(p for _, _, p in entries))
+        for name, ref in st.src_names[src].items():
+            if (src, name) in st.claimed:
+                continue
+            i = matcher.first(name)
+            if i is None:
+                continue
+            r, k, pat = entries[i]
+            m = pat.match(name)
+            if m is None:  # pragma: no cover - the combined regex and the pattern agree
+                continue
+            st.claimed.add((src, name))
+            claims[r].append(_Claim(r, k, m, ref))
+    for r, rule in enumerate(st.spec.rules):
+        if claims.get(r) or rule.optional:
+            continue
+        for text in rule.sources:
+            pat = P.parse(text)
+            src = _source_of(st, pat)
+            if src not in st.src_names:
+                continue
+            if not any(c.pattern == rule.sources.index(text) for c in claims.get(r, [])):
+                st.bag.add("WM201", f"rule `{_rule_text(rule)}` matched 0 source tensors", rule.span,
+                           no_match_hint(pat, list(st.src_names[src]), st.claimed, src, "rule",
+                                         _claimed_by(st, pat, src, claims)))
+                break
+    return claims
+
+
+def _claimed_by(st: _State, pat: P.Pattern, src: str, claims: Mapping[int, list[_Claim]]) -> str | None:
+    """Which earlier rule or drop took the tensors this pattern would have matched."""
+    for r, cl in sorted(claims.items()):
+        for c in cl:
+            if c.ref.source == src and pat.compiled.fullmatch(c.ref.name):
+                rule = st.spec.rules[r]
+                return f"rule `{_rule_text(rule)}` (line {rule.span.line}) claimed them first"
+    for d in st.dropped:
+        if d.source.source == src and pat.compiled.fullmatch(d.source.name):
+            return f"`{d.statement}` (line {d.span.line if d.span else '?'}) dropped them"
+    return None
+
+
+def _rule_text(rule: Rule) -> str:
+    via = "".join(f" | {c.name}" for c in rule.via)
+    return f"{', '.join(rule.sources)} -> {rule.target}{via}"
+
+
+def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
+    for r, rule in enumerate(st.spec.rules):
+        cl = claims.get(r)
+        if not cl:
+            continue
+        chain = _build_chain(st, rule)
+        if chain is None:
+            continue
+        groups = _group(st, rule, cl)
+        if groups is None:
+            continue
+        mismatches: list[tuple[tuple[str, ...], Any]] = []
+        infer_errors: dict[str, tuple[TransformError, str]] = {}
+        missing: list[str] = []
+        for tnames, members in groups.items():
+            metas = [st.tgt_names.get(n) for n in tnames]
+            absent = [n for n, m in zip(tnames, metas) if m is None]
+            if absent:
+                missing.extend(absent)
+                continue
+            tmetas = tuple(m for m in metas if m is not None)
+            if not _check_collisions(st, rule, tmetas):
+                continue
+            step = _infer_step(st, r, rule, chain, tmetas, [c.ref for c in members], mismatches, infer_errors)
+            if step is not None:
+                st.steps.append(step)
+        if missing:
+            st.bag.add("WM204", f"rule `{_rule_text(rule)}` writes {len(missing)} tensor(s) the target does not "
+                       f"have: {_fold(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
+        for msg, (err, example) in infer_errors.items():
+            st.bag.add(err.code, f"rule `{_rule_text(rule)}`: {err.message}", rule.span, err.hint,
+                       notes=(f"first seen at `{example}`",) if example else ())
+        if mismatches:
+            st.bag.items.append(shape_mismatch_diag(rule, _rule_text(rule), mismatches, len(groups)))
+
+
+def _fold(names: Sequence[str]) -> str:
+    from wmap.naming import fold_text
+    return fold_text(names)
+
+
+def _build_chain(st: _State, rule: Rule) -> tuple[Transform, ...] | None:
+    chain: list[Transform] = []
+    for call in rule.via:
+        try:
+            chain.append(build(call.name, call.args, call.kwargs))
+        except TransformError as e:
+            st.bag.add(e.code, e.message, call.span if call.span.line else rule.span, e.hint)
+            return None
+    return tuple(chain)
+
+
+def _group(st: _State, rule: Rule, claims: list[_Claim]) -> dict[tuple[str, ...], list[_Claim]] | None:
+    template = P.parse(rule.target, template=True)
+    pats = [P.parse(s) for s in rule.sources]
+    groups: dict[tuple[str, ...], list[_Claim]] = {}
+    for c in claims:
+        try:
+            names = P.substitute(template, pats[c.pattern], c.match)
+        except P.TemplateError as e:
+            st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c.ref.name}`)", rule.span, None)
+            return None
+        groups.setdefault(names, []).append(c)
+    for names, members in groups.items():
+        members.sort(key=lambda c: (c.pattern, c.match.alternations, c.ref.name))
+        if len(rule.sources) > 1:
+            have = {c.pattern for c in members}
+            lacking = [rule.sources[k] for k in range(len(rule.sources)) if k not in have]
+            if lacking:
+                st.bag.add("WM203", f"rule `{_rule_text(rule)}`: target `{names[0]}` has no input from "
+                           f"{', '.join(f'`{x}`' for x in lacking)}", rule.span,
+                           f"it has {', '.join(f'`{c.ref.source}:{c.ref.name}`' for c in members)}; each source "
+                           "pattern must supply one tensor per target")
+    return groups
+
+
+def _check_collisions(st: _State, rule: Rule, tmetas: Sequence[TensorMeta]) -> bool:
+    ok = True
+    here = f"rule `{_rule_text(rule)}` (line {rule.span.line})"
+    for m in tmetas:
+        prev = st.filled.get(m.name)
+        if prev is not None:
+            if prev != here:
+                st.bag.add("WM205", f"target `{m.name}` is written twice: by {prev} and by {here}", rule.span,
+                           "make the patterns disjoint, or drop one source")
+            else:
+                st.bag.add("WM205", f"{here} writes target `{m.name}` from two groups of sources", rule.span,
+                           "several sources land on one target: add an alternation and concat/stack, "
+                           "or make the target template use every capture")
+            ok = False
+        else:
+            st.filled[m.name] = here
+    return ok
+
+
+def _infer_step(st: _State, r: int, rule: Rule, chain: tuple[Transform, ...], targets: tuple[TensorMeta, ...],
+                inputs: list[SourceRef], mismatches: list[tuple[tuple[str, ...], Any]],
+                infer_errors: dict[str, tuple[TransformError, str]]) -> Step | None:
+    n_in, n_out = len(inputs), len(targets)
+    src_fw = _framework(st.spec, inputs[0].source, st.sources[inputs[0].source])
+    tgt_fw = st.spec.target.framework if st.spec.target and st.spec.target.framework else st.target.framework
+    if n_in > 1 and (not chain or chain[0].ARITY != "n:1"):
+        _note(infer_errors, TransformError(
+            f"{n_in} source tensors land on one target ({', '.join(i.name for i in inputs[:4])}"
+            f"{', ...' if n_in > 4 else ''})", "start the chain with a fan-in transform: concat, stack, add, "
+            "sub, lerp, mean or lora", code="WM206"), targets[0].name)
+        return None
+    if n_out > 1 and not any(t.ARITY == "1:n" for t in chain):
+        _note(infer_errors, TransformError(
+            f"the target template expands to {n_out} tensors", "end the chain with a fan-out transform: "
+            "split, chunk, or a fan-out preset", code="WM207"), targets[0].name)
+        return None
+    metas = tuple(ArrayMeta(i.meta.shape, i.meta.dtype) for i in inputs)
+    src_metas = tuple(i.meta for i in inputs)
+    resolved: list[Transform] = []
+    history: list[tuple[tuple[tuple[int, ...], str], ...]] = []
+    for k, t in enumerate(chain):
+        last = k == len(chain) - 1
+        try:
+            if t.ARITY == "1:1" and len(metas) > 1:
+                t2, metas = _infer_each(t, metas, src_metas, targets, src_fw, tgt_fw, last)
+            else:
+                t2, metas = t.infer(metas, InferContext(src_metas, targets, src_fw, tgt_fw, is_last=last))
+        except TransformError as e:
+            _note(infer_errors, e, targets[0].name)
+            return None
+        resolved.append(t2)
+        history.append(tuple((m.shape, m.dtype) for m in metas))
+    if len(metas) != n_out:
+        _note(infer_errors, TransformError(f"the chain yields {len(metas)} tensor(s) for {n_out} target(s)",
+                                           code="WM207"), targets[0].name)
+        return None
+    bad = [(m, t) for m, t in zip(metas, targets) if m.shape != t.shape]
+    if bad:
+        mismatches.append((tuple(t.name for t in targets),
+                           {"inputs": src_metas, "history": history, "chain": resolved, "targets": targets}))
+        return None
+    for m, t in zip(metas, targets):
+        problem = dtype_check(m.dtype, t.dtype, st.options["dtype"])
+        if problem:
+            st.bag.add("WM302", f"rule `{_rule_text(rule)}`: `{t.name}` {problem}", rule.span,
+                       f"add `| cast({t.dtype})` to the chain, or `option dtype = \"target\"`")
+            return None
+    step = Step("map", targets, tuple(inputs), tuple(resolved), tuple(history), r, _rule_text(rule), rule.span)
+    st.warnings.extend(trap_warnings(step, rule, src_fw, tgt_fw, st.warnings))
+    return step
+
+
+def _infer_each(t: Transform, metas: tuple[ArrayMeta, ...], src_metas: tuple[TensorMeta, ...],
+                targets: tuple[TensorMeta, ...], src_fw: str | None, tgt_fw: str | None, last: bool
+                ) -> tuple[Transform, tuple[ArrayMeta, ...]]:
+    """A 1:1 transform after a fan-out applies to each part; it must resolve the same for all."""
+    resolved: list[Transform] = []
+    outs: list[ArrayMeta] = []
+    for j, m in enumerate(metas):
+        tj = (targets[j],) if len(targets) == len(metas) else targets
+        t2, o = t.infer((m,), InferContext(src_metas, tj, src_fw, tgt_fw, is_last=last))
+        resolved.append(t2)
+        outs.extend(o)
+    if any(r != resolved[0] for r in resolved):
+        raise TransformError(f"`{t.NAME}` after a fan-out resolves differently for each part "
+                             f"({', '.join(r.describe() for r in resolved)})",
+                             "apply it before the split, or give its parameters explicitly", code="WM207")
+    return resolved[0], tuple(outs)
+
+
+def _note(errors: dict[str, tuple[TransformError, str]], e: TransformError, example: str) -> None:
+    from wmap.naming import template_of
+    key = template_of(e.message)[0]
+    errors.setdefault(key, (e, example))
+
+
+def _build_init_keep(st: _State) -> None:
+    for i, init in enumerate(st.spec.init):
+        pat = P.parse(init.pattern)
+        try:
+            initializer = make_initializer(init.call)
+        except ValueError as e:  # already reported by check_names when parsed from text
+            st.bag.add("WM113", str(e), init.span)
+            continue
+        hits = _free_targets(st, pat, f"init {init.pattern} (line {init.span.line})", init.span)
+        if not hits and not pat.optional:
+            st.bag.add("WM202", f"`init {init.pattern}` matched no target tensor that is still unfilled", init.span,
+                       no_match_hint(pat, list(st.tgt_names), set(), None, "init", _filled_by(st, pat)))
+        for m in hits:
+            sources: tuple[SourceRef, ...] = ()
+            if initializer.source is not None:
+                ref = _copy_source(st, initializer, init.span)
+                if ref is None:
+                    continue
+                if ref.meta.shape != m.shape:
+                    st.bag.add("WM301", f"`init {m.name} = copy(\"{ref.name}\")`: shapes differ, "
+                               f"{ref.meta.shape} -> {m.shape}", init.span, "copy needs equal shapes")
+                    continue
+                sources = (ref,)
+            st.steps.append(Step("init", (m,), sources, (), (), i, f"init {init.pattern} = "
+                                 f"{initializer.describe()}", init.span, init=initializer))
+    for stmt in st.spec.keep:
+        pat = P.parse(stmt.pattern)
+        hits = _free_targets(st, pat, f"keep {stmt.pattern} (line {stmt.span.line})", stmt.span)
+        if not hits and not pat.optional:
+            st.bag.add("WM202", f"`keep {stmt.pattern}` matched no target tensor that is still unfilled", stmt.span,
+                       no_match_hint(pat, list(st.tgt_names), set(), None, "keep", _filled_by(st, pat)))
+        for m in hits:
+            st.steps.append(Step("keep", (m,), rule_text=f"keep {stmt.pattern}", span=stmt.span))
+
+
+def _free_targets(st: _State, pat: P.Pattern, what: str, span: Span) -> list[TensorMeta]:
+    hits = []
+    for name, m in st.tgt_names.items():
+        if not pat.compiled.fullmatch(name):
+            continue
+        prev = st.filled.get(m.name)
+        if prev is not None:
+            if not prev.startswith(("init", "keep")):
+                st.bag.add("WM208", f"`{what.split(' (')[0]}` also matches `{m.name}`, which {prev} fills",
+                           span, "narrow the pattern: init and keep are for targets no rule fills")
+            continue
+        st.filled[m.name] = what
+        hits.append(m)
+    return hits
+
+
+def _filled_by(st: _State, pat: P.Pattern) -> str | None:
+    for name, what in st.filled.items():
+        if pat.compiled.fullmatch(name):
+            return f"`{name}` is already filled by {what}"
+    return None
+
+
+def _copy_source(st: _State, init: Initializer, span: Span) -> SourceRef | None:
+    text = init.source or ""
+    src, _, name = text.rpartition(":") if ":" in text else (st.primary, "", text)
+    ref = st.src_names.get(src, {}).get(name)
+    if ref is None:
+        from wmap.naming import nearest
+        near = nearest(name, list(st.src_names.get(src, {})))
+        st.bag.add("WM207", f"`copy(\"{text}\")`: source `{src}` has no tensor `{name}`", span,
+                   ("did you mean " + " or ".join(f"`{n}`" for n in near) + "?") if near else None)
+        return None
+    st.claimed.add((src, name))
+    return ref
+
+
+def _apply_flags(st: _State) -> None:
+    frozen: set[str] = set()
+    for stmt in st.spec.freeze:
+        pat = P.parse(stmt.pattern)
+        hits = {t.name for s in st.steps for t in s.targets if pat.compiled.fullmatch(_visible(st, t.name))}
+        if not hits and not pat.optional:
+            st.bag.add("WM202", f"`freeze {stmt.pattern}` matched no target tensor", stmt.span,
+                       no_match_hint(pat, list(st.tgt_names), set(), None, "freeze"))
+        frozen |= hits
+    lr: dict[str, float] = {}
+    for stmt in st.spec.lr:
+        pat = P.parse(stmt.pattern)
+        hits = [t.name for s in st.steps for t in s.targets if pat.compiled.fullmatch(_visible(st, t.name))]
+        if not hits and not pat.optional:
+            st.bag.add("WM202", f"`lr {stmt.pattern}` matched no target tensor", stmt.span,
+                       no_match_hint(pat, list(st.tgt_names), set(), None, "lr"))
+        for h in hits:
+            lr.setdefault(h, stmt.factor)
+    st.steps[:] = [
+        Step(s.kind, s.targets, s.sources, s.transforms, s.chain, s.rule, s.rule_text, s.span, s.init,
+             tuple(TargetFlags(t.name in frozen, lr.get(t.name)) for t in s.targets))
+        for s in st.steps
+    ]
+
+
+def _visible(st: _State, name: str) -> str:
+    return _strip(name, _prefixes(st.options["target_strip_prefix"]))
+
+
+def _unused_sources(st: _State) -> dict[str, list[SourceRef]]:
+    out: dict[str, list[SourceRef]] = {}
+    for src, names in st.src_names.items():
+        left = [ref for n, ref in names.items() if (src, n) not in st.claimed]
+        if left:
+            out[src] = left
+    return out
+
+
+def _unfilled_targets(st: _State) -> list[TensorMeta]:
+    return [m for m in st.tgt_names.values() if m.name not in st.filled]
+
+
+def compile_or_diagnostics(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
+                           ) -> tuple[Plan | None, tuple[Diagnostic, ...]]:
+    """For `check`: the plan (or None) and every diagnostic, warnings included."""
+    try:
+        plan = compile_plan(spec, sources, target)
+    except WmapError as e:
+        return None, e.diagnostics
+    return plan, plan.warnings

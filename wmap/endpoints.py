@@ -1,0 +1,202 @@
+"""Resolving what a spec or a call names as sources and target into inventories, readers and sinks.
+
+Locations in a spec are relative to the spec file's folder (a mapping file travels with
+its repository); arguments given to the API or CLI are used as given. A saved plan is
+checked against every endpoint's fingerprint before anything is read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wmap.errors import error
+from wmap.inventory import Inventory
+from wmap.plan import Plan
+from wmap.spec import DEFAULT_SOURCE, Spec
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def is_factory(obj: Any) -> bool:
+    return isinstance(obj, str) and bool(_FACTORY.match(obj)) and not os.path.exists(obj)
+
+
+def _locate(location: str, spec: Spec | None) -> str:
+    if is_factory(location) or os.path.isabs(location) or spec is None or not spec.path:
+        return location
+    return str(Path(spec.path).parent / location)
+
+
+def _is_array(v: Any) -> bool:
+    mod = type(v).__module__
+    return mod.startswith("numpy") or (mod.startswith("torch") and "Tensor" in type(v).__name__) or \
+        type(v).__name__ == "Parameter"
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(_is_array(v) for v in obj.values())
+
+
+def source_objects(spec: Spec | None, source: Any) -> dict[str, tuple[Any, str | None]]:
+    """name -> (object or location, framework) for every source."""
+    declared = {s.name: s for s in spec.sources} if spec else {}
+    primary = next(iter(declared), DEFAULT_SOURCE)
+    if source is None:
+        if not declared:
+            raise error("WM521", "no source: the spec names none and none was given",
+                        hint="add `source torch \"model.safetensors\"` to the spec, or pass --source")
+        return {n: (_locate(s.location, spec), s.framework) for n, s in declared.items()}
+    if isinstance(source, Mapping) and not _is_state_dict(source):
+        out: dict[str, tuple[Any, str | None]] = {}
+        for n, obj in source.items():
+            fw = declared[n].framework if n in declared else None
+            out[str(n)] = (obj, fw)
+        for n, s in declared.items():  # named sources not overridden come from the spec
+            out.setdefault(n, (_locate(s.location, spec), s.framework))
+        return out
+    fw = declared[primary].framework if primary in declared else None
+    others = {n: (_locate(s.location, spec), s.framework) for n, s in declared.items() if n != primary}
+    return {primary: (source, fw), **others}
+
+
+def target_object(spec: Spec | None, target: Any) -> tuple[Any, str | None]:
+    fw = spec.target.framework if spec and spec.target else None
+    if target is not None:
+        return target, fw
+    if spec is None or spec.target is None:
+        raise error("WM521", "no target: the spec names none and none was given",
+                    hint="add `target torch \"pkg.models:build\"` to the spec, or pass --target")
+    return _locate(spec.target.location, spec), fw
+
+
+def _ensure_cwd_importable() -> None:
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def source_inventories(spec: Spec | None, source: Any) -> dict[str, Inventory]:
+    from wmap.formats import inventory_of
+    return {n: inventory_of(obj, fw) for n, (obj, fw) in source_objects(spec, source).items()}
+
+
+def target_inventory(spec: Spec | None, target: Any) -> Inventory:
+    from wmap.formats import inventory_of
+    obj, fw = target_object(spec, target)
+    _ensure_cwd_importable()
+    return inventory_of(obj, fw)
+
+
+def _check_fingerprint(what: str, inv: Inventory, expected: str) -> None:
+    if inv.fingerprint() != expected:
+        raise error("WM604", f"{what} changed since the plan was made (fingerprint {inv.fingerprint()} != "
+                    f"{expected})", hint="make the plan again against what you are applying it to")
+
+
+def open_sources(plan: Plan, source: Any) -> dict[str, Any]:
+    from wmap.formats import open_source
+    readers: dict[str, Any] = {}
+    objs = source_objects(plan.spec, source) if (plan.spec is not None or source is not None) else {}
+    expected = dict(plan.source_fingerprints)
+    if source is not None and not isinstance(source, Mapping) and plan.spec is None and len(expected) == 1:
+        objs = {next(iter(expected)): (source, dict(plan.source_frameworks).get(next(iter(expected))))}
+    missing = [n for n in expected if n not in objs]
+    if missing:
+        raise error("WM521", f"the plan reads source(s) {', '.join(f'`{m}`' for m in missing)}, which were not given",
+                    hint="pass them with --source NAME=PATH")
+    try:
+        for name in expected:
+            obj, fw = objs[name]
+            reader = open_source(obj, fw)
+            readers[name] = reader
+            _check_fingerprint(f"source `{name}`", reader.inventory(), expected[name])
+    except BaseException:
+        for r in readers.values():
+            r.close()
+        raise
+    return readers
+
+
+def open_sink(plan: Plan, target: Any, out: Any) -> Any:
+    """The sink for this apply, checked against the plan's target fingerprint."""
+    if plan.spec is None and target is None:
+        raise error("WM521", "applying a saved plan needs the target", hint="pass --target")
+    obj, fw = target_object(plan.spec, target)
+    if out is not None:
+        return _file_sink(plan, obj, fw, os.fspath(out))
+    if is_factory(obj):
+        return _factory_sink(plan, obj, fw)
+    if isinstance(obj, (str, os.PathLike)):
+        raise error("WM521", f"the target `{os.fspath(obj)}` is a file; say where to write the result",
+                    hint="pass --out OUT.safetensors (the target file is used as the template of names and shapes)")
+    return model_sink(plan, obj)
+
+
+def model_sink(plan: Plan, model: Any) -> Any:
+    from wmap.formats import inventory_of
+    inv = inventory_of(model)
+    _check_fingerprint("the target", inv, plan.target_fingerprint)
+    if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module):
+        from wmap.backends.torch_backend import TorchModuleSink
+        return TorchModuleSink(model, inv)
+    if "keras" in sys.modules:
+        from wmap.backends.keras_backend import KerasModelSink, is_keras_model
+        if is_keras_model(model):
+            return KerasModelSink(model, inv)
+    raise error("WM521", f"cannot write into a {type(model).__name__}",
+                hint="targets are torch modules, Keras models, `module:callable` factories, or --out files")
+
+
+def _factory_sink(plan: Plan, factory: str, fw: str | None) -> Any:
+    from wmap.formats.factory import build_factory
+    _ensure_cwd_importable()
+    needs_values = any(s.kind == "keep" for s in plan.steps)
+    model = build_factory(factory, device="cpu" if needs_values else "meta")
+    if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module) and not needs_values:
+        from wmap.backends.torch_backend import meta_leftovers
+        state = set(model.state_dict().keys())
+        if any(n not in state for n in meta_leftovers(model)):
+            # non-persistent buffers no checkpoint carries: only a real build computes them
+            model = build_factory(factory, device="cpu")
+    return model_sink(plan, model)
+
+
+def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> Any:
+    from wmap import __version__
+    from wmap.backends.file_sink import SafetensorsSink
+    from wmap.formats import inventory_of, open_source
+    from wmap.parse.validate import parse_size
+
+    if out.endswith((".h5", ".keras")):
+        from wmap.backends.keras_backend import keras_file_sink
+        return keras_file_sink(plan, obj, fw, out)
+    template = None
+    if is_factory(obj):
+        from wmap.formats.factory import build_factory
+        _ensure_cwd_importable()
+        inv = inventory_of(build_factory(obj, device="meta"))
+    else:
+        template = open_source(obj, fw) if any(s.kind == "keep" for s in plan.steps) else None
+        inv = template.inventory() if template is not None else inventory_of(obj, fw)
+    _check_fingerprint("the target", inv, plan.target_fingerprint)
+    order = [t for s in plan.steps for t in s.targets]
+    metadata = {
+        "format": "pt",
+        "wmap_version": __version__,
+        "wmap_spec_digest": plan.spec_digest,
+        "wmap_sources": ",".join(f"{n}={fp}" for n, fp in plan.source_fingerprints),
+    }
+    kind = "torch" if _has_torch() else "numpy"
+    return SafetensorsSink(out, order, inv, metadata, parse_size(str(plan.option("shard_size"))), template, kind)
+
+
+def _has_torch() -> bool:
+    try:
+        import importlib.util
+        return importlib.util.find_spec("torch") is not None
+    except ValueError:
+        return False

@@ -1,0 +1,189 @@
+"""Execution: runs a checked plan, streaming one step at a time, atomically.
+
+For every step: read the source tensors (lazily, memory-mapped where the format allows),
+run the resolved transforms, check for NaN/Inf per the `nonfinite` option, cast to the
+target dtype, and stage the value in the sink. Only when every step has succeeded does
+the sink commit. Any failure (an I/O error, an exception in a transform, Ctrl-C) aborts:
+an in-memory target is unchanged and no output file appears.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wmap.errors import Diagnostic, WmapError, error
+from wmap.formats.base import TensorSource
+from wmap.plan import Plan, Step
+from wmap.transforms import get_ops
+
+StepHook = Callable[[int, Step], None]
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What one target received: its step, and (lazily) a checksum of the landed bytes."""
+
+    target: str
+    kind: str
+    rule: str
+    sources: tuple[str, ...]
+    transforms: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass
+class ApplyReport:
+    plan: Plan
+    landed: tuple[Landed, ...]
+    result: Any
+    notes: list[str] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    _reader: Callable[[str], Any] | None = None
+    _checksums: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target(self) -> Any:
+        return self.result
+
+    def checksums(self) -> dict[str, str]:
+        """sha256 (first 16 hex digits) of each landed tensor's bytes, computed on first use."""
+        if not self._checksums and self._reader is not None:
+            from wmap.checksum import checksum
+            for entry in self.landed:
+                self._checksums[entry.target] = checksum(self._reader(entry.target))
+        return dict(self._checksums)
+
+    def to_json(self, with_checksums: bool = True) -> dict[str, Any]:
+        from wmap import __version__
+        sums = self.checksums() if with_checksums else {}
+        return {
+            "format_version": 1,
+            "wmap_version": __version__,
+            "spec_digest": self.plan.spec_digest,
+            "sources": {n: fp for n, fp in self.plan.source_fingerprints},
+            "target_fingerprint": self.plan.target_fingerprint,
+            "landed": [{**e.__dict__, "shape": list(e.shape), "sources": list(e.sources),
+                        "transforms": list(e.transforms), "checksum": sums.get(e.target)} for e in self.landed],
+            "notes": self.notes,
+            "warnings": [w.to_json() for w in self.warnings],
+        }
+
+
+def compute_step(step: Step, readers: Mapping[str, TensorSource], ops: Any, plan: Plan,
+                 read_target: Callable[[Any], Any] | None) -> tuple[Any, ...]:
+    """The values a step produces, in its targets' order (no writes)."""
+    kind = ops.name
+    if step.kind == "keep":
+        if read_target is None:
+            raise error("WM602", "keep needs the target's current values")
+        return tuple(read_target(t) for t in step.targets)
+    if step.kind == "init":
+        assert step.init is not None
+        t = step.targets[0]
+        if step.init.source is not None:
+            ref = step.sources[0]
+            return (readers[ref.source].read(ref.read_name, kind),)
+        values = step.init.generate(t.shape, int(plan.option("seed")), t.name, plan.target_framework)
+        return (ops.asarray(values, None) if kind == "torch" else values,)
+    xs = tuple(readers[r.source].read(r.read_name, kind) for r in step.sources)
+    return apply_chain(step.transforms, xs, ops)
+
+
+def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: Any) -> tuple[Any, ...]:
+    """Run resolved transforms; a 1:1 transform after a fan-out applies to each part."""
+    for tr in transforms:
+        if tr.ARITY == "1:1" and len(xs) > 1:
+            xs = tuple(tr.apply((x,), ops)[0] for x in xs)
+        else:
+            xs = tuple(tr.apply(xs, ops))
+    return xs
+
+
+def _nonfinite(ops: Any, x: Any) -> bool:
+    """True when x holds NaN or Inf. A sum propagates both and runs at memory speed; only a
+    non-finite sum (which finite values can also reach by overflow) is confirmed exactly."""
+    if ops.name == "torch":
+        import torch
+        if not (x.is_floating_point() or x.is_complex()) or x.numel() == 0:
+            return False
+        if math.isfinite(float(x.sum(dtype=torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else None))):
+            return False
+        return not bool(torch.isfinite(x).all())
+    import numpy as np
+    if x.dtype.kind not in "fc" and "float" not in str(x.dtype):
+        return False
+    arr = np.asarray(x, dtype=np.float32) if x.dtype.itemsize < 4 else x
+    if np.isfinite(arr.sum()):
+        return False
+    return not bool(np.isfinite(arr).all())
+
+
+def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_step: StepHook | None = None,
+              progress: Any = None) -> list[Diagnostic]:
+    """Stage every step's values in the sink; raises on the first failure (the caller aborts)."""
+    ops = get_ops(sink.array_kind)
+    policy = plan.option("nonfinite")
+    warnings: list[Diagnostic] = []
+    for i, step in enumerate(plan.steps):
+        if on_step is not None:
+            on_step(i, step)
+        if step.kind == "keep" and sink.framework is not None:
+            continue  # an in-memory model already holds what `keep` keeps
+        try:
+            values = compute_step(step, readers, ops, plan, sink.read_current)
+        except (WmapError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # a transform failing on real data: report it with the step
+            raise error("WM601", f"step {i + 1} (`{step.rule_text}`) failed: {type(e).__name__}: {e}",
+                        step.span, "nothing was written; this is a bug in the transform or corrupt source data")
+        for meta, v in zip(step.targets, values):
+            if policy != "allow" and step.kind == "map" and _nonfinite(ops, v):
+                msg = f"`{meta.name}` receives NaN or Inf from {', '.join(r.name for r in step.sources)}"
+                if policy == "error":
+                    raise error("WM603", msg, step.span, "set `option nonfinite = \"warn\"` (or \"allow\") to load "
+                                "it anyway")
+                warnings.append(Diagnostic("WM603", "warning", msg, step.span))
+            if ops.dtype_name(v) != meta.dtype:
+                v = ops.cast(v, meta.dtype)
+            sink.stage(meta, v)
+        if progress is not None:
+            progress(step.nbytes)
+    return warnings
+
+
+def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = None, *,
+               on_step: StepHook | None = None, show_progress: bool | None = None) -> ApplyReport:
+    """Execute a checked plan. See `wmap.apply` for the arguments."""
+    from wmap.endpoints import open_sink, open_sources
+    from wmap.progress import progress_bar
+
+    readers = open_sources(plan, source)
+    sink = open_sink(plan, target, out)
+    total = sum(s.nbytes for s in plan.steps)
+    try:
+        with progress_bar(total, show_progress) as advance:
+            warnings = run_steps(plan, readers, sink, on_step, advance)
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        for r in readers.values():
+            r.close()
+    frozen = set(plan.frozen)
+    notes = sink.finish(frozen, dict(plan.options))
+    if plan.tied:
+        notes.append(f"{len(plan.tied)} tied tensor(s) written once: " +
+                     ", ".join(f"{a} = {c}" for a, c in plan.tied))
+    landed = tuple(
+        Landed(t.name, s.kind, s.rule_text, tuple(f"{r.source}:{r.name}" for r in s.sources),
+               tuple(x.describe() for x in s.transforms), t.shape, t.dtype)
+        for s in plan.steps for t in s.targets
+    )
+    metas = {t.name: t for s in plan.steps for t in s.targets}
+    return ApplyReport(plan, landed, sink.result, notes, warnings,
+                       _reader=lambda name: sink.read_current(metas[name]))

@@ -1,0 +1,171 @@
+"""The Plan: what a reviewer reads and what execution follows exactly.
+
+A plan is built from metadata only. Every step says which target tensor(s) it fills,
+from which source tensors, through which resolved transforms, with every intermediate
+shape. Its JSON form is versioned and pins the spec digest and both inventories'
+fingerprints, so a saved plan refuses to run against anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wmap.errors import Diagnostic, Span
+from wmap.initializers import Initializer
+from wmap.inventory import Shape, TensorMeta
+from wmap.spec import Spec
+from wmap.transforms.base import Transform
+
+FORMAT_VERSION = 1
+StepKind = Literal["map", "init", "keep"]
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One source tensor: which named source, its name as rules saw it, and its meta (native name inside)."""
+
+    source: str
+    meta: TensorMeta
+    read_name: str  # the name to ask the source reader for (before prefix stripping)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+
+@dataclass(frozen=True)
+class TargetFlags:
+    frozen: bool = False
+    lr: float | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    targets: tuple[TensorMeta, ...]
+    sources: tuple[SourceRef, ...] = ()
+    transforms: tuple[Transform, ...] = ()
+    chain: tuple[tuple[tuple[Shape, str], ...], ...] = ()  # metas after each transform
+    rule: int | None = None          # index into spec.rules (or spec.init for init steps)
+    rule_text: str = ""
+    span: Span | None = field(default=None, compare=False)
+    init: Initializer | None = None
+    flags: tuple[TargetFlags, ...] = ()
+    write_names: tuple[str, ...] = ()  # target names as the target backend knows them
+
+    @property
+    def is_copy(self) -> bool:
+        return self.kind == "map" and not self.transforms and len(self.sources) == 1
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.targets)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    source: SourceRef
+    statement: str
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    dropped: tuple[Dropped, ...]
+    spec_digest: str
+    source_fingerprints: tuple[tuple[str, str], ...]
+    target_fingerprint: str
+    source_frameworks: tuple[tuple[str, str | None], ...]
+    target_framework: str | None
+    source_labels: tuple[tuple[str, str], ...]
+    target_label: str
+    options: tuple[tuple[str, Any], ...]
+    warnings: tuple[Diagnostic, ...] = ()
+    tied: tuple[tuple[str, str], ...] = ()
+    spec: Spec | None = field(default=None, compare=False, repr=False)
+
+    def option(self, name: str) -> Any:
+        return dict(self.options)[name]
+
+    @property
+    def targets(self) -> tuple[TensorMeta, ...]:
+        return tuple(t for s in self.steps for t in s.targets)
+
+    def step_for(self, target: str) -> Step | None:
+        for s in self.steps:
+            if any(t.name == target for t in s.targets):
+                return s
+        return None
+
+    @property
+    def frozen(self) -> tuple[str, ...]:
+        return tuple(t.name for s in self.steps for t, f in zip(s.targets, s.flags) if f.frozen)
+
+    @property
+    def lr_scales(self) -> dict[str, float]:
+        return {t.name: f.lr for s in self.steps for t, f in zip(s.targets, s.flags) if f.lr is not None}
+
+    def summary(self) -> dict[str, int]:
+        counts = {"targets": 0, "copied": 0, "transformed": 0, "initialised": 0, "kept": 0, "dropped": 0,
+                  "frozen": 0, "sources_used": 0}
+        used: set[tuple[str, str]] = set()
+        for s in self.steps:
+            n = len(s.targets)
+            counts["targets"] += n
+            if s.kind == "init":
+                counts["initialised"] += n
+            elif s.kind == "keep":
+                counts["kept"] += n
+            elif s.is_copy:
+                counts["copied"] += n
+            else:
+                counts["transformed"] += n
+            counts["frozen"] += sum(1 for f in s.flags if f.frozen)
+            used.update((r.source, r.name) for r in s.sources)
+        counts["sources_used"] = len(used)
+        counts["dropped"] = len(self.dropped)
+        return counts
+
+    # -- rendering (kept in report.py; these are the conveniences users call) ------------------
+
+    def render(self, fmt: str = "text", color: bool = False) -> str:
+        from wmap.report import render_plan
+        return render_plan(self, fmt, color=color)
+
+    def to_json(self) -> dict[str, Any]:
+        from wmap.plan_json import plan_to_json
+        return plan_to_json(self)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+
+    def apply(self, source: Any = None, target: Any = None, out: Any = None, **kw: Any) -> Any:
+        from wmap.execute import apply_plan
+        return apply_plan(self, source=source, target=target, out=out, **kw)
+
+    def param_groups(self, model: Any, base_lr: float, **extra: Any) -> list[dict[str, Any]]:
+        from wmap.backends.torch_backend import param_groups
+        return param_groups(self, model, base_lr, **extra)
+
+
+def spec_digest(spec: Spec) -> str:
+    """A digest of what the spec means (its canonical YAML), independent of syntax, layout and comments."""
+    from wmap.parse.fmt import to_yaml
+    return "sha256:" + hashlib.sha256(to_yaml(spec).encode()).hexdigest()[:32]
+
+
+def meta_json(m: TensorMeta) -> dict[str, Any]:
+    return m.to_json()
+
+
+def flags_json(flags: Sequence[TargetFlags]) -> list[dict[str, Any]]:
+    return [{"frozen": f.frozen, "lr": f.lr} for f in flags]
+
+
+def options_dict(plan: Plan) -> Mapping[str, Any]:
+    return dict(plan.options)

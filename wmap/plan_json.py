@@ -1,0 +1,102 @@
+"""The plan's JSON form (versioned) and loading it back for `apply PLAN.json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wmap.errors import Diagnostic, Span, WmapError
+from wmap.initializers import Initializer
+from wmap.inventory import TensorMeta
+from wmap.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
+
+
+def _meta(d: dict[str, Any]) -> TensorMeta:
+    return TensorMeta(d["name"], tuple(d["shape"]), d["dtype"], d.get("native"), d.get("kind"))
+
+
+def _span_json(span: Span | None) -> dict[str, Any] | None:
+    if span is None or not span.line:
+        return None
+    import os
+    return {"file": os.path.basename(span.path or "<spec>"), "line": span.line, "column": span.column}
+
+
+def _span(d: dict[str, Any] | None) -> Span | None:
+    return None if not d else Span(d["file"], d["line"], d["column"])
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    from wmap import __version__
+    steps = []
+    for s in plan.steps:
+        steps.append({
+            "kind": s.kind,
+            "targets": [t.to_json() for t in s.targets],
+            "sources": [{"source": r.source, "read": r.read_name, **r.meta.to_json()} for r in s.sources],
+            "transforms": [{"name": t.NAME, "params": t.params()} for t in s.transforms],
+            "chain": [[{"shape": list(sh), "dtype": dt} for sh, dt in h] for h in s.chain],
+            "rule": s.rule,
+            "rule_text": s.rule_text,
+            "span": _span_json(s.span),
+            "init": None if s.init is None else {"name": s.init.name, "params": dict(s.init.params)},
+            "flags": [{"frozen": f.frozen, "lr": f.lr} for f in s.flags],
+        })
+    return {
+        "format_version": FORMAT_VERSION,
+        "wmap_version": __version__,
+        "spec_digest": plan.spec_digest,
+        "sources": [{"name": n, "fingerprint": fp, "framework": dict(plan.source_frameworks).get(n),
+                     "label": dict(plan.source_labels).get(n)} for n, fp in plan.source_fingerprints],
+        "target": {"fingerprint": plan.target_fingerprint, "framework": plan.target_framework,
+                   "label": plan.target_label},
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in plan.options},
+        "summary": plan.summary(),
+        "steps": steps,
+        "dropped": [{"source": d.source.source, "name": d.source.name, "read": d.source.read_name,
+                     "statement": d.statement} for d in plan.dropped],
+        "tied": [list(p) for p in plan.tied],
+        "warnings": [d.to_json() for d in plan.warnings],
+    }
+
+
+def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
+    """Rebuild a Plan from its JSON form; transforms are rebuilt from the registry with resolved params."""
+    from wmap.transforms import TransformError, build
+
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        raise WmapError([Diagnostic("WM520", "error", f"`{path}` is not a wmap plan of format version "
+                                    f"{FORMAT_VERSION}", None, "re-create it with `wmap plan SPEC -o plan.json`")])
+    try:
+        steps = []
+        for s in data["steps"]:
+            transforms = tuple(build(t["name"], (), tuple(_tuplify(t["params"]).items())) for t in s["transforms"])
+            init = s.get("init")
+            steps.append(Step(
+                s["kind"], tuple(_meta(t) for t in s["targets"]),
+                tuple(SourceRef(r["source"], _meta(r), r["read"]) for r in s["sources"]),
+                transforms,
+                tuple(tuple((tuple(m["shape"]), m["dtype"]) for m in h) for h in s["chain"]),
+                s["rule"], s["rule_text"], _span(s.get("span")),
+                None if init is None else Initializer(init["name"], tuple(sorted(_tuplify(init["params"]).items()))),
+                tuple(TargetFlags(f["frozen"], f["lr"]) for f in s["flags"]),
+            ))
+        dropped = tuple(Dropped(SourceRef(d["source"], TensorMeta(d["name"], (), "float32"), d["read"]),
+                                d["statement"]) for d in data["dropped"])
+        return Plan(
+            steps=tuple(steps), dropped=dropped, spec_digest=data["spec_digest"],
+            source_fingerprints=tuple((s["name"], s["fingerprint"]) for s in data["sources"]),
+            target_fingerprint=data["target"]["fingerprint"],
+            source_frameworks=tuple((s["name"], s.get("framework")) for s in data["sources"]),
+            target_framework=data["target"].get("framework"),
+            source_labels=tuple((s["name"], s.get("label") or "") for s in data["sources"]),
+            target_label=data["target"].get("label") or "",
+            options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data["options"].items())),
+            tied=tuple((a, b) for a, b in data.get("tied", [])),
+        )
+    except (KeyError, TypeError, ValueError, TransformError) as e:
+        raise WmapError([Diagnostic("WM520", "error", f"`{path}` is not a valid wmap plan ({type(e).__name__}: {e})",
+                                    None, "re-create it with `wmap plan SPEC -o plan.json`")]) from None
+
+
+def _tuplify(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}

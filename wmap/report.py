@@ -1,0 +1,182 @@
+"""Plan rendering for review: text (terminal), markdown (a PR comment).
+
+Deterministic: no timestamps, no absolute paths (spans show the spec's file name), and
+repeats folded (`layers.{0..31}.q.weight x32`), so plans diff cleanly in review.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from wmap.errors import Diagnostic, Span
+from wmap.naming import fold, template_of
+from wmap.plan import Plan, Step
+
+LEGEND = "legend: = copy   ~ transformed   + initialised   . kept   - dropped   * frozen   lr=x multiplier"
+
+
+def span_text(span: Span | None) -> str:
+    if span is None or not span.line:
+        return ""
+    return f"{os.path.basename(span.path or '<spec>')}:{span.line}"
+
+
+def _shape(s: Sequence[int]) -> str:
+    return "(" + ", ".join(map(str, s)) + ")"
+
+
+def _mark(step: Step) -> str:
+    return {"init": "+", "keep": "."}.get(step.kind, "=" if step.is_copy else "~")
+
+
+@dataclass(frozen=True)
+class Block:
+    header: str
+    where: str
+    lines: tuple[str, ...]
+
+
+def _fold_names(rows: Iterable[str]) -> str:
+    folded = fold(rows)
+    return ", ".join(f for f, _ in folded)
+
+
+def _step_key(s: Step) -> tuple[object, ...]:
+    return (
+        tuple(template_of(t.name)[0] for t in s.targets),
+        tuple(template_of(r.name)[0] for r in s.sources),
+        tuple((t.shape, t.dtype) for t in s.targets),
+        tuple((r.meta.shape, r.meta.dtype) for r in s.sources),
+        tuple(t.describe() for t in s.transforms),
+        s.flags,
+        s.kind,
+    )
+
+
+def _fold_steps(steps: Sequence[Step]) -> list[str]:
+    groups: dict[tuple[object, ...], list[Step]] = {}
+    for s in steps:
+        groups.setdefault(_step_key(s), []).append(s)
+    lines: list[str] = []
+    for members in groups.values():
+        s0 = members[0]
+        n = len(members)
+        tnames = ", ".join(_fold_names(m.targets[i].name for m in members) for i in range(len(s0.targets)))
+        tmeta = " ".join(f"{_shape(t.shape)} {t.dtype}" for t in s0.targets[:1])
+        flags = ""
+        if any(f.frozen for f in s0.flags):
+            flags += " *"
+        lrs = {f.lr for f in s0.flags if f.lr is not None}
+        if lrs:
+            flags += " lr=x" + "/".join(f"{x:g}" for x in sorted(lrs))
+        count = f"  x{n}" if n > 1 else ""
+        line = f"  {_mark(s0)} {tnames} {tmeta}{flags}{count}"
+        if s0.sources:
+            snames = ", ".join(_fold_names(m.sources[i].name for m in members) for i in range(len(s0.sources)))
+            srcs = {r.source for r in s0.sources}
+            prefix = "" if srcs == {"src"} else ",".join(sorted(srcs)) + ":"
+            line += f"\n      <- {prefix}{snames} {_shape(s0.sources[0].meta.shape)} {s0.sources[0].meta.dtype}"
+        lines.append(line)
+        for t, hist in zip(s0.transforms, s0.chain):
+            outs = ", ".join(_shape(sh) for sh, _ in hist)
+            lines.append(f"      | {t.describe()} -> {outs}")
+    return lines
+
+
+def blocks(plan: Plan) -> list[Block]:
+    by_rule: dict[tuple[str, int | None, str], list[Step]] = {}
+    for s in plan.steps:
+        by_rule.setdefault((s.kind, s.rule, s.rule_text), []).append(s)
+    out: list[Block] = []
+    for (kind, r, text), steps in by_rule.items():
+        header = f"rule {r + 1}  {text}" if kind == "map" and r is not None else text
+        out.append(Block(header, span_text(steps[0].span), tuple(_fold_steps(steps))))
+    drops: dict[str, list[str]] = {}
+    spans: dict[str, Span | None] = {}
+    for d in plan.dropped:
+        drops.setdefault(d.statement, []).append(d.source.name)
+        spans.setdefault(d.statement, d.span)
+    for stmt, names in drops.items():
+        folded = fold(names)
+        lines = tuple(f"  - {f}" + (f"  x{c}" if c > 1 else "") for f, c in folded)
+        out.append(Block(stmt, span_text(spans[stmt]), lines))
+    return out
+
+
+def summary_line(plan: Plan) -> str:
+    c = plan.summary()
+    parts = [f"{c['copied']} copied", f"{c['transformed']} transformed"]
+    if c["initialised"]:
+        parts.append(f"{c['initialised']} initialised")
+    if c["kept"]:
+        parts.append(f"{c['kept']} kept")
+    tail = [f"{c['sources_used']} source tensors used", f"{c['dropped']} dropped"]
+    if c["frozen"]:
+        tail.append(f"{c['frozen']} frozen")
+    if plan.tied:
+        tail.append(f"{len(plan.tied)} tied")
+    warn = f" · {len(plan.warnings)} warning(s)" if plan.warnings else ""
+    return f"Plan: {c['targets']} targets ({', '.join(parts)}) · {' · '.join(tail)}{warn}"
+
+
+def _header(plan: Plan) -> list[str]:
+    srcs = ", ".join(f"{n} ({label})" for n, label in plan.source_labels)
+    return [f"wmap plan  spec {plan.spec_digest}", f"  from {srcs}", f"  into {plan.target_label}"]
+
+
+def _diag_line(d: Diagnostic) -> str:
+    where = span_text(d.span)
+    text = f"{where + ': ' if where else ''}{d.severity}[{d.code}]: {d.message}"
+    if d.hint:
+        text += f"\n    hint: {d.hint}"
+    return text
+
+
+def render_text(plan: Plan) -> str:
+    out = _header(plan) + ["", LEGEND, ""]
+    for b in blocks(plan):
+        out.append(f"{b.header}" + (f"    ({b.where})" if b.where else ""))
+        out.extend(b.lines)
+        out.append("")
+    if plan.tied:
+        out.append("tied (written once):")
+        out.extend(f"  {a} -> {c}" for a, c in plan.tied)
+        out.append("")
+    if plan.warnings:
+        out.append("warnings:")
+        out.extend("  " + _diag_line(d) for d in plan.warnings)
+        out.append("")
+    out.append(summary_line(plan))
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(plan: Plan) -> str:
+    c = plan.summary()
+    out = ["### wmap plan", ""]
+    if plan.warnings:
+        out.append(f"**{len(plan.warnings)} warning(s)**")
+        out.append("")
+        out.extend(f"- `{d.code}` {d.message}" + (f" — _{d.hint}_" if d.hint else "") for d in plan.warnings)
+        out.append("")
+    out += ["| coverage | tensors |", "|---|---:|"]
+    for key in ("targets", "copied", "transformed", "initialised", "kept", "sources_used", "dropped", "frozen"):
+        out.append(f"| {key.replace('_', ' ')} | {c[key]} |")
+    out += ["", f"Spec `{plan.spec_digest}` · from {', '.join(label for _, label in plan.source_labels)} "
+            f"into {plan.target_label}", "", "<details><summary>Steps</summary>", "", "```text"]
+    for b in blocks(plan):
+        out.append(f"{b.header}" + (f"    ({b.where})" if b.where else ""))
+        out.extend(b.lines)
+    out += ["```", "", "</details>", "", summary_line(plan)]
+    return "\n".join(out) + "\n"
+
+
+def render_plan(plan: Plan, fmt: str = "text", color: bool = False) -> str:
+    if fmt == "text":
+        return render_text(plan)
+    if fmt in ("markdown", "md"):
+        return render_markdown(plan)
+    if fmt == "json":
+        return plan.dumps()
+    raise ValueError(f"unknown plan format {fmt!r}: use text, markdown or json")
