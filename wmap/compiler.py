@@ -127,8 +127,9 @@ def _index_names(st: _State) -> None:
                            f"(`{names[visible].read_name}` and `{m.name}`)", _opt_span(st.spec, "strip_prefix"),
                            "strip a longer prefix, or address the tensors by their full names")
                 continue
-            names[visible] = SourceRef(src, TensorMeta(visible, m.shape, m.dtype, m.native or m.name, m.kind, m.attrs),
-                                       m.name)
+            native = m.native or m.name
+            meta = TensorMeta(visible, m.shape, m.dtype, None if native == visible else native, m.kind, m.attrs)
+            names[visible] = SourceRef(src, meta, m.name)
         st.src_names[src] = names
     tp = _prefixes(st.options["target_strip_prefix"])
     aliases = {a for a, _ in st.target.tied}

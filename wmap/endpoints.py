@@ -155,13 +155,13 @@ def _factory_sink(plan: Plan, factory: str, fw: str | None) -> Any:
     from wmap.formats.factory import build_factory
     _ensure_cwd_importable()
     needs_values = any(s.kind == "keep" for s in plan.steps)
-    model = build_factory(factory, device="cpu" if needs_values else "meta")
+    model = build_factory(factory, device="cpu" if needs_values else "meta", framework=fw)
     if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module) and not needs_values:
         from wmap.backends.torch_backend import meta_leftovers
         state = set(model.state_dict().keys())
         if any(n not in state for n in meta_leftovers(model)):
             # non-persistent buffers no checkpoint carries: only a real build computes them
-            model = build_factory(factory, device="cpu")
+            model = build_factory(factory, device="cpu", framework=fw)
     return model_sink(plan, model)
 
 
@@ -178,7 +178,7 @@ def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> Any:
     if is_factory(obj):
         from wmap.formats.factory import build_factory
         _ensure_cwd_importable()
-        inv = inventory_of(build_factory(obj, device="meta"))
+        inv = inventory_of(build_factory(obj, device="meta", framework=fw))
     else:
         template = open_source(obj, fw) if any(s.kind == "keep" for s in plan.steps) else None
         inv = template.inventory() if template is not None else inventory_of(obj, fw)
