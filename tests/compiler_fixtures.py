@@ -6,7 +6,7 @@ from wmap.compiler import compile_plan
 from wmap.errors import WmapError
 from wmap.inventory import Inventory, TensorMeta
 from wmap.parse import parse_spec
-from wmap.plan import Plan
+from wmap.plans import Plan
 
 
 def M(name: str, shape: tuple[int, ...], dtype: str = "float32", kind: str | None = None, **attrs: object

@@ -21,18 +21,18 @@ from wmap.parse import load_spec, parse_spec
 from wmap.spec import Spec
 
 if TYPE_CHECKING:
-    from wmap.api import apply, inventory, load_plan, plan, verify
+    from wmap.api import apply, inventory_of, load_plan, plan, verify
     from wmap.execute import ApplyReport
-    from wmap.plan import Plan
+    from wmap.plans import Plan
 
 _LAZY = {
-    "plan": "wmap.api", "apply": "wmap.api", "verify": "wmap.api", "inventory": "wmap.api",
-    "load_plan": "wmap.api", "Plan": "wmap.plan", "ApplyReport": "wmap.execute",
+    "plan": "wmap.api", "apply": "wmap.api", "verify": "wmap.api", "inventory_of": "wmap.api",
+    "load_plan": "wmap.api", "Plan": "wmap.plans", "ApplyReport": "wmap.execute",
 }
 
 __all__ = [
     "ApplyReport", "Diagnostic", "Inventory", "Plan", "Span", "Spec", "TensorMeta", "WmapError",
-    "__version__", "apply", "inventory", "load_plan", "load_spec", "parse_spec", "plan", "verify",
+    "__version__", "apply", "inventory_of", "load_plan", "load_spec", "parse_spec", "plan", "verify",
 ]
 
 

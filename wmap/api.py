@@ -8,7 +8,7 @@ from typing import Any
 from wmap.errors import WmapError
 from wmap.execute import ApplyReport, apply_plan
 from wmap.inventory import Inventory
-from wmap.plan import Plan
+from wmap.plans import Plan
 from wmap.spec import Spec
 
 SpecLike = Spec | str | os.PathLike[str]
@@ -19,7 +19,7 @@ def _spec(spec: SpecLike) -> Spec:
     return spec if isinstance(spec, Spec) else load_spec(spec)
 
 
-def inventory(obj: Any, framework: str | None = None) -> Inventory:
+def inventory_of(obj: Any, framework: str | None = None) -> Inventory:
     """Names, shapes and dtypes of a checkpoint, model, factory or state dict; reads no weight data."""
     from wmap.formats import inventory_of
     return inventory_of(obj, framework)
@@ -65,9 +65,9 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
 
 def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None) -> Any:
     """Check that `target` holds exactly what the plan puts there (recomputed from the sources)."""
-    from wmap.verify import verify_plan
+    from wmap.verification import verify_plan
     p = spec if isinstance(spec, Plan) else plan(spec, source, target)
     return verify_plan(p, source=source, target=target)
 
 
-__all__ = ["apply", "inventory", "load_plan", "plan", "verify", "WmapError"]
+__all__ = ["apply", "inventory_of", "load_plan", "plan", "verify", "WmapError"]

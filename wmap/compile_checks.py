@@ -10,7 +10,7 @@ from typing import Any
 from wmap.errors import Diagnostic, DiagnosticBag
 from wmap.inventory import Shape, TensorMeta, is_widening
 from wmap.naming import detect_prefix, fold_text, nearest
-from wmap.plan import SourceRef, Step
+from wmap.plans import SourceRef, Step
 from wmap.spec import Rule, Spec
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from wmap.compile_hints import no_match_hint, target_missing_hint
 from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError
 from wmap.initializers import Initializer, make_initializer
 from wmap.inventory import Inventory, TensorMeta
-from wmap.plan import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
+from wmap.plans import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
 from wmap.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
 

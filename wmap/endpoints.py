@@ -16,7 +16,7 @@ from typing import Any
 
 from wmap.errors import error
 from wmap.inventory import Inventory
-from wmap.plan import Plan
+from wmap.plans import Plan
 from wmap.spec import DEFAULT_SOURCE, Spec
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")

@@ -16,7 +16,7 @@ from typing import Any
 
 from wmap.errors import Diagnostic, WmapError, error
 from wmap.formats.base import TensorSource
-from wmap.plan import Plan, Step
+from wmap.plans import Plan, Step
 from wmap.transforms import get_ops
 
 StepHook = Callable[[int, Step], None]

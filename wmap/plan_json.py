@@ -7,7 +7,7 @@ from typing import Any
 from wmap.errors import Diagnostic, Span, WmapError
 from wmap.initializers import Initializer
 from wmap.inventory import TensorMeta
-from wmap.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
+from wmap.plans import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
 
 
 def _meta(d: dict[str, Any]) -> TensorMeta:

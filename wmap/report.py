@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from wmap.errors import Diagnostic, Span
 from wmap.naming import fold, template_of
-from wmap.plan import Plan, Step
+from wmap.plans import Plan, Step
 
 LEGEND = "legend: = copy   ~ transformed   + initialised   . kept   - dropped   * frozen   lr=x multiplier"
 

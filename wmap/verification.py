@@ -13,7 +13,7 @@ from typing import Any
 
 from wmap.checksum import checksum
 from wmap.execute import compute_step
-from wmap.plan import Plan
+from wmap.plans import Plan
 from wmap.transforms import get_ops
 
 
