@@ -36,9 +36,12 @@ def plan(spec: SpecLike, source: Any = None, target: Any = None) -> Plan:
     from wmap.endpoints import source_inventories, target_inventory
     from wmap.parse.validate import check_names
 
+    import dataclasses
+
     s = _spec(spec)
     check_names(s)
-    return compile_plan(s, source_inventories(s, source), target_inventory(s, target))
+    p = compile_plan(s, source_inventories(s, source), target_inventory(s, target))
+    return dataclasses.replace(p, bound=(source, target))
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:

@@ -161,8 +161,15 @@ def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = No
     from wmap.endpoints import open_sink, open_sources
     from wmap.progress import progress_bar
 
+    source = plan.bound[0] if source is None else source
+    target = plan.bound[1] if target is None else target
     readers = open_sources(plan, source)
-    sink = open_sink(plan, target, out)
+    try:
+        sink = open_sink(plan, target, out)
+    except BaseException:
+        for r in readers.values():
+            r.close()
+        raise
     total = sum(s.nbytes for s in plan.steps)
     try:
         with progress_bar(total, show_progress) as advance:

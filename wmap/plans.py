@@ -88,6 +88,8 @@ class Plan:
     warnings: tuple[Diagnostic, ...] = ()
     tied: tuple[tuple[str, str], ...] = ()
     spec: Spec | None = field(default=None, compare=False, repr=False)
+    # what `wmap.plan(..., source=, target=)` was given: the defaults for `apply`/`verify` (not saved)
+    bound: tuple[Any, Any] = field(default=(None, None), compare=False, repr=False)
 
     def option(self, name: str) -> Any:
         return dict(self.options)[name]

@@ -43,6 +43,8 @@ def verify_plan(plan: Plan, source: Any = None, target: Any = None) -> VerifyRep
     from wmap.endpoints import model_sink, open_sources, target_object
     from wmap.formats import open_source
 
+    source = plan.bound[0] if source is None else source
+    target = plan.bound[1] if target is None else target
     readers = open_sources(plan, source)
     obj, fw = target_object(plan.spec, target)
     if isinstance(obj, (str, os.PathLike)):
