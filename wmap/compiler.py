@@ -8,6 +8,7 @@ once; nothing here reads weight data.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +29,11 @@ from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, 
 class _Claim:
     rule: int
     pattern: int
-    match: P.Match
+    m: re.Match[str]  # the raw regex match; captures are extracted only where needed
     ref: SourceRef
+
+    def alternations(self, pat: P.Pattern) -> tuple[int, ...]:
+        return pat.extract(self.m).alternations if pat.alternations else ()
 
 
 @dataclass
@@ -48,6 +52,23 @@ class _State:
     filled: dict[str, str] = field(default_factory=dict)  # target name -> what fills it (for collisions)
     steps: list[Step] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
+    freeze_re: Any = None
+    lr_matcher: P.MultiMatcher | None = None
+
+    def flags_for(self, targets: Sequence[TensorMeta]) -> tuple[TargetFlags, ...]:
+        if self.freeze_re is None and self.lr_matcher is None:
+            return tuple(_NO_FLAGS for _ in targets)
+        out = []
+        tp = _prefixes(self.options["target_strip_prefix"])
+        for t in targets:
+            name = _strip(t.name, tp)
+            frozen = bool(self.freeze_re is not None and self.freeze_re.fullmatch(name))
+            k = self.lr_matcher.first(name) if self.lr_matcher is not None else None
+            out.append(TargetFlags(frozen, None if k is None else self.spec.lr[k].factor))
+        return tuple(out)
+
+
+_NO_FLAGS = TargetFlags()
 
 
 def resolve_options(spec: Spec) -> dict[str, Any]:
@@ -63,6 +84,7 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
     options = resolve_options(spec)
     primary = spec.sources[0].name if spec.sources else next(iter(sources), DEFAULT_SOURCE)
     st = _State(spec, sources, target, bag, options, primary)
+    _flag_matchers(st)
     _index_names(st)
     _apply_drops(st)
     claims = _match_rules(st)
@@ -127,8 +149,11 @@ def _index_names(st: _State) -> None:
                            f"(`{names[visible].read_name}` and `{m.name}`)", _opt_span(st.spec, "strip_prefix"),
                            "strip a longer prefix, or address the tensors by their full names")
                 continue
-            native = m.native or m.name
-            meta = TensorMeta(visible, m.shape, m.dtype, None if native == visible else native, m.kind, m.attrs)
+            if visible == m.name and m.native in (None, m.name):
+                meta = m if m.native is None else TensorMeta(m.name, m.shape, m.dtype, None, m.kind, m.attrs)
+            else:
+                native = m.native or m.name
+                meta = TensorMeta(visible, m.shape, m.dtype, None if native == visible else native, m.kind, m.attrs)
             names[visible] = SourceRef(src, meta, m.name)
         st.src_names[src] = names
     tp = _prefixes(st.options["target_strip_prefix"])
@@ -185,13 +210,11 @@ def _match_rules(st: _State) -> dict[int, list[_Claim]]:
         for name, ref in st.src_names[src].items():
             if (src, name) in st.claimed:
                 continue
-            i = matcher.first(name)
-            if i is None:
+            hit = matcher.first_match(name)
+            if hit is None:
                 continue
-            r, k, pat = entries[i]
-            m = pat.match(name)
-            if m is None:  # pragma: no cover - the combined regex and the pattern agree
-                continue
+            i, m = hit
+            r, k, _ = entries[i]
             st.claimed.add((src, name))
             claims[r].append(_Claim(r, k, m, ref))
     for r, rule in enumerate(st.spec.rules):
@@ -242,6 +265,9 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         mismatches: list[tuple[tuple[str, ...], Any]] = []
         infer_errors: dict[str, tuple[TransformError, str]] = {}
         missing: list[str] = []
+        cache: dict[Any, _Inferred] = {}
+        rule_text = _rule_text(rule)
+        here = f"rule `{rule_text}` (line {rule.span.line})"
         for tnames, members in groups.items():
             metas = [st.tgt_names.get(n) for n in tnames]
             absent = [n for n, m in zip(tnames, metas) if m is None]
@@ -249,9 +275,10 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
                 missing.extend(absent)
                 continue
             tmetas = tuple(m for m in metas if m is not None)
-            if not _check_collisions(st, rule, tmetas):
+            if not _check_collisions(st, here, rule, tmetas):
                 continue
-            step = _infer_step(st, r, rule, chain, tmetas, [c.ref for c in members], mismatches, infer_errors)
+            step = _infer_step(st, r, rule, rule_text, chain, tmetas, [c.ref for c in members], mismatches,
+                               infer_errors, cache)
             if step is not None:
                 st.steps.append(step)
         if missing:
@@ -286,13 +313,14 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]) -> dict[tuple[str, ...]
     groups: dict[tuple[str, ...], list[_Claim]] = {}
     for c in claims:
         try:
-            names = P.substitute(template, pats[c.pattern], c.match)
+            names = P.render_match(template, pats[c.pattern], c.m)
         except P.TemplateError as e:
             st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c.ref.name}`)", rule.span, None)
             return None
         groups.setdefault(names, []).append(c)
     for names, members in groups.items():
-        members.sort(key=lambda c: (c.pattern, c.match.alternations, c.ref.name))
+        if len(members) > 1:
+            members.sort(key=lambda c: (c.pattern, c.alternations(pats[c.pattern]), c.ref.name))
         if len(rule.sources) > 1:
             have = {c.pattern for c in members}
             lacking = [rule.sources[k] for k in range(len(rule.sources)) if k not in have]
@@ -304,9 +332,8 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]) -> dict[tuple[str, ...]
     return groups
 
 
-def _check_collisions(st: _State, rule: Rule, tmetas: Sequence[TensorMeta]) -> bool:
+def _check_collisions(st: _State, here: str, rule: Rule, tmetas: Sequence[TensorMeta]) -> bool:
     ok = True
-    here = f"rule `{_rule_text(rule)}` (line {rule.span.line})"
     for m in tmetas:
         prev = st.filled.get(m.name)
         if prev is not None:
@@ -323,23 +350,70 @@ def _check_collisions(st: _State, rule: Rule, tmetas: Sequence[TensorMeta]) -> b
     return ok
 
 
-def _infer_step(st: _State, r: int, rule: Rule, chain: tuple[Transform, ...], targets: tuple[TensorMeta, ...],
-                inputs: list[SourceRef], mismatches: list[tuple[tuple[str, ...], Any]],
-                infer_errors: dict[str, tuple[TransformError, str]]) -> Step | None:
-    n_in, n_out = len(inputs), len(targets)
+_Inferred = tuple[str, Any]  # ("ok", (resolved, history)) | ("error", TransformError) | ("mismatch", info) | ...
+
+
+def _signature(inputs: Sequence[SourceRef], targets: Sequence[TensorMeta]) -> tuple[object, ...]:
+    """Everything a transform may look at: shapes, dtypes, layer kinds, attrs and the param role."""
+    return (tuple([(i.source, i.meta.shape, i.meta.dtype, i.meta.kind, i.meta.name[i.meta.name.rfind(".") + 1:],
+                    i.meta.attrs) for i in inputs]),
+            tuple([(t.shape, t.dtype, t.kind, t.name[t.name.rfind(".") + 1:], t.attrs) for t in targets]))
+
+
+def _infer_step(st: _State, r: int, rule: Rule, rule_text: str, chain: tuple[Transform, ...],
+                targets: tuple[TensorMeta, ...], inputs: list[SourceRef],
+                mismatches: list[tuple[tuple[str, ...], Any]], infer_errors: dict[str, tuple[TransformError, str]],
+                cache: dict[Any, _Inferred]) -> Step | None:
+    """One step; inference runs once per distinct signature in a rule (layers repeat)."""
+    key: object = _signature(inputs, targets)
+    try:
+        fresh = key not in cache
+    except TypeError:  # unhashable attrs: fall back to their text
+        key = repr(key)
+        fresh = key not in cache
+    if fresh:
+        cache[key] = _infer_chain(st, chain, targets, inputs)
+    status, data = cache[key]
+    if status == "error":
+        _note(infer_errors, data, targets[0].name)
+        return None
+    if status == "mismatch":
+        mismatches.append((tuple(t.name for t in targets), data))
+        return None
+    if status == "dtype":
+        if fresh:
+            name, problem, dtype = data
+            st.bag.add("WM302", f"rule `{rule_text}`: `{targets[0].name}` {problem}", rule.span,
+                       f"add `| cast({dtype})` to the chain, or `option dtype = \"target\"`")
+        return None
+    resolved, history = data
+    step = Step("map", targets, tuple(inputs), resolved, history, r, rule_text, rule.span,
+                flags=st.flags_for(targets))
+    if fresh:
+        src_fw, tgt_fw = _frameworks(st, inputs)
+        st.warnings.extend(trap_warnings(step, rule, src_fw, tgt_fw, st.warnings))
+    return step
+
+
+def _frameworks(st: _State, inputs: Sequence[SourceRef]) -> tuple[str | None, str | None]:
     src_fw = _framework(st.spec, inputs[0].source, st.sources[inputs[0].source])
     tgt_fw = st.spec.target.framework if st.spec.target and st.spec.target.framework else st.target.framework
-    if n_in > 1 and (not chain or chain[0].ARITY != "n:1"):
-        _note(infer_errors, TransformError(
+    return src_fw, tgt_fw
+
+
+def _infer_chain(st: _State, chain: tuple[Transform, ...], targets: tuple[TensorMeta, ...],
+                 inputs: list[SourceRef]) -> _Inferred:
+    n_in, n_out = len(inputs), len(targets)
+    src_fw, tgt_fw = _frameworks(st, inputs)
+    if n_in > 1 and (not chain or (chain[0].ARITY != "n:1" and not chain[0].DISPATCH)):
+        return ("error", TransformError(
             f"{n_in} source tensors land on one target ({', '.join(i.name for i in inputs[:4])}"
             f"{', ...' if n_in > 4 else ''})", "start the chain with a fan-in transform: concat, stack, add, "
-            "sub, lerp, mean or lora", code="WM206"), targets[0].name)
-        return None
-    if n_out > 1 and not any(t.ARITY == "1:n" for t in chain):
-        _note(infer_errors, TransformError(
-            f"the target template expands to {n_out} tensors", "end the chain with a fan-out transform: "
-            "split, chunk, or a fan-out preset", code="WM207"), targets[0].name)
-        return None
+            "sub, lerp, average or lora", code="WM206"))
+    if n_out > 1 and not any(t.ARITY == "1:n" or t.DISPATCH for t in chain):  # layout(auto): its preset's arity
+        return ("error", TransformError(f"the target template expands to {n_out} tensors",
+                                        "add a fan-out transform: split, chunk, unstack, or a fan-out preset",
+                                        code="WM207"))
     metas = tuple(ArrayMeta(i.meta.shape, i.meta.dtype) for i in inputs)
     src_metas = tuple(i.meta for i in inputs)
     resolved: list[Transform] = []
@@ -347,33 +421,24 @@ def _infer_step(st: _State, r: int, rule: Rule, chain: tuple[Transform, ...], ta
     for k, t in enumerate(chain):
         last = k == len(chain) - 1
         try:
-            if t.ARITY == "1:1" and len(metas) > 1:
+            if t.ARITY == "1:1" and len(metas) > 1 and not (t.DISPATCH and k == 0):  # layout(auto) fan-in
                 t2, metas = _infer_each(t, metas, src_metas, targets, src_fw, tgt_fw, last)
             else:
                 t2, metas = t.infer(metas, InferContext(src_metas, targets, src_fw, tgt_fw, is_last=last))
         except TransformError as e:
-            _note(infer_errors, e, targets[0].name)
-            return None
+            return ("error", e)
         resolved.append(t2)
         history.append(tuple((m.shape, m.dtype) for m in metas))
     if len(metas) != n_out:
-        _note(infer_errors, TransformError(f"the chain yields {len(metas)} tensor(s) for {n_out} target(s)",
-                                           code="WM207"), targets[0].name)
-        return None
-    bad = [(m, t) for m, t in zip(metas, targets) if m.shape != t.shape]
-    if bad:
-        mismatches.append((tuple(t.name for t in targets),
-                           {"inputs": src_metas, "history": history, "chain": resolved, "targets": targets}))
-        return None
+        return ("error", TransformError(f"the chain yields {len(metas)} tensor(s) for {n_out} target(s)",
+                                        code="WM207"))
+    if any(m.shape != t.shape for m, t in zip(metas, targets)):
+        return ("mismatch", {"inputs": src_metas, "history": history, "chain": resolved, "targets": targets})
     for m, t in zip(metas, targets):
         problem = dtype_check(m.dtype, t.dtype, st.options["dtype"])
         if problem:
-            st.bag.add("WM302", f"rule `{_rule_text(rule)}`: `{t.name}` {problem}", rule.span,
-                       f"add `| cast({t.dtype})` to the chain, or `option dtype = \"target\"`")
-            return None
-    step = Step("map", targets, tuple(inputs), tuple(resolved), tuple(history), r, _rule_text(rule), rule.span)
-    st.warnings.extend(trap_warnings(step, rule, src_fw, tgt_fw, st.warnings))
-    return step
+            return ("dtype", (t.name, problem, t.dtype))
+    return ("ok", (tuple(resolved), tuple(history)))
 
 
 def _infer_each(t: Transform, metas: tuple[ArrayMeta, ...], src_metas: tuple[TensorMeta, ...],
@@ -424,7 +489,7 @@ def _build_init_keep(st: _State) -> None:
                     continue
                 sources = (ref,)
             st.steps.append(Step("init", (m,), sources, (), (), i, f"init {init.pattern} = "
-                                 f"{initializer.describe()}", init.span, init=initializer))
+                                 f"{initializer.describe()}", init.span, init=initializer, flags=st.flags_for((m,))))
     for stmt in st.spec.keep:
         pat = P.parse(stmt.pattern)
         hits = _free_targets(st, pat, f"keep {stmt.pattern} (line {stmt.span.line})", stmt.span)
@@ -432,7 +497,8 @@ def _build_init_keep(st: _State) -> None:
             st.bag.add("WM202", f"`keep {stmt.pattern}` matched no target tensor that is still unfilled", stmt.span,
                        no_match_hint(pat, list(st.tgt_names), set(), None, "keep", _filled_by(st, pat)))
         for m in hits:
-            st.steps.append(Step("keep", (m,), rule_text=f"keep {stmt.pattern}", span=stmt.span))
+            st.steps.append(Step("keep", (m,), rule_text=f"keep {stmt.pattern}", span=stmt.span,
+                                 flags=st.flags_for((m,))))
 
 
 def _free_targets(st: _State, pat: P.Pattern, what: str, span: Span) -> list[TensorMeta]:
@@ -472,33 +538,27 @@ def _copy_source(st: _State, init: Initializer, span: Span) -> SourceRef | None:
     return ref
 
 
+def _flag_matchers(st: _State) -> None:
+    """One combined regex for `freeze`, a first-wins matcher for `lr`: flags cost one match per target."""
+    if st.spec.freeze:
+        import re
+        st.freeze_re = re.compile("|".join(f"(?:{P.parse(f.pattern).regex(prefix=f'f{i}_')})"
+                                           for i, f in enumerate(st.spec.freeze)))
+    if st.spec.lr:
+        st.lr_matcher = P.MultiMatcher(tuple(P.parse(x.pattern) for x in st.spec.lr))
+
+
 def _apply_flags(st: _State) -> None:
-    frozen: set[str] = set()
-    for stmt in st.spec.freeze:
-        pat = P.parse(stmt.pattern)
-        hits = {t.name for s in st.steps for t in s.targets if pat.compiled.fullmatch(_visible(st, t.name))}
-        if not hits and not pat.optional:
-            st.bag.add("WM202", f"`freeze {stmt.pattern}` matched no target tensor", stmt.span,
-                       no_match_hint(pat, list(st.tgt_names), set(), None, "freeze"))
-        frozen |= hits
-    lr: dict[str, float] = {}
-    for stmt in st.spec.lr:
-        pat = P.parse(stmt.pattern)
-        hits = [t.name for s in st.steps for t in s.targets if pat.compiled.fullmatch(_visible(st, t.name))]
-        if not hits and not pat.optional:
-            st.bag.add("WM202", f"`lr {stmt.pattern}` matched no target tensor", stmt.span,
-                       no_match_hint(pat, list(st.tgt_names), set(), None, "lr"))
-        for h in hits:
-            lr.setdefault(h, stmt.factor)
-    st.steps[:] = [
-        Step(s.kind, s.targets, s.sources, s.transforms, s.chain, s.rule, s.rule_text, s.span, s.init,
-             tuple(TargetFlags(t.name in frozen, lr.get(t.name)) for t in s.targets))
-        for s in st.steps
-    ]
-
-
-def _visible(st: _State, name: str) -> str:
-    return _strip(name, _prefixes(st.options["target_strip_prefix"]))
+    """Flags were set as steps were built; here, a freeze/lr pattern that matched nothing is an error."""
+    tp = _prefixes(st.options["target_strip_prefix"])
+    placed = [_strip(t.name, tp) for s in st.steps for t in s.targets]
+    for kind, stmts in (("freeze", st.spec.freeze), ("lr", st.spec.lr)):
+        for stmt in stmts:
+            pat = P.parse(stmt.pattern)
+            if pat.optional or any(pat.compiled.fullmatch(n) for n in placed):
+                continue
+            st.bag.add("WM202", f"`{kind} {stmt.pattern}` matched no target tensor", stmt.span,
+                       no_match_hint(pat, list(st.tgt_names), set(), None, kind))
 
 
 def _unused_sources(st: _State) -> dict[str, list[SourceRef]]:

@@ -12,13 +12,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 _DIGITS = re.compile(r"\d+")
+_SPLIT_DIGITS = re.compile(r"(\d+)")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "base_model.model.", "backbone.", "encoder.", "transformer.")
 
 
 def template_of(name: str) -> tuple[str, tuple[int, ...]]:
     """`layers.12.attn` -> (`layers.{}.attn`, (12,))."""
-    nums = tuple(int(m) for m in _DIGITS.findall(name))
-    return _DIGITS.sub("{}", name), nums
+    parts = _SPLIT_DIGITS.split(name)  # one pass: [text, digits, text, digits, ..., text]
+    return "{}".join(parts[0::2]), tuple(map(int, parts[1::2]))
 
 
 def _fold_numbers(values: Sequence[int]) -> str:

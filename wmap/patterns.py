@@ -15,7 +15,7 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal, NamedTuple, Union
 
 PieceKind = Literal["lit", "star", "dstar", "cap", "int", "path", "alt", "expr"]
 CaptureValue = Union[str, int, None]
@@ -56,11 +56,11 @@ class Pattern:
     segments: tuple[Segment, ...]
     optional: bool = False
 
-    @property
+    @functools.cached_property
     def pieces(self) -> tuple[Piece, ...]:
         return tuple(p for seg in self.segments for p in seg)
 
-    @property
+    @functools.cached_property
     def captures(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
         for p in self.pieces:
@@ -68,19 +68,19 @@ class Pattern:
                 seen.setdefault(p.text, None)
         return tuple(seen)
 
-    @property
+    @functools.cached_property
     def int_captures(self) -> frozenset[str]:
         return frozenset(p.text for p in self.pieces if p.kind == "int")
 
-    @property
+    @functools.cached_property
     def wildcards(self) -> tuple[Piece, ...]:
         return tuple(p for p in self.pieces if p.kind in ("star", "dstar"))
 
-    @property
+    @functools.cached_property
     def alternations(self) -> tuple[Piece, ...]:
         return tuple(p for p in self.pieces if p.kind == "alt")
 
-    @property
+    @functools.cached_property
     def is_literal(self) -> bool:
         return all(p.kind == "lit" for p in self.pieces)
 
@@ -95,10 +95,26 @@ class Pattern:
         m = self.compiled.fullmatch(name)
         return None if m is None else _extract(self, m, "")
 
+    def extract(self, m: re.Match[str]) -> Match:
+        """Captures of a regex match of this pattern's own `compiled`."""
+        return _extract(self, m, "")
 
-@dataclass(frozen=True)
-class Match:
-    """What a source pattern bound: named captures, unnamed wildcards and alternation picks."""
+    @functools.cached_property
+    def _groups(self) -> tuple[tuple[tuple[str, str, bool], ...], tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]:
+        caps: dict[str, tuple[str, str, bool]] = {}
+        for p in self.pieces:
+            if p.kind in ("cap", "int", "path") and p.text not in caps:
+                caps[p.text] = (p.text, f"c_{p.text}", p.kind == "int")
+        wild = tuple(f"u{k}" for k in range(len(self.wildcards)))
+        alts = tuple((f"a{k}", a.options) for k, a in enumerate(self.alternations))
+        return tuple(caps.values()), wild, alts
+
+
+class Match(NamedTuple):
+    """What a source pattern bound: named captures, unnamed wildcards and alternation picks.
+
+    A NamedTuple rather than a dataclass: one is built per matched tensor name, and this is
+    the hot path of planning against 100k-tensor checkpoints."""
 
     captures: tuple[tuple[str, CaptureValue], ...]
     wildcards: tuple[str | None, ...]
@@ -271,16 +287,14 @@ def _to_regex(pat: Pattern, prefix: str) -> str:
 
 
 def _extract(pat: Pattern, m: re.Match[str], prefix: str) -> Match:
+    caps_g, wild_g, alt_g = pat._groups
     gd = m.groupdict()
-    caps: dict[str, CaptureValue] = {}
-    for p in pat.pieces:
-        if p.kind in ("cap", "int", "path") and p.text not in caps:
-            v = gd[f"{prefix}c_{p.text}"]
-            caps[p.text] = int(v) if p.kind == "int" and v is not None else v
-    n_wild = len(pat.wildcards)
-    wild = tuple(gd.get(f"{prefix}u{k}") for k in range(n_wild))
-    alts = tuple(a.options.index(gd[f"{prefix}a{k}"]) for k, a in enumerate(pat.alternations))
-    return Match(tuple(caps.items()), wild, alts)
+    if prefix:
+        gd = {k[len(prefix):]: v for k, v in gd.items() if k.startswith(prefix)}
+    caps = tuple([(name, int(gd[g]) if is_int and gd[g] is not None else gd[g]) for name, g, is_int in caps_g])
+    wild = tuple([gd[g] for g in wild_g]) if wild_g else ()
+    alts = tuple([opts.index(gd[g]) for g, opts in alt_g]) if alt_g else ()
+    return Match(caps, wild, alts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,6 +315,49 @@ def fanout_count(template: Pattern, source: Pattern) -> int:
 
 def substitute(template: Pattern, source: Pattern, match: Match) -> tuple[str, ...]:
     """Render a target template with a source match; several names when the template fans out."""
+    fast = _simple_template(template)
+    if fast is not None:
+        caps = dict(match.captures)
+        try:
+            return (fast.format_map(caps),)
+        except KeyError as e:
+            raise TemplateError(f"capture `{e.args[0]}` is not bound by the source pattern") from None
+    return _substitute(template, source, match)
+
+
+def render_match(template: Pattern, source: Pattern, m: re.Match[str]) -> tuple[str, ...]:
+    """`substitute` straight from a regex match: the hot path when planning large checkpoints."""
+    fast = _group_template(template)
+    if fast is not None:
+        try:
+            return (fast.format_map(m.groupdict()),)
+        except KeyError as e:
+            raise TemplateError(f"capture `{e.args[0][2:]}` is not bound by the source pattern") from None
+    return substitute(template, source, _extract(source, m, ""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _group_template(template: Pattern) -> str | None:
+    """Like `_simple_template`, but naming the regex groups (`c_x`) instead of captures."""
+    if any(p.kind not in ("lit", "cap", "path") for p in template.pieces):
+        return None  # `{x:int}` renders via int() (no leading zeros), and arithmetic needs values
+    return ".".join("".join(p.text.replace("{", "{{").replace("}", "}}") if p.kind == "lit" else "{c_" + p.text + "}"
+                            for p in seg) for seg in template.segments)
+
+
+@functools.lru_cache(maxsize=1024)
+def _simple_template(template: Pattern) -> str | None:
+    """A str.format string for templates made of literals and plain captures (the common case)."""
+    if any(p.kind not in ("lit", "cap", "int", "path") for p in template.pieces):
+        return None
+    segs = []
+    for seg in template.segments:
+        segs.append("".join(p.text.replace("{", "{{").replace("}", "}}") if p.kind == "lit" else "{" + p.text + "}"
+                            for p in seg))
+    return ".".join(segs)
+
+
+def _substitute(template: Pattern, source: Pattern, match: Match) -> tuple[str, ...]:
     paired = len(source.alternations)
     results: list[list[str]] = [[]]
     wild = iter(match.wildcards)
@@ -374,34 +431,81 @@ def check_template(template: Pattern, sources: tuple[Pattern, ...]) -> list[str]
 class MultiMatcher:
     """Match many names against many patterns in order; the first pattern that matches wins.
 
-    One combined regex (an alternation in file order) finds the winner in a single C-level
-    match; only then are captures extracted with that pattern's own regex.
+    Each pattern is indexed under its most selective literal segment, by position from the
+    start (before any `**`) or from the end (after the last one). A name is then regex-checked
+    only against the patterns whose anchor it carries (plus those with no anchor), in order:
+    about one regex match per name instead of one per rule.
     """
 
     def __init__(self, patterns: tuple[Pattern, ...]):
         self.patterns = patterns
-        alts = []
-        self._group_to_index: dict[int, int] = {}
-        group = 0
-        for i, p in enumerate(patterns):
-            body = p.regex(prefix=f"p{i}_")
-            alts.append(f"({body})")
-            group += 1
-            self._group_to_index[group] = i
-            group += re.compile(body).groups
-        self._combined = re.compile("|".join(alts)) if alts else None
+        anchors = [_anchors(p) for p in patterns]
+        counts: dict[tuple[int, str], int] = {}
+        for a in anchors:
+            for key in a:
+                counts[key] = counts.get(key, 0) + 1
+        self._index: dict[tuple[int, str], list[int]] = {}
+        self._always: list[int] = []
+        for i, a in enumerate(anchors):
+            if not a:
+                self._always.append(i)
+                continue
+            best = min(a, key=lambda k: (counts[k], -abs(k[0])))
+            self._index.setdefault(best, []).append(i)
+        # masking digit segments in the cache key is sound only if no anchor is itself all digits
+        self._mask_digits = not any(seg.isdigit() for _, seg in self._index)
+        self._cache: dict[tuple[str, ...], list[int]] = {}
+
+    def first_match(self, name: str) -> tuple[int, re.Match[str]] | None:
+        """(index, regex match) of the first pattern matching `name`, or None (see `Pattern.extract`)."""
+        parts = name.split(".")
+        if self._mask_digits:  # layers repeat: `layers.7.q` and `layers.8.q` share candidates
+            key = tuple(["#" if p.isdigit() else p for p in parts])
+            cands = self._cache.get(key)
+            if cands is None:
+                cands = self._cache[key] = self._candidates(parts)
+        else:
+            cands = self._candidates(parts)
+        for k in cands:
+            pat = self.patterns[k]
+            m = pat.compiled.fullmatch(name)
+            if m is not None:
+                return k, m
+        return None
+
+    def _candidates(self, parts: list[str]) -> list[int]:
+        n = len(parts)
+        cands = list(self._always)
+        index = self._index
+        for i, seg in enumerate(parts):
+            hit = index.get((i, seg))
+            if hit:
+                cands.extend(hit)
+            hit = index.get((i - n, seg))
+            if hit:
+                cands.extend(hit)
+        return sorted(set(cands)) if len(cands) > 1 else cands
 
     def first(self, name: str) -> int | None:
         """Index of the first pattern that matches `name`, or None."""
-        if self._combined is None:
-            return None
-        m = self._combined.fullmatch(name)
-        if m is None:
-            return None
-        idx = self._group_to_index.get(m.lastindex or 0)
-        if idx is not None:
-            return idx
-        for k, p in enumerate(self.patterns):  # lastindex may point at an inner group; fall back
-            if p.compiled.fullmatch(name):
-                return k
-        return None
+        hit = self.first_match(name)
+        return None if hit is None else hit[0]
+
+
+_DSTAR = (Piece("dstar"),)
+
+
+def _anchors(pat: Pattern) -> list[tuple[int, str]]:
+    """(position, literal) for whole-literal segments at a fixed position from the start or end."""
+    segs = pat.segments
+    flexible = [i for i, s in enumerate(segs) if s == _DSTAR or any(p.kind == "path" for p in s)]
+    out: list[tuple[int, str]] = []
+    first_flex = flexible[0] if flexible else len(segs)
+    last_flex = flexible[-1] if flexible else -1
+    for i, seg in enumerate(segs):
+        if len(seg) == 1 and seg[0].kind == "lit":
+            if i < first_flex:
+                out.append((i, seg[0].text))
+            if i > last_flex:
+                out.append((i - len(segs), seg[0].text))
+    return out

@@ -6,6 +6,7 @@ repeats folded (`layers.{0..31}.q.weight x32`), so plans diff cleanly in review.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from wmap.errors import Diagnostic, Span
 from wmap.naming import fold, template_of
 from wmap.plans import Plan, Step
+from wmap.transforms.base import Transform
 
 LEGEND = "legend: = copy   ~ transformed   + initialised   . kept   - dropped   * frozen   lr=x multiplier"
 
@@ -43,13 +45,18 @@ def _fold_names(rows: Iterable[str]) -> str:
     return ", ".join(f for f, _ in folded)
 
 
+@functools.lru_cache(maxsize=4096)
+def _describe(t: Transform) -> str:
+    return t.describe()  # resolved transforms are shared across a rule's steps: describe each once
+
+
 def _step_key(s: Step) -> tuple[object, ...]:
     return (
         tuple(template_of(t.name)[0] for t in s.targets),
         tuple(template_of(r.name)[0] for r in s.sources),
         tuple((t.shape, t.dtype) for t in s.targets),
         tuple((r.meta.shape, r.meta.dtype) for r in s.sources),
-        tuple(t.describe() for t in s.transforms),
+        tuple(_describe(t) for t in s.transforms),
         s.flags,
         s.kind,
     )
@@ -81,7 +88,7 @@ def _fold_steps(steps: Sequence[Step]) -> list[str]:
         lines.append(line)
         for t, hist in zip(s0.transforms, s0.chain):
             outs = ", ".join(_shape(sh) for sh, _ in hist)
-            lines.append(f"      | {t.describe()} -> {outs}")
+            lines.append(f"      | {_describe(t)} -> {outs}")
     return lines
 
 

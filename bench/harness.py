@@ -1,0 +1,74 @@
+"""Benchmark harness: each case runs in a fresh subprocess; wall time and peak anonymous memory.
+
+Peak RssAnon (anonymous pages only: memory-mapped file pages do not count) is sampled
+from /proc/self/status every 2 ms by a thread, since the kernel keeps no peak for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def rss_anon_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(fn: Callable[[], Any]) -> dict[str, float]:
+    """Run fn once; return seconds, peak RssAnon during the run, and RssAnon before it."""
+    peak = [rss_anon_mb()]
+    base = peak[0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_anon_mb())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    stop.set()
+    t.join()
+    peak[0] = max(peak[0], rss_anon_mb())
+    return {"seconds": seconds, "peak_anon_mb": peak[0], "base_anon_mb": base}
+
+
+def run_case(module: str, case: str, *args: str, repeat: int = 3) -> dict[str, float]:
+    """Run `python -m MODULE CASE ARGS` `repeat` times in fresh processes; keep the fastest run."""
+    best: dict[str, float] | None = None
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-m", module, case, *args], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"{module} {case} failed:\n{out.stderr[-3000:]}")
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        if best is None or res["seconds"] < best["seconds"]:
+            best = res
+    assert best is not None
+    return best
+
+
+def warm(path: str) -> None:
+    """Read a file once so every case starts from a warm page cache."""
+    for root, _, files in os.walk(path) if os.path.isdir(path) else [(os.path.dirname(path), [], [os.path.basename(path)])]:
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                while f.read(1 << 24):
+                    pass
+
+
+def emit(result: dict[str, float]) -> None:
+    print(json.dumps(result))
