@@ -168,7 +168,9 @@ def trap_warnings(step: Step, rule: Rule, src_fw: str | None, tgt_fw: str | None
 
     cross = src_fw is not None and tgt_fw is not None and _fw_family(src_fw) != _fw_family(tgt_fw)
     tgt = step.targets[0]
-    if cross and len(tgt.shape) >= 2 and not any(n in _LAYOUT or "_to_" in n or "_from_" in n for n in names):
+    chose_layout = any(c.name == "layout" for c in rule.via)  # layout(auto) decided, even if on identity
+    if cross and len(tgt.shape) >= 2 and not chose_layout and \
+            not any(n in _LAYOUT or "_to_" in n or "_from_" in n for n in names):
         if _permutation_invariant(tgt.shape):
             warn("WM310", f"`{tgt.name}` {tuple(tgt.shape)} moves from {src_fw} to {tgt_fw} with no layout "
                  "transform, and a transposed layout would have the same shape",
@@ -184,14 +186,20 @@ def trap_warnings(step: Step, rule: Rule, src_fw: str | None, tgt_fw: str | None
         warn("WM312", f"`{tgt.name}` belongs to a recurrent layer; gate blocks may be ordered differently "
              "across frameworks", "GRU needs its r/z gates swapped for Keras: use `gru_kernel_to_keras` etc., "
              "or `layout(auto)`")
-    src_eps = [s.meta.attr("eps") for s in step.sources]
-    tgt_eps = tgt.attr("eps")
+    src_eps = [_eps(s.meta) for s in step.sources]
+    tgt_eps = _eps(tgt)
     if tgt_eps is not None and src_eps and src_eps[0] is not None and not math.isclose(
             float(src_eps[0]), float(tgt_eps), rel_tol=1e-6):  # type: ignore[arg-type]
         warn("WM313", f"`{tgt.name}`: the target layer's epsilon ({tgt_eps}) differs from the source's "
              f"({src_eps[0]})", "outputs differ by about the epsilon difference; set the target layer's epsilon "
              "to match (PyTorch 1e-5, Keras 1e-3 by default)")
     return out
+
+
+def _eps(meta: TensorMeta) -> object:
+    """A normalisation layer's epsilon: PyTorch calls it `eps`, Keras `epsilon`."""
+    eps = meta.attr("eps")
+    return meta.attr("epsilon") if eps is None else eps
 
 
 def _fw_family(fw: str) -> str:

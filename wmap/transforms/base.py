@@ -85,6 +85,9 @@ class ArrayOps(Protocol):
     def full(self, shape: Sequence[int], value: float, dtype: str, like: Any) -> Any: ...
     def matmul(self, a: Any, b: Any) -> Any: ...
     def contiguous(self, x: Any) -> Any: ...
+    def asarray(self, values: Any, like: Any) -> Any:
+        """A numpy float32/float64 array as this backend's array, on `like`'s device (seeded fills)."""
+        ...
 
 
 JSONValue = Any
@@ -106,8 +109,14 @@ class Transform:
     # pure layout changes straight into the destination with one fused copy.
     VIEW: ClassVar[bool] = False
     INVERTIBLE: ClassVar[bool] = False
+    # True when `infer` resolves to a *different* transform (layout(auto) -> a preset):
+    # ARITY/VIEW/INVERTIBLE are then only known from the resolved transform.
+    DISPATCH: ClassVar[bool] = False
+    # Name of a `tuple[tuple[str, int], ...]` field that collects keyword arguments the
+    # transform does not declare (einops-style `rearrange(pattern, h=8)`), or None.
+    EXTRA: ClassVar[str | None] = None
 
-    def infer(self: T, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[T, tuple[ArrayMeta, ...]]:
+    def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
         raise NotImplementedError(f"{type(self).__name__}.infer")
 
     def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
@@ -141,6 +150,8 @@ def _fmt(v: object) -> str:
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
+    if v is None:
+        return "null"  # the spec syntax's spelling
     return repr(v)
 
 
@@ -173,16 +184,23 @@ def build(name: str, args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]) -> 
     if len(args) > len(fields):
         raise TransformError(f"`{name}` takes at most {len(fields)} positional argument(s), got {len(args)}",
                              f"signature: {signature(cls)}", code="WM104")
-    for f, v in zip(fields, args):
+    for f, v in zip(fields, args, strict=False):
         bound[f.name] = v
     names = {f.name for f in fields}
+    extra: list[tuple[str, Any]] = []
     for k, v in kwargs:
+        if k not in names and cls.EXTRA:
+            extra.append((k, v))
+            continue
         if k not in names:
             raise TransformError(f"`{name}` has no parameter `{k}`",
                                  did_you_mean(k, names) or f"signature: {signature(cls)}", code="WM104")
         if k in bound:
             raise TransformError(f"`{name}` got parameter `{k}` twice", code="WM104")
         bound[k] = v
+    if extra:
+        assert cls.EXTRA is not None
+        bound[cls.EXTRA] = tuple(tuple(x) for x in bound.get(cls.EXTRA, ())) + tuple(extra)
     for f in fields:
         if f.name not in bound and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise TransformError(f"`{name}` needs parameter `{f.name}`", f"signature: {signature(cls)}", code="WM104")
@@ -224,7 +242,7 @@ def _coerce(tname: str, key: str, value: Any, hint: Any) -> Any:
         if inner is None and targs:
             if len(targs) != len(value):
                 raise TransformError(f"`{tname}`: parameter `{key}` needs {len(targs)} values", code="WM104")
-            return tuple(_coerce(tname, key, v, t) for v, t in zip(value, targs))
+            return tuple(_coerce(tname, key, v, t) for v, t in zip(value, targs, strict=True))
         return tuple(_coerce(tname, key, v, inner) for v in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -253,7 +271,9 @@ def signature(cls: type[Transform]) -> str:
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if f.name == cls.EXTRA:
+            parts.append(f"**{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             parts.append(f.name)
         else:
             parts.append(f"{f.name}={_fmt(f.default)}")

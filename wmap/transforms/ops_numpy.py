@@ -1,0 +1,152 @@
+"""ArrayOps for numpy: the reference backend every other backend is tested against.
+
+bfloat16 and float8 come from ml_dtypes. Reductions and interpolation compute in
+float64 and round once to the input dtype, so results do not depend on the order of
+accumulation (torch does the same, and the two agree to the last bit in practice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import einops
+import ml_dtypes
+import numpy as np
+
+from wmap.inventory import FLOAT_DTYPES, Shape
+
+
+def np_dtype(name: str) -> np.dtype[Any]:
+    """numpy dtype for a canonical dtype name (ml_dtypes for bfloat16 / float8)."""
+    if hasattr(ml_dtypes, name) and name.startswith(("bfloat", "float8")):
+        return np.dtype(getattr(ml_dtypes, name))
+    return np.dtype(name)
+
+
+class NumpyOps:
+    name = "numpy"
+
+    def dtype_name(self, x: Any) -> str:
+        return str(x.dtype)
+
+    def shape(self, x: Any) -> Shape:
+        return tuple(int(d) for d in x.shape)
+
+    def transpose(self, x: Any, perm: Sequence[int]) -> Any:
+        return np.transpose(x, tuple(perm))
+
+    def reshape(self, x: Any, shape: Sequence[int]) -> Any:
+        return np.reshape(x, tuple(shape))
+
+    def concat(self, xs: Sequence[Any], dim: int) -> Any:
+        return np.concatenate(list(xs), axis=dim)
+
+    def stack(self, xs: Sequence[Any], dim: int) -> Any:
+        return np.stack(list(xs), axis=dim)
+
+    def split(self, x: Any, sizes: Sequence[int], dim: int) -> tuple[Any, ...]:
+        cuts = np.cumsum(list(sizes))[:-1].tolist()
+        return tuple(np.split(x, cuts, axis=dim))
+
+    def slice(self, x: Any, dim: int, start: int, stop: int, step: int) -> Any:
+        idx: list[Any] = [slice(None)] * x.ndim
+        idx[dim] = slice(start, stop, step)
+        return x[tuple(idx)]
+
+    def pad(self, x: Any, widths: Sequence[tuple[int, int]], fill: Any) -> Any:
+        return np.pad(x, [tuple(w) for w in widths], mode="constant", constant_values=fill)
+
+    def cast(self, x: Any, dtype: str) -> Any:
+        return x.astype(np_dtype(dtype), copy=False)
+
+    def _reduce(self, fn: Any, x: Any, dim: int, keepdim: bool) -> Any:
+        dt = str(x.dtype)
+        acc = np.float64 if dt in FLOAT_DTYPES else np.int64
+        return fn(x, axis=dim, keepdims=keepdim, dtype=acc).astype(x.dtype)
+
+    def sum(self, x: Any, dim: int, keepdim: bool) -> Any:
+        return self._reduce(np.sum, x, dim, keepdim)
+
+    def mean(self, x: Any, dim: int, keepdim: bool) -> Any:
+        return self._reduce(np.mean, x, dim, keepdim)
+
+    def repeat(self, x: Any, repeats: int, dim: int) -> Any:
+        return np.repeat(x, repeats, axis=dim)
+
+    def tile(self, x: Any, reps: Sequence[int]) -> Any:
+        return np.tile(x, tuple(reps))
+
+    def where_abs_below(self, x: Any, threshold: float) -> Any:
+        return np.where(np.abs(x.astype(np.float64)) < threshold, np.zeros((), x.dtype), x)
+
+    def flip(self, x: Any, dim: int) -> Any:
+        return np.flip(x, axis=dim)
+
+    def interpolate(self, x: Any, size: Sequence[int], mode: str) -> Any:
+        """Resize the last len(size) dims like torch F.interpolate(align_corners=False, antialias=False)."""
+        out = x.astype(np.float64)
+        k = len(size)
+        for i, n in enumerate(size):
+            ax = x.ndim - k + i
+            w = interp_matrix(x.shape[ax], n, mode)
+            out = np.moveaxis(np.moveaxis(out, ax, -1) @ w.T, -1, ax)
+        return out.astype(x.dtype)
+
+    def rearrange(self, x: Any, pattern: str, **axes: int) -> Any:
+        return einops.rearrange(x, pattern, **axes)
+
+    def full(self, shape: Sequence[int], value: float, dtype: str, like: Any) -> Any:
+        return np.full(tuple(shape), value, dtype=np_dtype(dtype))
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return np.matmul(a, b)
+
+    def contiguous(self, x: Any) -> Any:
+        x = np.asarray(x)
+        return x if x.flags.c_contiguous else np.ascontiguousarray(x)  # keeps 0-d arrays 0-d
+
+    def asarray(self, values: Any, like: Any) -> Any:
+        return np.asarray(values)
+
+
+_CUBIC_A = -0.75  # torch's bicubic kernel (PIL/OpenCV use -0.5)
+
+
+def _cubic_weights(t: float) -> tuple[float, float, float, float]:
+    a = _CUBIC_A
+
+    def near(u: float) -> float:  # |u| <= 1
+        return ((a + 2) * u - (a + 3)) * u * u + 1
+
+    def far(u: float) -> float:  # 1 < |u| < 2
+        return ((a * u - 5 * a) * u + 8 * a) * u - 4 * a
+
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def interp_matrix(n_in: int, n_out: int, mode: str) -> np.ndarray:
+    """(n_out, n_in) weights reproducing torch's separable resampling along one axis."""
+    w = np.zeros((n_out, n_in), dtype=np.float64)
+    if mode == "nearest":  # torch computes the source index in float32
+        scale32 = np.float32(n_in) / np.float32(n_out)
+        for o in range(n_out):
+            w[o, min(int(math.floor(np.float32(o) * scale32)), n_in - 1)] = 1.0
+        return w
+    scale = n_in / n_out
+    for o in range(n_out):
+        src: float = scale * (o + 0.5) - 0.5
+        if mode in ("linear", "bilinear"):
+            src = max(src, 0.0)
+        i0 = min(int(math.floor(src)), n_in - 1)
+        t = min(max(src - i0, 0.0), 1.0)
+        if mode in ("linear", "bilinear"):
+            w[o, i0] += 1 - t
+            w[o, min(i0 + 1, n_in - 1)] += t
+        elif mode == "bicubic":
+            for j, c in enumerate(_cubic_weights(t)):
+                w[o, min(max(i0 - 1 + j, 0), n_in - 1)] += c
+        else:
+            raise ValueError(f"unknown interpolation mode {mode!r}")
+    return w

@@ -1,0 +1,143 @@
+"""ArrayOps for torch tensors; bf16/fp16 stay native, layout ops return views where torch can.
+
+Imported only by `get_ops("torch")`, so `import wmap` never imports torch.
+Reductions and interpolation run in float64 and round once, matching NumpyOps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import einops
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wmap.inventory import Shape
+
+_DTYPES: dict[str, torch.dtype] = {
+    "bool": torch.bool, "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,
+    "int32": torch.int32, "int64": torch.int64, "float16": torch.float16, "bfloat16": torch.bfloat16,
+    "float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64,
+    "complex128": torch.complex128,
+}
+for _name in ("uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2"):
+    if hasattr(torch, _name):
+        _DTYPES[_name] = getattr(torch, _name)
+_NAMES = {v: k for k, v in _DTYPES.items()}
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_MODES = {"nearest": "nearest", "linear": "linear", "bilinear": "bilinear", "bicubic": "bicubic"}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"torch has no dtype {name!r}") from None
+
+
+class TorchOps:
+    name = "torch"
+
+    def dtype_name(self, x: Any) -> str:
+        return _NAMES[x.dtype]
+
+    def shape(self, x: Any) -> Shape:
+        return tuple(int(d) for d in x.shape)
+
+    def transpose(self, x: Any, perm: Sequence[int]) -> Any:
+        return x.permute(tuple(perm))
+
+    def reshape(self, x: Any, shape: Sequence[int]) -> Any:
+        return x.reshape(tuple(shape))
+
+    def concat(self, xs: Sequence[Any], dim: int) -> Any:
+        return torch.cat(list(xs), dim=dim)
+
+    def stack(self, xs: Sequence[Any], dim: int) -> Any:
+        return torch.stack(list(xs), dim=dim)
+
+    def split(self, x: Any, sizes: Sequence[int], dim: int) -> tuple[Any, ...]:
+        return tuple(torch.split(x, list(sizes), dim=dim))
+
+    def slice(self, x: Any, dim: int, start: int, stop: int, step: int) -> Any:
+        idx: list[Any] = [slice(None)] * x.dim()
+        idx[dim] = slice(start, stop, step)
+        return x[tuple(idx)]
+
+    def pad(self, x: Any, widths: Sequence[tuple[int, int]], fill: Any) -> Any:
+        flat: list[int] = []
+        for lo, hi in reversed(list(widths)):
+            flat += [lo, hi]
+        return F.pad(x, flat, mode="constant", value=fill)
+
+    def cast(self, x: Any, dtype: str) -> Any:
+        return x.to(torch_dtype(dtype))
+
+    def _acc(self, x: Any) -> Any:
+        return x.to(torch.float64) if x.dtype in _FLOATS else x.to(torch.int64)
+
+    def sum(self, x: Any, dim: int, keepdim: bool) -> Any:
+        return self._acc(x).sum(dim=dim, keepdim=keepdim).to(x.dtype)
+
+    def mean(self, x: Any, dim: int, keepdim: bool) -> Any:
+        return self._acc(x).mean(dim=dim, keepdim=keepdim).to(x.dtype)
+
+    def repeat(self, x: Any, repeats: int, dim: int) -> Any:
+        return torch.repeat_interleave(x, repeats, dim=dim)
+
+    def tile(self, x: Any, reps: Sequence[int]) -> Any:
+        return x.repeat(tuple(reps))
+
+    def where_abs_below(self, x: Any, threshold: float) -> Any:
+        return x.masked_fill(x.to(torch.float64).abs() < threshold, 0)
+
+    def flip(self, x: Any, dim: int) -> Any:
+        return torch.flip(x, dims=(dim,))
+
+    def interpolate(self, x: Any, size: Sequence[int], mode: str) -> Any:
+        """Resize the last len(size) dims; leading dims are folded into the channel dim."""
+        k = len(size)
+        lead = tuple(x.shape[: x.dim() - k])
+        flat = x.to(torch.float64).reshape(1, -1, *x.shape[x.dim() - k:])
+        extra: dict[str, Any] = {} if mode == "nearest" else {"align_corners": False}
+        out = F.interpolate(flat, size=tuple(size), mode=_MODES[mode], **extra)
+        return out.reshape(*lead, *size).to(x.dtype)
+
+    def rearrange(self, x: Any, pattern: str, **axes: int) -> Any:
+        return einops.rearrange(x, pattern, **axes)
+
+    def full(self, shape: Sequence[int], value: float, dtype: str, like: Any) -> Any:
+        device = like.device if isinstance(like, torch.Tensor) else None
+        return torch.full(tuple(shape), value, dtype=torch_dtype(dtype), device=device)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return torch.matmul(a, b)
+
+    def contiguous(self, x: Any) -> Any:
+        return x.contiguous()
+
+    def asarray(self, values: Any, like: Any) -> Any:
+        """numpy -> torch; ml_dtypes arrays (bfloat16, float8) travel as raw bits."""
+        arr = np.asarray(values)
+        if not arr.flags.c_contiguous:  # np.ascontiguousarray would turn a 0-d array into 1-d
+            arr = np.ascontiguousarray(arr)
+        name = str(arr.dtype)
+        device = like.device if isinstance(like, torch.Tensor) else None
+        if name == "bfloat16" or name.startswith("float8"):
+            bits = arr.view(np.int16 if arr.dtype.itemsize == 2 else np.uint8)
+            return torch.from_numpy(bits).view(torch_dtype(name)).to(device)
+        return torch.from_numpy(arr).to(device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """torch -> numpy, keeping bfloat16/float8 through ml_dtypes (not part of ArrayOps)."""
+        from wmap.transforms.ops_numpy import np_dtype
+
+        t = x.detach().cpu().contiguous()
+        name = _NAMES[t.dtype]
+        if name == "bfloat16" or name.startswith("float8"):
+            size = t.element_size()
+            raw = t.view(torch.int16 if size == 2 else torch.uint8).numpy()
+            return raw.view(np_dtype(name))
+        return np.asarray(t.numpy())
