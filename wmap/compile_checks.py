@@ -175,7 +175,7 @@ def trap_warnings(step: Step, rule: Rule, src_fw: str | None, tgt_fw: str | None
             warn("WM310", f"`{tgt.name}` {tuple(tgt.shape)} moves from {src_fw} to {tgt_fw} with no layout "
                  "transform, and a transposed layout would have the same shape",
                  "check the layout: Linear (out, in) becomes Dense (in, out); use `| layout(auto)` or a preset")
-    if any(t.ARITY == "1:n" for t in step.transforms) and len(step.targets) > 1:
+    if names & {"split", "chunk", "unstack"} and len(step.targets) > 1:  # presets know their block order
         sizes = {t.shape for t in step.targets}
         if len(sizes) == 1:
             warn("WM311", f"`{step.sources[0].name}` splits into {len(step.targets)} blocks of equal size; "

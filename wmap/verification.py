@@ -52,7 +52,7 @@ def verify_plan(plan: Plan, source: Any = None, target: Any = None) -> VerifyRep
         kind = "torch" if _torch_ok() else "numpy"
 
         def current(meta: Any) -> Any:
-            return file.read(meta.native or meta.name, kind)
+            return file.read(meta.name, kind)
         frozen_check = None
     else:
         sink = model_sink(plan, obj)

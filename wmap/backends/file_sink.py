@@ -40,7 +40,17 @@ class SafetensorsSink:
         if self.template is None:
             raise error("WM602", f"cannot keep `{meta.name}`: the target has no values (it is not a checkpoint)",
                         hint="keep needs a target checkpoint to copy from, e.g. `--target template.safetensors`")
-        return self.template.read(meta.native or meta.name, kind=self.array_kind)  # type: ignore[arg-type]
+        return self.template.read(meta.name, kind=self.array_kind)  # type: ignore[arg-type]
+
+    def read_landed(self, meta: TensorMeta) -> Any:
+        """A tensor as committed to the output (what the apply report checksums), not the template's."""
+        from wmap.formats import open_source
+
+        src = open_source(self.path)
+        try:
+            return np.array(src.read(meta.name, kind="numpy"))  # a copy: the reader closes below
+        finally:
+            src.close()
 
     def stage(self, meta: TensorMeta, value: Any) -> None:
         self.writer.write(meta.name, value)
