@@ -32,11 +32,11 @@ def plan(spec: SpecLike, source: Any = None, target: Any = None) -> Plan:
     `target`: a path (template checkpoint), a model, or a `module:callable`. Both default to
     what the spec names. Raises WmapError listing every problem.
     """
+    import dataclasses
+
     from wmap.compiler import compile_plan
     from wmap.endpoints import source_inventories, target_inventory
     from wmap.parse.validate import check_names
-
-    import dataclasses
 
     s = _spec(spec)
     check_names(s)

@@ -15,7 +15,7 @@ def raw_bytes(x: Any) -> memoryview:
         if t.dtype in (torch.bfloat16,) or str(t.dtype).startswith("torch.float8"):
             t = t.view(torch.uint8 if t.element_size() == 1 else torch.int16)
         x = t.numpy()
-    return memoryview(np.ascontiguousarray(x)).cast("B")
+    return memoryview(np.ascontiguousarray(x)).cast("B")  # type: ignore[arg-type]
 
 
 def checksum(x: Any) -> str:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wmap.errors import Diagnostic, DiagnosticBag
+from wmap.errors import Diagnostic, DiagnosticBag, Severity
 from wmap.inventory import Shape, TensorMeta, is_widening
 from wmap.naming import detect_prefix, fold_text, nearest
 from wmap.plans import SourceRef, Step
@@ -19,7 +19,7 @@ from wmap.spec import Rule, Spec
 
 def coverage_errors(spec: Spec, bag: DiagnosticBag, strict: bool, unused: Mapping[str, list[SourceRef]],
                     unfilled: list[TensorMeta], target_names: list[str], warnings: list[Diagnostic]) -> None:
-    severity = "error" if strict else "warning"
+    severity: Severity = "error" if strict else "warning"
     multi = len(unused) > 1
     for src, refs in unused.items():
         names = [r.name for r in refs]
@@ -169,12 +169,11 @@ def trap_warnings(step: Step, rule: Rule, src_fw: str | None, tgt_fw: str | None
     cross = src_fw is not None and tgt_fw is not None and _fw_family(src_fw) != _fw_family(tgt_fw)
     tgt = step.targets[0]
     chose_layout = any(c.name == "layout" for c in rule.via)  # layout(auto) decided, even if on identity
-    if cross and len(tgt.shape) >= 2 and not chose_layout and \
-            not any(n in _LAYOUT or "_to_" in n or "_from_" in n for n in names):
-        if _permutation_invariant(tgt.shape):
-            warn("WM310", f"`{tgt.name}` {tuple(tgt.shape)} moves from {src_fw} to {tgt_fw} with no layout "
-                 "transform, and a transposed layout would have the same shape",
-                 "check the layout: Linear (out, in) becomes Dense (in, out); use `| layout(auto)` or a preset")
+    layout_named = chose_layout or any(n in _LAYOUT or "_to_" in n or "_from_" in n for n in names)
+    if cross and len(tgt.shape) >= 2 and not layout_named and _permutation_invariant(tgt.shape):
+        warn("WM310", f"`{tgt.name}` {tuple(tgt.shape)} moves from {src_fw} to {tgt_fw} with no layout "
+             "transform, and a transposed layout would have the same shape",
+             "check the layout: Linear (out, in) becomes Dense (in, out); use `| layout(auto)` or a preset")
     if names & {"split", "chunk", "unstack"} and len(step.targets) > 1:  # presets know their block order
         sizes = {t.shape for t in step.targets}
         if len(sizes) == 1:

@@ -284,7 +284,7 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         if missing:
             st.bag.add("WM204", f"rule `{_rule_text(rule)}` writes {len(missing)} tensor(s) the target does not "
                        f"have: {_fold(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
-        for msg, (err, example) in infer_errors.items():
+        for err, example in infer_errors.values():
             st.bag.add(err.code, f"rule `{_rule_text(rule)}`: {err.message}", rule.span, err.hint,
                        notes=(f"first seen at `{example}`",) if example else ())
         if mismatches:
@@ -432,12 +432,12 @@ def _infer_chain(st: _State, chain: tuple[Transform, ...], targets: tuple[Tensor
     if len(metas) != n_out:
         return ("error", TransformError(f"the chain yields {len(metas)} tensor(s) for {n_out} target(s)",
                                         code="WM207"))
-    if any(m.shape != t.shape for m, t in zip(metas, targets)):
+    if any(m.shape != tm.shape for m, tm in zip(metas, targets)):
         return ("mismatch", {"inputs": src_metas, "history": history, "chain": resolved, "targets": targets})
-    for m, t in zip(metas, targets):
-        problem = dtype_check(m.dtype, t.dtype, st.options["dtype"])
+    for m, tm in zip(metas, targets):
+        problem = dtype_check(m.dtype, tm.dtype, st.options["dtype"])
         if problem:
-            return ("dtype", (t.name, problem, t.dtype))
+            return ("dtype", (tm.name, problem, tm.dtype))
     return ("ok", (tuple(resolved), tuple(history)))
 
 

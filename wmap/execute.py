@@ -139,7 +139,8 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_ste
             raise
         except Exception as e:  # a transform failing on real data: report it with the step
             raise error("WM601", f"step {i + 1} (`{step.rule_text}`) failed: {type(e).__name__}: {e}",
-                        step.span, "nothing was written; this is a bug in the transform or corrupt source data")
+                        step.span, "nothing was written; this is a bug in the transform or corrupt source data"
+                        ) from e
         for meta, v in zip(step.targets, values):
             if policy != "allow" and step.kind == "map" and _nonfinite(ops, v):
                 msg = f"`{meta.name}` receives NaN or Inf from {', '.join(r.name for r in step.sources)}"
@@ -193,4 +194,4 @@ def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = No
     )
     metas = {t.name: t for s in plan.steps for t in s.targets}
     return ApplyReport(plan, landed, sink.result, notes, warnings,
-                       _reader=lambda name: sink.read_current(metas[name]))
+                       _reader=lambda name: getattr(sink, "read_landed", sink.read_current)(metas[name]))

@@ -12,8 +12,8 @@ from typing import Union
 
 from wmap.errors import Span
 
-Scalar = Union[int, float, str, bool, None]
-Value = Union[Scalar, tuple["Value", ...]]
+Scalar = Union[int, float, str, bool, None]  # noqa: UP007 (runtime alias, recursive below)
+Value = Union[Scalar, tuple["Value", ...]]  # noqa: UP007 (a string forward reference needs Union)
 
 NO_SPAN = Span(None, 0, 0)
 DEFAULT_SOURCE = "src"

@@ -13,6 +13,7 @@ from typing import Any
 
 from wmap.checksum import checksum
 from wmap.execute import compute_step
+from wmap.formats.base import ArrayKind
 from wmap.plans import Plan
 from wmap.transforms import get_ops
 
@@ -49,7 +50,7 @@ def verify_plan(plan: Plan, source: Any = None, target: Any = None) -> VerifyRep
     obj, fw = target_object(plan.spec, target)
     if isinstance(obj, (str, os.PathLike)):
         file = open_source(obj, fw)
-        kind = "torch" if _torch_ok() else "numpy"
+        kind: ArrayKind = "torch" if _torch_ok() else "numpy"
 
         def current(meta: Any) -> Any:
             return file.read(meta.name, kind)
