@@ -147,4 +147,4 @@ def test_layout_must_be_last() -> None:
 def test_undecided_uses_the_catalogued_code() -> None:
     with pytest.raises(TransformError) as e:
         _pick([("fc.weight", (10, 64), None)], [("fc.kernel", (64, 10), "Dense")])
-    assert e.value.code == "WM302"  # "dtype or layout not converted implicitly"
+    assert e.value.code == "WM304"  # "`layout(auto)` cannot decide"

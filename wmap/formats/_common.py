@@ -1,0 +1,185 @@
+"""Shared by the readers: errors that name the file, dtype spellings, numpy <-> torch views.
+
+Every reader reports failures as `WmapError` with a WM5xx code and the path as the user
+gave it (never absolutised, so reports stay reproducible). Frameworks are imported only
+here and only when an array of that framework is already in hand, or asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import platform
+import sys
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from wmap.errors import WmapError, did_you_mean, error
+from wmap.inventory import DTYPE_BITS, TensorMeta
+
+# numpy/ml_dtypes spellings wmap plans with; anything else is refused with WM506.
+_NP_DTYPES: dict[str, np.dtype[Any]] = {
+    name: np.dtype(getattr(ml_dtypes, name) if hasattr(ml_dtypes, name) and not hasattr(np, name) else name)
+    for name in DTYPE_BITS
+}
+_LINUX_NORESERVE = 0x4000 if sys.platform == "linux" and platform.machine() in {"x86_64", "aarch64"} else 0
+_MAP_NORESERVE: int = getattr(mmap, "MAP_NORESERVE", _LINUX_NORESERVE)
+_FRAMEWORKS = {"torch": "torch", "pytorch": "torch", "keras": "keras", "tf": "keras", "tensorflow": "keras"}
+
+
+def fail(code: str, message: str, hint: str | None = None, notes: Iterable[str] = ()) -> WmapError:
+    """A single-diagnostic error; the caller puts the file path (as given) in `message`."""
+    return error(code, message, None, hint, tuple(notes))
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """The path as the user wrote it, for messages."""
+    return os.fspath(path)
+
+
+def canonical_framework(framework: str | None) -> str | None:
+    """`torch` / `keras` / None; aliases (`pytorch`, `tf`, `tensorflow`) fold in."""
+    if framework is None:
+        return None
+    try:
+        return _FRAMEWORKS[framework.lower()]
+    except KeyError:
+        raise fail("WM501", f"unknown framework `{framework}`",
+                   hint="use `torch` or `keras` (or leave it out for framework-neutral files)") from None
+
+
+def map_private(path: str) -> mmap.mmap:
+    """Map a whole file privately (copy-on-write) without reserving swap for it.
+
+    Writes through returned views stay in private pages and never reach the file (a
+    read-only mapping would segfault a torch in-place op instead). MAP_NORESERVE keeps
+    a checkpoint larger than RAM mappable under the default overcommit policy.
+    """
+    try:
+        with open(path, "rb") as f:
+            if hasattr(mmap, "MAP_PRIVATE"):
+                return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE | _MAP_NORESERVE,
+                                 prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)  # pragma: no cover - Windows
+    except (OSError, ValueError) as exc:
+        raise fail("WM500", f"cannot map `{path}`: {exc}") from None
+
+
+def unmap(mm: mmap.mmap | None) -> None:
+    """Close a mapping unless views handed out still use it (then it goes when they do)."""
+    if mm is not None:
+        with contextlib.suppress(BufferError):
+            mm.close()
+
+
+def np_dtype(name: str) -> np.dtype[Any]:
+    """The numpy dtype for a canonical name (`bfloat16` and fp8 via ml_dtypes)."""
+    return _NP_DTYPES[name]
+
+
+def dtype_name(dtype: Any) -> str | None:
+    """Canonical name of a numpy/ml_dtypes dtype, or None when wmap cannot plan with it."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        return None
+    return name if name in _NP_DTYPES else None
+
+
+def torch_dtype_name(dtype: Any) -> str:
+    """`torch.bfloat16` -> `bfloat16` (may be a name outside DTYPE_BITS, e.g. `complex32`)."""
+    return str(dtype).removeprefix("torch.")
+
+
+def is_torch_tensor(obj: object) -> bool:
+    """Recognise a torch tensor without importing torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def require(module: str, what: str) -> Any:
+    """Import a framework lazily; a missing one is a WM501 with an install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pip = {"torch": "torch", "tensorflow": "tensorflow-cpu", "keras": "keras", "h5py": "h5py"}.get(module, module)
+        raise fail("WM501", f"{what} needs `{module}`, which is not installed ({exc})",
+                   hint=f"pip install {pip}") from None
+
+
+def to_torch(arr: np.ndarray[Any, Any]) -> Any:
+    """A zero-copy torch view of a numpy array (bf16/fp8 through same-width integer views)."""
+    torch = require("torch", "reading as torch")
+    name = dtype_name(arr.dtype)
+    with warnings.catch_warnings():
+        # Read-only mmap views: torch warns that it cannot mark tensors read-only.
+        warnings.simplefilter("ignore", UserWarning)
+        if name == "bfloat16":
+            return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+        if name in ("float8_e4m3fn", "float8_e5m2"):
+            return torch.from_numpy(arr.view(np.uint8)).view(getattr(torch, name))
+        return torch.from_numpy(arr)
+
+
+def to_numpy(tensor: Any, where: str) -> np.ndarray[Any, Any]:
+    """A zero-copy numpy view of a CPU torch tensor; meta tensors have no data (WM503)."""
+    torch = sys.modules["torch"]
+    t = tensor.detach()
+    if t.device.type == "meta":
+        raise fail("WM503", f"{where} is on the meta device and has no data",
+                   hint="read weights from a checkpoint, or build the model on a real device")
+    if t.device.type != "cpu":
+        t = t.cpu()
+    name = torch_dtype_name(t.dtype)
+    if t.dim() == 0:
+        t = t.reshape(1)
+        scalar = True
+    else:
+        scalar = False
+    if name == "bfloat16":
+        out = t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    elif name in ("float8_e4m3fn", "float8_e5m2"):
+        out = t.view(torch.uint8).numpy().view(getattr(ml_dtypes, name))
+    else:
+        try:
+            out = t.resolve_conj().resolve_neg().numpy()
+        except (TypeError, RuntimeError) as exc:
+            raise fail("WM506", f"{where}: torch dtype `{name}` has no numpy equivalent ({exc})",
+                       hint="read it as torch (kind=\"torch\")") from None
+    return out.reshape(()) if scalar else out
+
+
+def as_kind(value: Any, kind: str, where: str) -> Any:
+    """Convert a numpy array or torch tensor to the requested kind, zero-copy where possible."""
+    if kind == "numpy":
+        return to_numpy(value, where) if is_torch_tensor(value) else value
+    if kind == "torch":
+        return value.detach() if is_torch_tensor(value) else to_torch(np.asarray(value))
+    raise fail("WM501", f"unknown array kind `{kind}`", hint="use kind=\"numpy\" or kind=\"torch\"")
+
+
+def missing(name: str, names: Iterable[str], where: str) -> WmapError:
+    """WM503 for a read of a name the source does not hold, with a did-you-mean."""
+    return fail("WM503", f"{where} has no tensor `{name}`", hint=did_you_mean(name, names))
+
+
+def check_unique(metas: Iterable[TensorMeta], where: str) -> tuple[TensorMeta, ...]:
+    """Normalising names can collide (`a/b` and `a.b`); say which instead of dropping one."""
+    seen: dict[str, TensorMeta] = {}
+    out = []
+    for m in metas:
+        if m.name in seen:
+            first = seen[m.name]
+            raise fail("WM510", f"{where}: two tensors are both named `{m.name}` "
+                       f"(`{first.native or first.name}` and `{m.native or m.name}`)",
+                       hint="rename one of them in the checkpoint")
+        seen[m.name] = m
+        out.append(m)
+    return tuple(out)

@@ -1,0 +1,86 @@
+"""`module:callable` factories: how a spec names a model to build.
+
+The module is imported with the current directory on `sys.path` (specs name project
+modules such as `examples.models:resnet18`), then the callable is called with no
+arguments. Torch modules are built under `torch.device("meta")` by default, so planning
+allocates and initialises nothing; torch is entered only if the factory's module already
+imported it (a Keras factory never pays for importing torch). Keras models are used as
+returned and must be built. Any failure (import, missing attribute, exception in the
+factory) is WM511 carrying the original error text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from wmap.formats._common import canonical_framework, fail
+
+_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def is_factory_spec(text: str) -> bool:
+    """`pkg.module:callable` (callable may be dotted, e.g. `models:Net.tiny`)."""
+    return bool(_SPEC.match(text))
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    added = "" not in sys.path
+    if added:
+        sys.path.insert(0, "")
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove("")
+
+
+def resolve_factory(spec: str) -> Any:
+    """Import `module` and return the object at `callable` (not yet called)."""
+    if not is_factory_spec(spec):
+        raise fail("WM511", f"`{spec}` is not a factory reference",
+                   hint="write `module:callable`, e.g. `examples.models:resnet18`")
+    module_name, _, attr = spec.partition(":")
+    try:
+        with _cwd_on_path():
+            obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise fail("WM511", f"cannot import `{module_name}` for factory `{spec}`: {type(exc).__name__}: {exc}",
+                   hint="run from the project root, or install the package that defines the model") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise fail("WM511", f"factory `{spec}`: `{obj.__name__ if hasattr(obj, '__name__') else obj}` has "
+                       f"no attribute `{part}`", hint="check the name after the colon") from None
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise fail("WM511", f"factory `{spec}` is a {type(obj).__name__}, not a callable",
+                   hint="point at a function or class that returns the model")
+    return obj
+
+
+def build_factory(spec: str, device: str | None = "meta", framework: str | None = None) -> Any:
+    """Import and call a factory; torch models are built on `device` (None: torch's default).
+
+    `framework="torch"` imports torch up front, for factories that import it lazily.
+    """
+    fn = resolve_factory(spec)
+    torch = sys.modules.get("torch")
+    if torch is None and canonical_framework(framework) == "torch":
+        import torch as torch_module
+
+        torch = torch_module
+    ctx: contextlib.AbstractContextManager[Any] = (
+        torch.device(device) if torch is not None and device is not None else contextlib.nullcontext()
+    )
+    try:
+        with _cwd_on_path(), ctx:
+            return fn()
+    except Exception as exc:
+        raise fail("WM511", f"factory `{spec}` raised {type(exc).__name__}: {exc}",
+                   hint="call it yourself to see the full traceback") from None

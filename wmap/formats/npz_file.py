@@ -1,0 +1,171 @@
+"""numpy `.npz` archives: inventory from the `.npy` headers inside the zip, data on demand.
+
+Only each member's magic and header are read for the inventory. Members stored without
+compression (`np.savez`) are read zero-copy from one private mmap of the archive; members
+that are compressed (`np.savez_compressed`) or Fortran-ordered are decoded on read. Object
+arrays would need pickle, which can run code, so they are refused (WM508); a damaged
+archive or member header is WM510.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import threading
+import zipfile
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from wmap.errors import WmapError
+from wmap.formats._common import (
+    as_kind,
+    canonical_framework,
+    dtype_name,
+    fail,
+    map_private,
+    missing,
+    shown,
+    unmap,
+)
+from wmap.formats.base import ArrayKind
+from wmap.inventory import Inventory, TensorMeta
+
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+
+
+@dataclass(frozen=True)
+class _Member:
+    member: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fortran: bool
+    data_offset: int | None  # absolute offset of raw data when stored uncompressed
+
+
+def _read_npy_header(fp: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype)
+
+
+class NpzFile:
+    """An `.npz` archive; names are the member names without `.npy`."""
+
+    label = "npz"
+
+    def __init__(self, path: str | os.PathLike[str], framework: str | None = None):
+        self.path = shown(path)
+        self.framework = canonical_framework(framework)
+        self._mm: mmap.mmap | None = None
+        self._lock = threading.Lock()
+        self.skipped: tuple[str, ...] = ()
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except OSError as exc:
+            raise fail("WM500", f"cannot read `{self.path}`: {exc.strerror or exc}") from None
+        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+            raise fail("WM510", f"`{self.path}` is not a readable .npz archive: {exc}",
+                       hint="the file is truncated or corrupt") from None
+        try:
+            self._members = self._scan()
+        except WmapError:
+            self._zip.close()
+            raise
+
+    def _scan(self) -> dict[str, _Member]:
+        members: dict[str, _Member] = {}
+        skipped = []
+        for info in self._zip.infolist():
+            if not info.filename.endswith(".npy"):
+                skipped.append(info.filename)
+                continue
+            name = info.filename[:-4]
+            try:
+                with self._zip.open(info) as fp:
+                    shape, fortran, dtype = _read_npy_header(fp)
+                    header_len = fp.tell()
+                offset = None
+                if info.compress_type == zipfile.ZIP_STORED and not fortran:
+                    offset = self._data_start(info) + header_len
+            except WmapError:
+                raise
+            except Exception as exc:
+                raise fail("WM510", f"`{self.path}`: member `{info.filename}` is not a readable .npy array: "
+                           f"{exc}", hint="the archive is corrupt") from None
+            if dtype.hasobject:
+                raise fail("WM508", f"`{self.path}`: `{name}` is an object array; wmap refuses to unpickle "
+                           "code", hint="save numeric arrays only (np.savez with numeric dtypes)")
+            if dtype_name(dtype) is None:
+                hint = ("bfloat16/float8 arrays lose their dtype in .npz (stored as raw `|V2`/`|V1`); save "
+                        "them as float32 or use safetensors") if dtype.kind == "V" else "save numeric arrays only"
+                raise fail("WM506", f"`{self.path}`: `{name}` has dtype `{dtype}`, which wmap cannot plan with",
+                           hint=hint)
+            members[name] = _Member(info.filename, shape, dtype, fortran, offset)
+        self.skipped = tuple(skipped)
+        return members
+
+    def _data_start(self, info: zipfile.ZipInfo) -> int:
+        """Where a stored member's bytes begin: after its own local header (not the central one)."""
+        fp = self._zip.fp
+        assert fp is not None
+        fp.seek(info.header_offset)
+        head = fp.read(_LOCAL_HEADER.size)
+        if len(head) < _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+            raise ValueError("bad local file header")
+        fields = _LOCAL_HEADER.unpack(head)
+        return info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
+
+    def inventory(self) -> Inventory:
+        metas = (TensorMeta(k, m.shape, dtype_name(m.dtype) or "") for k, m in self._members.items())
+        return Inventory.from_metas(metas, self.label, self.framework)
+
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+        m = self._members.get(name)
+        if m is None:
+            raise missing(name, self._members, f"`{self.path}`")
+        where = f"`{self.path}`: `{name}`"
+        if m.data_offset is not None:
+            arr = self._view(m, where)
+        else:
+            try:
+                with self._zip.open(m.member) as fp:
+                    arr = np.lib.format.read_array(fp, allow_pickle=False)
+            except Exception as exc:
+                raise fail("WM510", f"{where} cannot be read: {exc}", hint="the archive is corrupt") from None
+        if not arr.dtype.isnative:
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        if kind == "numpy":
+            arr.flags.writeable = False
+        return as_kind(arr, kind, where)
+
+    def _view(self, m: _Member, where: str) -> np.ndarray[Any, Any]:
+        with self._lock:
+            if self._mm is None:
+                self._mm = map_private(self.path)
+        count = 1
+        for d in m.shape:
+            count *= d
+        assert m.data_offset is not None
+        if m.data_offset + count * m.dtype.itemsize > len(self._mm):
+            raise fail("WM510", f"{where}: the archive ends before the array's data",
+                       hint="the file is truncated")
+        return np.frombuffer(self._mm, m.dtype, count, m.data_offset).reshape(m.shape)
+
+    def close(self) -> None:
+        self._zip.close()
+        unmap(self._mm)
+        self._mm = None
+
+    def __enter__(self) -> NpzFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
