@@ -53,7 +53,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested past the stack
         raise error("WM520", f"cannot read plan `{os.fspath(path)}`: {e}") from None
     return plan_from_json(data, os.fspath(path))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wmap.errors import error
-from wmap.inventory import Inventory
+from wmap.inventory import Inventory, TensorMeta
 from wmap.plans import Plan
 from wmap.spec import DEFAULT_SOURCE, Spec
 
@@ -114,6 +114,12 @@ def open_sources(plan: Plan, source: Any) -> dict[str, Any]:
             reader = open_source(obj, fw)
             readers[name] = reader
             _check_fingerprint(f"source `{name}`", reader.inventory(), expected[name])
+        invs = {n: r.inventory() for n, r in readers.items()}
+        for i, step in enumerate(plan.steps):
+            for ref in step.sources:
+                inv = invs.get(ref.source)
+                _check_step(plan, i, f"source tensor `{ref.source}:{ref.read_name}`", ref.meta,
+                            inv.index.get(ref.read_name) if inv is not None else None)
     except BaseException:
         for r in readers.values():
             r.close()
@@ -121,8 +127,33 @@ def open_sources(plan: Plan, source: Any) -> dict[str, Any]:
     return readers
 
 
+def _check_step(plan: Plan, i: int, what: str, want: TensorMeta, have: TensorMeta | None) -> None:
+    """A saved plan's steps must describe the inventories its fingerprints pin (an edited or damaged
+    plan.json could otherwise write names and shapes the target does not have)."""
+    if have is not None and have.shape == want.shape and have.dtype == want.dtype:
+        return
+    got = "does not exist" if have is None else f"is {have.dtype}{list(have.shape)}"
+    step = plan.steps[i]
+    raise error("WM520", f"the plan does not match what it is applied to: step {i + 1} (`{step.rule_text}`) "
+                f"expects {what} as {want.dtype}{list(want.shape)}, but it {got}",
+                hint="the plan file was edited or damaged; make it again with `wmap plan SPEC -o plan.json`")
+
+
 def open_sink(plan: Plan, target: Any, out: Any) -> Any:
-    """The sink for this apply, checked against the plan's target fingerprint."""
+    """The sink for this apply, checked against the plan's target fingerprint and steps."""
+    sink = _open_sink(plan, target, out)
+    try:
+        inv = sink.inventory()
+        for i, step in enumerate(plan.steps):
+            for t in step.targets:
+                _check_step(plan, i, f"target tensor `{t.name}`", t, inv.index.get(t.name))
+    except BaseException:
+        sink.abort()
+        raise
+    return sink
+
+
+def _open_sink(plan: Plan, target: Any, out: Any) -> Any:
     if plan.spec is None and target is None:
         raise error("WM521", "applying a saved plan needs the target", hint="pass --target")
     obj, fw = target_object(plan.spec, target)
@@ -140,13 +171,13 @@ def model_sink(plan: Plan, model: Any) -> Any:
     from wmap.formats import inventory_of
     inv = inventory_of(model)
     _check_fingerprint("the target", inv, plan.target_fingerprint)
-    if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module):
-        from wmap.backends.torch_backend import TorchModuleSink
-        return TorchModuleSink(model, inv)
-    if "keras" in sys.modules:
+    if "keras" in sys.modules:  # first: with Keras' torch backend a Keras model is an nn.Module too
         from wmap.backends.keras_backend import KerasModelSink, is_keras_model
         if is_keras_model(model):
             return KerasModelSink(model, inv)
+    if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module):
+        from wmap.backends.torch_backend import TorchModuleSink
+        return TorchModuleSink(model, inv)
     raise error("WM521", f"cannot write into a {type(model).__name__}",
                 hint="targets are torch modules, Keras models, `module:callable` factories, or --out files")
 

@@ -82,17 +82,39 @@ class Diagnostic:
 def _excerpt(span: Span | None, sources: Mapping[str, str] | None) -> list[str]:
     if span is None or not sources or span.path not in sources:
         return []
-    lines = sources[span.path or ""].splitlines()
+    lines = sources[span.path or ""].split("\n")  # as the parsers count lines: only "\n" ends one
     if not 1 <= span.line <= len(lines):
         return []
-    text = lines[span.line - 1].expandtabs(1)
+    text = _visible(lines[span.line - 1].rstrip("\r").expandtabs(1))
+    if not text.strip():  # a caret under nothing says nothing
+        return []
     start = max(span.column, 1)
     if span.end_line == span.line and span.end_column and span.end_column > start:
         width = span.end_column - start
     else:
         width = 1
+    if len(text) > EXCERPT_WIDTH:  # show a window around the span, not a whole minified line
+        left = max(0, min(start - 1 - EXCERPT_WIDTH // 3, len(text) - EXCERPT_WIDTH))
+        shown = text[left:left + EXCERPT_WIDTH]
+        prefix = "..." if left else ""
+        suffix = "..." if left + EXCERPT_WIDTH < len(text) else ""
+        start = start - left + len(prefix)
+        width = max(1, min(width, len(prefix) + len(shown) - start + 1))
+        text = prefix + shown + suffix
     gutter = f"{span.line:>4} | "
     return [gutter + text, " " * (len(gutter) - 2) + "| " + " " * (start - 1) + "^" * width]
+
+
+EXCERPT_WIDTH = 100
+
+
+def _visible(text: str) -> str:
+    """Control characters as one visible column each (NUL -> U+2400 `␀`), so carets still line up
+    and nothing is sent raw to the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else chr(0x2400 + ord(c)) if ord(c) < 0x20 else
+                   "\u2421" if c == "\x7f" else "\ufffd" for c in text)
 
 
 class WmapError(Exception):
@@ -151,7 +173,7 @@ class DiagnosticBag:
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str | None:
     """A 'did you mean' hint, or None when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+    close = difflib.get_close_matches(word, list(dict.fromkeys(choices)), n=n, cutoff=0.6)
     if not close:
         return None
     return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"

@@ -86,11 +86,20 @@ def compute_step(step: Step, readers: Mapping[str, TensorSource], ops: Any, plan
         t = step.targets[0]
         if step.init.source is not None:
             ref = step.sources[0]
-            return (readers[ref.source].read(ref.read_name, kind),)
+            return (_read(readers[ref.source], ref.read_name, kind),)
         values = step.init.generate(t.shape, int(plan.option("seed")), t.name, plan.target_framework)
         return (ops.asarray(values, None) if kind == "torch" else values,)
-    xs = tuple(readers[r.source].read(r.read_name, kind) for r in step.sources)
+    xs = tuple(_read(readers[r.source], r.read_name, kind) for r in step.sources)
     return apply_chain(step.transforms, xs, ops)
+
+
+def _read(reader: TensorSource, name: str, kind: Any) -> Any:
+    """A source tensor's values; a meta tensor (a model built for its shapes only) has none."""
+    x = reader.read(name, kind)
+    if getattr(getattr(x, "device", None), "type", None) == "meta":
+        raise error("WM503", f"source tensor `{name}` is on the meta device and has no data",
+                    hint="apply from a checkpoint, or a model built on a real device, not a `module:callable`")
+    return x
 
 
 def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: Any) -> tuple[Any, ...]:

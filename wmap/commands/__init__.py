@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from wmap.commands import apply, check, fmt, plan, verify
+from wmap.commands import apply, check, completion, diff, explain, fmt, init, inspect, plan, verify
 
-COMMANDS: tuple[ModuleType, ...] = (check, plan, apply, verify, fmt)
+COMMANDS: tuple[ModuleType, ...] = (check, plan, apply, verify, fmt, inspect, diff, explain, init, completion)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
 
@@ -25,6 +26,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if not args.out:
         raise error("WM521", "`wmap apply` writes a file: say where with --out",
                     hint="e.g. --out ported.safetensors (from Python, apply into a model in memory)")
+    if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
+        # checked first: once the output is committed, a report that cannot be written would be a
+        # failure that nonetheless changed something
+        raise error("WM512", f"cannot write the report `{args.report}`: its folder does not exist; nothing was "
+                    "applied", hint="create the folder first, or drop --report")
     spec = load_plan(args.spec) if args.spec.endswith(".json") else args.spec
     report = apply(spec, source=parse_sources(args.source), target=args.target, out=args.out)
     data = report.to_json()

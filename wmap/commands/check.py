@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
-from wmap.errors import WmapError
+from wmap.errors import Diagnostic, WmapError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.parse import load_spec
 
-    diags = []
+    diags: list[Diagnostic] = []
     sources: dict[str, str] = {}
     for path in args.specs:
         try:

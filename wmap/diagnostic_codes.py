@@ -1,0 +1,274 @@
+"""The catalogue of diagnostic codes, for `wmap explain WM301` and for docs.
+
+Every `WMxxx` code the code base raises has an entry here (a test greps `wmap/` to keep it so).
+Codes are stable: a code is never reused for a different problem, so scripts and search
+engines can rely on them. Ranges by stage: 1xx syntax and spec structure, 2xx matching,
+3xx shapes and dtypes, 4xx coverage, 5xx backends, files and I/O, 6xx execution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DiagnosticCode:
+    """One code: a short title, what it means and why wmap refuses, and an example of a fix."""
+
+    code: str
+    title: str
+    explanation: str
+    fix: str
+
+    @property
+    def stage(self) -> str:
+        return STAGES.get(self.code[2], "other")
+
+
+STAGES = {"1": "syntax and spec structure", "2": "matching", "3": "shapes and dtypes", "4": "coverage",
+          "5": "backends, files and I/O", "6": "execution"}
+
+_ENTRIES: tuple[tuple[str, str, str, str], ...] = (
+    # -- 1xx: syntax and spec structure ---------------------------------------------------------
+    ("WM100", "syntax error",
+     "The `.wmap` text does not parse: an unexpected character or token, or a statement that ends "
+     "too early. Each logical line is reported on its own, so one run lists every syntax error.",
+     "conv1.weight -> conv1.kernel |            # a `|` with no transform\n"
+     "conv1.weight -> conv1.kernel | conv_to_keras"),
+    ("WM101", "unknown statement",
+     "A line starts with a word that is not a statement. Statements are `wmap`, `source`, `target`, "
+     "`option`, rules (`a -> b`), `drop`, `init`, `keep`, `freeze` and `lr`.",
+     "frezze conv1.**   ->   freeze conv1.**"),
+    ("WM102", "missing or unsupported language version",
+     "A spec starts by saying which version of the language it is written in, so a later wmap can "
+     "read old specs exactly as they were meant. This wmap reads version 1.",
+     "add `wmap 1` as the first line (YAML: `wmap: 1`)"),
+    ("WM103", "unknown transform",
+     "A rule's chain names a transform the registry does not have. `wmap explain` with no argument "
+     "lists every transform; an initialiser (zeros, normal, ...) belongs in `init`, not in a chain.",
+     "fc.weight -> fc.kernel | tranpose   ->   fc.weight -> fc.kernel | transpose"),
+    ("WM104", "bad transform parameters",
+     "A transform got a parameter it does not take, a value of the wrong type, too many positional "
+     "arguments, or lacks a required one. The hint shows the signature; `wmap explain NAME` shows more.",
+     "x -> y | split(dims=0)   ->   x -> y | split(dim=0)"),
+    ("WM105", "unknown option",
+     "`option NAME = value` names an option the language does not know; a typo would otherwise be "
+     "ignored silently. Known options: strict, seed, dtype, strip_prefix, target_strip_prefix, "
+     "nonfinite, bn_eval, shard_size.",
+     "option strip_prefixes = \"module.\"   ->   option strip_prefix = \"module.\""),
+    ("WM106", "bad option value",
+     "An option has a value of the wrong type or outside its choices (e.g. `dtype` is strict, widen "
+     "or target), a shard size that is not a size, or an `lr` multiplier below zero.",
+     "option dtype = \"loose\"   ->   option dtype = \"widen\""),
+    ("WM107", "stated twice",
+     "The version line, a source name, the target, an option, or a YAML key appears twice. wmap does "
+     "not pick one silently: say it once.",
+     "source \"a.pt\" + source \"b.pt\"   ->   source base \"a.pt\" + source tuned \"b.pt\""),
+    ("WM108", "bad pattern",
+     "A pattern or target template is malformed (unbalanced braces, an empty segment, a bad capture), "
+     "or a rule's source starts with `?`, which only drop/keep/freeze/init/lr patterns may.",
+     "layers.{i:int.q -> blocks.{i}.q   ->   layers.{i:int}.q -> blocks.{i}.q"),
+    ("WM109", "target template cannot be filled",
+     "A target template uses a capture that a source pattern does not bind, or filling it failed for "
+     "some matched name (e.g. arithmetic on a capture that is not an integer).",
+     "layers.{i}.q -> blocks.{j}.q   ->   layers.{i:int}.q -> blocks.{i}.q"),
+    ("WM110", "bad YAML spec structure",
+     "A YAML spec has an unknown or missing key, a value of the wrong type, or is empty; it is "
+     "checked against the JSON Schema in `specs/`.",
+     "rules: [{form: a, to: b}]   ->   rules: [{from: a, to: b}]"),
+    ("WM111", "YAML syntax error",
+     "The YAML document does not parse. The location points at the problem YAML reports.",
+     "rules: [{from: a, to: b}   ->   rules: [{from: a, to: b}]"),
+    ("WM112", "unknown source name",
+     "A pattern reads a named source (`tuned:layers.**`) that the spec does not declare, or that was "
+     "not given on the command line.",
+     "source tuned \"ft.safetensors\"  (declare it), or --source tuned=ft.safetensors"),
+    ("WM113", "unknown or bad initialiser",
+     "`init PATTERN = NAME(...)` names an initialiser that does not exist, or gives it bad "
+     "parameters. `wmap explain` lists the initialisers.",
+     "init head.bias = zero   ->   init head.bias = zeros"),
+    ("WM114", "unterminated string",
+     "A quoted string does not end on the line it starts on.",
+     "source \"model.pt   ->   source \"model.pt\""),
+    ("WM115", "cannot read the spec file",
+     "The spec path does not exist, is a directory, is not UTF-8 text, or cannot be read.",
+     "wmap check specs/port.wmap   (check the path)"),
+    ("WM116", "spec too large or too deep",
+     "wmap reads specs up to 4 MB and YAML nested to a sane depth; a mapping spec is a few hundred "
+     "lines, because patterns generate rules.",
+     "replace 300 per-layer rules with `layers.{i:int}.q -> blocks.{i}.q`"),
+    ("WM117", "unresolved mapping left by `wmap init`",
+     "`wmap init` writes `| unresolved` (or `= unresolved`) where it could not decide what a tensor "
+     "maps to. The marker is never valid, so the spec fails `wmap check` until a person decides.",
+     "head.weight -> head.weight | unresolved   ->   head.weight -> classifier.weight\n"
+     "(or replace the rule with `drop head.weight`)"),
+    # -- 2xx: matching -------------------------------------------------------------------------
+    ("WM201", "rule matched nothing",
+     "A rule's source pattern matched no source tensor (first matching rule claims a tensor, so an "
+     "earlier rule may have taken them). A rule that matches nothing is usually a typo or a wrapper "
+     "prefix; mark it `optional` only if it really may match nothing.",
+     "option strip_prefix = \"module.\"   (the hint names the prefix), or `optional a.** -> b.**`"),
+    ("WM202", "statement matched nothing",
+     "A `drop`, `init`, `keep`, `freeze` or `lr` pattern matched no tensor (for init/keep: no target "
+     "that is still unfilled). Start the pattern with `?` if it may legitimately match nothing.",
+     "drop **.num_batches_tracked   ->   drop ?**.num_batches_tracked"),
+    ("WM203", "a target lacks an input",
+     "In a rule with several source patterns, each target needs one tensor from every pattern; for "
+     "this target one of them matched nothing.",
+     "base:x, tuned:x -> x | lerp(0.5)   (check both sources hold `x`)"),
+    ("WM204", "rule writes tensors the target does not have",
+     "The target template produced names the target model or template checkpoint does not hold.",
+     "fc.weight -> head.weight   ->   fc.weight -> classifier.weight  (see the nearest names in the hint)"),
+    ("WM205", "target written twice",
+     "Two rules (or two groups of sources in one rule) write the same target tensor. Exactly-once "
+     "accounting makes this an error that names both rules.",
+     "remove one rule, or narrow the earlier rule's pattern"),
+    ("WM206", "several inputs, no fan-in transform",
+     "A rule feeds several source tensors into one target, but its chain has no transform that "
+     "combines them.",
+     "{q,k,v}.weight -> qkv.weight   ->   {q,k,v}.weight -> qkv.weight | concat(0)"),
+    ("WM207", "bad fan-out or copy source",
+     "A rule writes several targets from one tensor without a fan-out transform (split, chunk, a "
+     "fan-out preset), a transform that must be last is not, or `copy(\"name\")` names a source "
+     "tensor that does not exist.",
+     "qkv.weight -> {q,k,v}.weight   ->   qkv.weight -> {q,k,v}.weight | split(0)"),
+    ("WM208", "init or keep overlaps a filled target",
+     "An `init` or `keep` pattern also matches a target that a rule (or an earlier statement) already "
+     "fills. init and keep are for targets nothing else fills.",
+     "init head.** = zeros   ->   init head.bias = zeros"),
+    ("WM210", "prefix stripping makes names collide",
+     "`strip_prefix` turns two different source tensors into the same visible name.",
+     "strip a longer prefix, or address those tensors by their full names"),
+    # -- 3xx: shapes and dtypes ----------------------------------------------------------------
+    ("WM301", "shape mismatch",
+     "The transform chain's output shape differs from the target's shape (or a transform cannot "
+     "accept its input). Shapes are checked before any weight is read.",
+     "fc.weight -> fc.kernel   ->   fc.weight -> fc.kernel | linear_to_dense"),
+    ("WM302", "dtype not converted implicitly",
+     "The result's dtype differs from the target's and the dtype policy does not allow the cast: "
+     "narrowing (float32 -> bfloat16) loses precision, so wmap asks you to say so.",
+     "x -> y   ->   x -> y | cast(bfloat16)   (or `option dtype = \"target\"`)"),
+    ("WM304", "`layout(auto)` cannot decide",
+     "`layout(auto)` picks a PyTorch <-> Keras preset from the layer kinds, parameter roles and "
+     "frameworks; here one is missing or unknown (a checkpoint file carries no layer kinds), or the "
+     "pair has no rule. It refuses to guess.",
+     "fc.weight -> fc.kernel | layout   ->   fc.weight -> fc.kernel | linear_to_dense"),
+    ("WM310", "cross-framework move with no layout transform (warning)",
+     "A tensor of 2 or more dims moves between PyTorch and Keras unchanged, and a transposed layout "
+     "would have the same shape, so the shape check cannot catch a layout error.",
+     "fc.weight -> fc.kernel   ->   fc.weight -> fc.kernel | linear_to_dense"),
+    ("WM311", "split into equal blocks (warning)",
+     "A fused tensor splits into blocks of equal size; a wrong block order or interleaving has the "
+     "same shapes, so only you can confirm the order.",
+     "check the order: qkv.weight -> {q,k,v}.weight | split(0)"),
+    ("WM312", "recurrent gate order (warning)",
+     "A recurrent layer crosses frameworks without a gate-aware transform; PyTorch and Keras order "
+     "GRU gates differently.",
+     "gru.weight_ih_l0 -> gru.kernel | gru_kernel_to_keras"),
+    ("WM313", "normalisation epsilon differs (warning)",
+     "The source and target normalisation layers use different epsilons, so outputs differ slightly "
+     "even with identical weights.",
+     "build the Keras layer with BatchNormalization(epsilon=1e-5)"),
+    # -- 4xx: coverage -------------------------------------------------------------------------
+    ("WM401", "target tensors left unfilled",
+     "In strict mode every target tensor must be filled by a rule, initialised, or kept. The hint "
+     "names the nearest unused sources.",
+     "init head.** = normal(std=0.02)   or   keep head.**   or a rule that fills them"),
+    ("WM402", "source tensors neither mapped nor dropped",
+     "In strict mode every source tensor must be used or dropped deliberately, so nothing is lost "
+     "by accident.",
+     "drop **.num_batches_tracked   (or map them)"),
+    # -- 5xx: backends, files and I/O ----------------------------------------------------------
+    ("WM500", "cannot read a checkpoint",
+     "The path does not exist or the file cannot be read (permissions, I/O error).",
+     "--source checkpoints/model.safetensors   (check the path; the hint lists near names)"),
+    ("WM501", "format or framework not recognised",
+     "wmap does not recognise the file format, the object, or the framework name, a directory holds "
+     "several candidate checkpoints, or a framework needed to read it is not installed.",
+     "pass one file, e.g. model.safetensors, or `pip install wmap[torch]`"),
+    ("WM502", "Keras model not built",
+     "A Keras layer has no variables yet, so there is nothing to inventory.",
+     "call `model.build(input_shape)` (or call it on data) before handing it to wmap"),
+    ("WM503", "tensor has no data or does not exist",
+     "A read asked for a tensor the source does not hold, or a tensor on the meta device, which has "
+     "shapes but no values.",
+     "pass a model with real weights (not built on the meta device) as the source"),
+    ("WM504", "bad safetensors header",
+     "The file is too short, its header is truncated, too large, or not valid JSON of the expected "
+     "structure.",
+     "re-export the checkpoint; the file is damaged or not safetensors"),
+    ("WM505", "bad safetensors data layout",
+     "Tensor data offsets are out of range, overlap, leave holes, or do not match shape x dtype.",
+     "re-export the checkpoint; the file is damaged"),
+    ("WM506", "unsupported dtype",
+     "A tensor has a dtype wmap cannot plan with (or the output format cannot store).",
+     "cast it in the exporting framework first, e.g. to float32"),
+    ("WM507", "bad sharded checkpoint index",
+     "A sharded checkpoint's index is not valid JSON, lacks `weight_map`, names a missing shard or "
+     "one outside the directory, or disagrees with what the shards hold.",
+     "regenerate model.safetensors.index.json with the shards"),
+    ("WM508", "pickle carrying code refused",
+     "The checkpoint would need to unpickle code (not only tensors and plain containers). wmap never "
+     "runs code from a weights file.",
+     "convert it once, where you trust it:\nsafetensors.torch.save_file(state_dict, 'model.safetensors')"),
+    ("WM509", "bad Keras or HDF5 file",
+     "A `.keras`, `.weights.h5` or `.h5` file lacks the expected groups or attributes, is damaged, or "
+     "uses links or external storage, which wmap refuses.",
+     "re-save with model.save_weights('model.weights.h5')"),
+    ("WM510", "bad PyTorch checkpoint or archive",
+     "The file is not a readable PyTorch checkpoint or .npz archive, holds no tensors, or holds two "
+     "tensors of the same name.",
+     "save the state dict: torch.save(model.state_dict(), 'model.pt')"),
+    ("WM511", "factory failed",
+     "A `module:callable` target or source could not be imported, is not callable, or raised when "
+     "called. The message carries the original error.",
+     "target torch \"mypkg.models:build\"   (the module must be importable from the spec's folder)"),
+    ("WM512", "cannot write the output",
+     "The output cannot be written (missing folder, permissions, disk full, a file where a directory "
+     "was asked for). Nothing was changed: outputs appear only when complete.",
+     "--out out/model.safetensors   (create `out/` first)"),
+    ("WM513", "bad TensorFlow checkpoint",
+     "The path is not a readable TensorFlow checkpoint (no `.index` file, or a variable cannot be "
+     "read).",
+     "pass the checkpoint prefix, e.g. ckpt/model.ckpt-1000"),
+    ("WM514", "output written out of plan order",
+     "A writer received a tensor twice, out of order, of the wrong shape, or was committed with "
+     "tensors missing. This is a bug in a backend; please report it.",
+     "rerun with WMAP_DEBUG=1 and report the traceback"),
+    ("WM520", "not a valid saved plan",
+     "The file given to `apply`/`verify`/`diff` as a plan is unreadable, of another format version, "
+     "or damaged.",
+     "wmap plan port.wmap -o plan.json   (re-create it)"),
+    ("WM521", "missing or unusable argument",
+     "A command lacks an input it needs (no source, no target, no --out), got several sources "
+     "without names, or was given a name it does not know.",
+     "wmap apply port.wmap --out ported.safetensors"),
+    # -- 6xx: execution ------------------------------------------------------------------------
+    ("WM601", "a step failed while applying",
+     "Executing a planned step raised. Nothing was written: outputs are atomic.",
+     "the message names the step and rule; rerun with WMAP_DEBUG=1 for a traceback"),
+    ("WM602", "cannot write into the target",
+     "The target model lacks a planned tensor, has no values to keep (meta device, not a checkpoint), "
+     "or a value does not fit.",
+     "`keep` needs real target values: pass a checkpoint as --target"),
+    ("WM603", "non-finite values",
+     "A source tensor holds NaN or Inf. By default this stops the transfer.",
+     "option nonfinite = \"warn\"   (or fix the checkpoint)"),
+    ("WM604", "inputs changed since the plan",
+     "A saved plan pins fingerprints of every source and the target; one of them changed, so the "
+     "plan no longer describes what would happen.",
+     "wmap plan port.wmap -o plan.json   (plan again against the current files)"),
+)
+
+CODES: dict[str, DiagnosticCode] = {c: DiagnosticCode(c, t, e, f) for c, t, e, f in _ENTRIES}
+
+
+def lookup(code: str) -> DiagnosticCode | None:
+    """The entry for `code` (any case, with or without the `WM`), or None."""
+    key = code.strip().upper()
+    if key.isdigit():
+        key = "WM" + key
+    return CODES.get(key)
+
+
+__all__ = ["CODES", "DiagnosticCode", "STAGES", "lookup"]
