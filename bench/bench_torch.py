@@ -20,6 +20,7 @@ ST = os.path.join(OUT, "big.safetensors")
 PT = os.path.join(OUT, "big.pt")
 ST_T = os.path.join(OUT, "big_transposed.safetensors")
 IDENTITY = "wmap 1\n{p:**} -> {p}\n"
+IDENTITY_NO_SCAN = 'wmap 1\noption nonfinite = "allow"\n{p:**} -> {p}\n'
 TRANSPOSE = "wmap 1\n{i:int}.weight -> {i}.weight | transpose\n{i:int}.bias -> {i}.bias\n"
 
 
@@ -49,7 +50,7 @@ def case(name: str) -> dict[str, float]:
         model = big_mlp()
         if name.endswith("baseline"):
             return measure(lambda: model.load_state_dict(load_file(ST)))
-        spec = wmap.parse_spec(IDENTITY)
+        spec = wmap.parse_spec(IDENTITY_NO_SCAN if name.startswith("identity_noscan") else IDENTITY)
         return measure(lambda: wmap.apply(spec, source=ST, target=model))
     if name.startswith("pt"):
         model = big_mlp()
@@ -76,6 +77,7 @@ def case(name: str) -> dict[str, float]:
 
 CASES = [
     ("identity from safetensors into an existing model", "identity", ST, "time <= 1.0, memory no higher"),
+    ("  the same without the NaN/Inf scan (nonfinite=allow)", "identity_noscan", ST, "time <= 1.0"),
     ("from a .pt file", "pt", PT, "time <= 0.5x, memory <= 0.6x"),
     ("module:callable target (build + transfer)", "factory", ST, "time <= 0.5x"),
     ("transposing transfer", "transpose", ST_T, "time <= 0.8x"),
