@@ -1,0 +1,188 @@
+"""PyTorch -> Keras transfer of a ~1.07 GB model: wmap against the hand-written Keras loop.
+
+    .venv/bin/python bench/bench_keras.py [--layers 64] [--dim 2048] [--repeat 1] [--dir /tmp]
+
+The model is 64 Linear 2048x2048 layers (PRIOR_ART.md's benchmark model) saved as safetensors;
+the target is the same stack of Keras Dense layers. Each case runs in a fresh subprocess, so
+peak memory does not carry over from one case to the next:
+
+- `hand`: the loop users write today, `layer.set_weights([W.T, b])`, reading each tensor with
+  `safetensors.safe_open(..., framework="numpy")`;
+- `wmap`: `wmap.plan(spec, source=file, target=model)` then `wmap.apply(...)`, timed together
+  (planning reads metadata only), with the default NaN/Inf scan of every value;
+- `wmap-nocheck`: the same with `option nonfinite = "allow"`, which does what the hand loop does.
+
+Both start from a built Keras model, whose construction (random init) is timed separately and
+is the same for both. Peak RssAnon is sampled every 2 ms during the transfer (Linux has no
+high-water mark for anonymous memory alone); VmHWM, the kernel's peak RSS, includes the
+memory-mapped file pages. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SPEC = """wmap 1
+layers.{i:int}.weight -> dense_{i}.kernel | linear_to_dense
+layers.{i:int}.bias   -> dense_{i}.bias
+"""
+# The hand-written loop checks nothing; wmap by default also scans every value for NaN/Inf.
+NO_CHECK = 'option nonfinite = "allow"\n'
+CASES = ("hand", "wmap", "wmap-nocheck")
+
+
+def status(key: str) -> int:
+    """A /proc/self/status field in bytes (0 where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class PeakSampler:
+    """The highest RssAnon seen while running (sampled; a short spike between samples can be missed)."""
+
+    def __init__(self, every: float = 0.002):
+        self.every = every
+        self.peak = status("RssAnon")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, status("RssAnon"))
+            time.sleep(self.every)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, status("RssAnon"))
+
+
+def make_checkpoint(path: Path, layers: int, dim: int) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {}
+    for i in range(layers):
+        tensors[f"layers.{i}.weight"] = torch.randn(dim, dim, generator=g) * 0.02
+        tensors[f"layers.{i}.bias"] = torch.randn(dim, generator=g) * 0.02
+    save_file(tensors, str(path))
+
+
+def build_keras(layers: int, dim: int) -> Any:
+    import keras
+
+    inp = keras.Input((dim,))
+    x = inp
+    for i in range(layers):
+        x = keras.layers.Dense(dim, name=f"dense_{i}")(x)
+    return keras.Model(inp, x)
+
+
+def run_case(case: str, path: str, layers: int, dim: int) -> dict[str, Any]:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+
+    t0 = time.perf_counter()
+    import keras  # noqa: F401  (import time is not part of either case)
+
+    if case.startswith("wmap"):
+        import torch  # noqa: F401  (likewise: a torch->keras user has torch loaded)
+
+        import wmap
+    t1 = time.perf_counter()
+    model = build_keras(layers, dim)
+    t2 = time.perf_counter()
+    base = status("RssAnon")
+    with PeakSampler() as peak:
+        start = time.perf_counter()
+        if case == "hand":
+            from safetensors import safe_open
+
+            with safe_open(path, framework="numpy") as f:
+                for i in range(layers):
+                    layer = model.get_layer(f"dense_{i}")
+                    layer.set_weights([f.get_tensor(f"layers.{i}.weight").T, f.get_tensor(f"layers.{i}.bias")])
+        else:
+            spec = wmap.parse_spec(SPEC + (NO_CHECK if case == "wmap-nocheck" else ""))
+            plan = wmap.plan(spec, source=path, target=model)
+            wmap.apply(plan, source=path, target=model)
+        seconds = time.perf_counter() - start
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:  # spot-check the result
+        for i in (0, layers // 2, layers - 1):
+            assert np.array_equal(model.get_layer(f"dense_{i}").kernel.numpy(), f.get_tensor(f"layers.{i}.weight").T)
+            assert np.array_equal(model.get_layer(f"dense_{i}").bias.numpy(), f.get_tensor(f"layers.{i}.bias"))
+    return {"case": case, "seconds": seconds, "import_s": t1 - t0, "build_s": t2 - t1, "base_anon": base,
+            "peak_anon": peak.peak, "vmhwm": status("VmHWM")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, default=64)
+    ap.add_argument("--dim", type=int, default=2048)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case (the best time is reported)")
+    ap.add_argument("--dir", default="/tmp", help="where the checkpoint is written (kept for reuse)")
+    ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.path, args.layers, args.dim)))
+        return
+    path = Path(args.dir) / f"bench_keras_{args.layers}x{args.dim}.safetensors"
+    if not path.exists():
+        print(f"writing {path} ...", flush=True)
+        make_checkpoint(path, args.layers, args.dim)
+    size = path.stat().st_size
+    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm page cache, both cases alike
+    results: dict[str, list[dict[str, Any]]] = {c: [] for c in CASES}
+    for _ in range(args.repeat):
+        for case in CASES:
+            out = subprocess.run([sys.executable, __file__, "--case", case, "--path", str(path),
+                                  "--layers", str(args.layers), "--dim", str(args.dim)],
+                                 check=True, capture_output=True, text=True)
+            results[case].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    best = {c: min(rs, key=lambda r: r["seconds"]) for c, rs in results.items()}
+    gb = size / 1e9
+    print(f"\nPyTorch -> Keras, {args.layers} x Linear {args.dim}x{args.dim} ({gb:.2f} GB safetensors), "
+          f"best of {args.repeat}, Keras {_keras_version()}")
+    print(f"{'case':12} {'transfer s':>10} {'GB/s':>6} {'speedup':>8} {'build s':>8} {'base anon':>10} "
+          f"{'peak anon':>10} {'+anon':>7} {'VmHWM':>7}")
+    for c in CASES:
+        r = best[c]
+        print(f"{c:12} {r['seconds']:10.2f} {gb / r['seconds']:6.2f} {best['hand']['seconds'] / r['seconds']:7.1f}x "
+              f"{r['build_s']:8.1f} {r['base_anon'] / 1e9:8.2f}GB {r['peak_anon'] / 1e9:8.2f}GB "
+              f"{(r['peak_anon'] - r['base_anon']) / 1e9:5.2f}GB {r['vmhwm'] / 1e9:5.2f}GB")
+    if args.repeat > 1:
+        for c in CASES:
+            print(f"  {c} runs (s): " + ", ".join(f"{r['seconds']:.2f}" for r in results[c]))
+
+
+def _keras_version() -> str:
+    out = subprocess.run([sys.executable, "-c", "import keras; print(keras.__version__)"], capture_output=True,
+                         text=True, env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return out.stdout.strip() or "?"
+
+
+if __name__ == "__main__":
+    main()

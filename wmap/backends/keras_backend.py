@@ -1,0 +1,513 @@
+"""Keras sink: lands values in a built Keras 3 model, atomically; and Keras files via Keras itself.
+
+Where the work happens, and why:
+- `stage` does everything that can fail: it checks shape and dtype against the variable and
+  makes the one copy of the value, C-contiguous and owned by the sink alone. Cross-framework
+  presets are mostly transposes, and a transposed copy costs ~6x more in numpy than in torch,
+  so the sink asks the executor for torch tensors when torch is installed, copies with
+  `Tensor.contiguous()`, and hands the result to TensorFlow through DLPack (no second copy:
+  `tf.convert_to_tensor` would copy a numpy array again). The copy is not optional: the source
+  may be a live model or a memory-mapped file, and TensorFlow may adopt an assigned tensor's
+  buffer as the variable's own.
+- `commit` only calls `variable.assign`. Before each assign it keeps a reference to the
+  variable's current value (with TensorFlow a zero-copy read: variable buffers are
+  copy-on-write, so the reference keeps the old values alive), and if an assign raises,
+  every variable already assigned gets its old value back. Ctrl-C is deferred to the end of
+  the commit. The price of staging plus rollback is memory: old and new values coexist until
+  the commit ends (peak ~2x the bytes assigned; the hand-written `set_weights` loop needs 1x,
+  and leaves a half-written model when it fails).
+- `finish` freezes: a layer whose trainable variables are all frozen gets
+  `layer.trainable = False` (for BatchNormalization this also switches it to inference
+  mode); a frozen variable in a partly frozen layer gets `variable.trainable = False`,
+  which Keras 3 honours in `trainable_weights`. Keras fixes the trainable set when it
+  compiles, so the notes say to compile again.
+
+`keras_file_sink` writes `.weights.h5`, `.keras` or legacy `.h5` outputs: it builds the
+Keras target in memory (from a factory, a `.keras`/full-model `.h5` template, or a copy of
+a given model), applies there, then saves with Keras itself to a temporary file in the
+output's folder and renames it into place. An abort leaves nothing behind.
+
+Keras is never imported here unless the caller already has a Keras object or asks for a
+Keras output file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from wmap.backends.base import ArrayKind, StagedValues
+from wmap.errors import WmapError, error
+from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
+from wmap.inventory import Inventory, TensorMeta, normalise_name
+
+_BUILD_HINT = ("build the model before planning: give it an input (`keras.Input(shape)` in a Functional model), "
+               "call `model.build((None, ...))`, or call it once on a batch; a `module:callable` factory must "
+               "return a built model")
+
+
+def is_keras_model(obj: Any) -> bool:
+    """True for a Keras 3 model or layer; never imports Keras (an object of it implies it is loaded)."""
+    keras = sys.modules.get("keras")
+    layers = getattr(keras, "layers", None) if keras is not None else None
+    layer_cls = getattr(layers, "Layer", None)
+    return layer_cls is not None and isinstance(obj, layer_cls)
+
+
+def _torch_available() -> bool:
+    if "torch" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ValueError, ImportError):
+        return False
+
+
+def _backend() -> str:
+    keras = sys.modules.get("keras")
+    try:
+        return str(keras.backend.backend()) if keras is not None else "tensorflow"
+    except Exception:  # pragma: no cover - a Keras without backend(): use the generic path
+        return "unknown"
+
+
+class KerasModelSink:
+    """Stages values for a built Keras model's variables; commit assigns them all or none."""
+
+    framework = "keras"
+
+    def __init__(self, model: Any, inventory: Inventory, array_kind: ArrayKind | None = None):
+        if not getattr(model, "built", True):
+            raise error("WM502", f"Keras model `{getattr(model, 'name', '?')}` has no variables yet (it is not "
+                        "built)", hint=_BUILD_HINT)
+        self.model = model
+        self._inventory = inventory
+        self.array_kind: ArrayKind = array_kind or ("torch" if _torch_available() else "numpy")
+        self.variables: dict[str, Any] = {}
+        for v in model.weights:
+            native = getattr(v, "path", None) or v.name
+            self.variables.setdefault(normalise_name(native), v)
+            self.variables.setdefault(native, v)
+        self.staged = StagedValues()
+        self._tf = _backend() == "tensorflow"
+
+    def inventory(self) -> Inventory:
+        return self._inventory
+
+    @property
+    def result(self) -> Any:
+        return self.model
+
+    def _variable(self, meta: TensorMeta) -> Any:
+        v = self.variables.get(meta.name)
+        if v is None and meta.native:
+            v = self.variables.get(meta.native)
+        if v is None:
+            raise error("WM602", f"the target Keras model has no variable `{meta.name}`",
+                        hint="the model changed since the plan was made; plan again")
+        return v
+
+    def read_current(self, meta: TensorMeta) -> Any:
+        v = self._variable(meta)
+        return as_kind(np.asarray(v.numpy()), self.array_kind, f"`{meta.name}`")
+
+    def stage(self, meta: TensorMeta, value: Any) -> None:
+        v = self._variable(meta)
+        want_shape = tuple(int(d) for d in v.shape)
+        if tuple(int(d) for d in value.shape) != want_shape:
+            raise error("WM602", f"`{meta.name}`: value {tuple(value.shape)} does not fit the Keras variable "
+                        f"{want_shape}", hint="the model changed since the plan was made; plan again")
+        got = torch_dtype_name(value.dtype) if is_torch_tensor(value) else dtype_name(np.asarray(value).dtype)
+        want_dtype = str(getattr(v.dtype, "name", v.dtype))
+        if got != want_dtype:
+            raise error("WM602", f"`{meta.name}`: value of dtype {got} does not fit the Keras variable "
+                        f"({want_dtype})", hint="the model changed since the plan was made; plan again")
+        self.staged.add(meta, self._own(value, meta.name))
+
+    def _own(self, value: Any, name: str) -> Any:
+        """A C-contiguous copy of `value` that nothing else references, in the form `assign` takes
+        without copying again (with TensorFlow, a tensor: TF would copy a numpy array itself).
+
+        The copy is what makes staging safe: the source may be a live model or a memory-mapped file,
+        and with TensorFlow an assigned tensor's buffer can become the variable's own buffer.
+        """
+        if is_torch_tensor(value):
+            t = value.detach()
+            t = t.cpu() if t.device.type != "cpu" else t
+            t = t.contiguous() if not t.is_contiguous() else t.clone()  # one (transposed) copy, by torch
+            if self._tf:
+                tensor = _tf_from_torch(t)
+                if tensor is not None:
+                    return tensor
+            arr = to_numpy(t, f"`{name}`")
+            return _tf().convert_to_tensor(arr) if self._tf else arr  # (TF's conversion copies once more)
+        if self._tf:
+            return _tf().convert_to_tensor(np.asarray(value))  # TF copies numpy input into a C-order tensor
+        return np.array(value, copy=True, order="C")
+
+    def _snapshot(self, v: Any) -> Any:
+        """The variable's current value, kept alive across an assign (zero-copy with TensorFlow)."""
+        if self._tf and hasattr(v.value, "read_value"):
+            return v.value.read_value()
+        return np.array(v.numpy(), copy=True)
+
+    def _assign(self, v: Any, value: Any) -> None:
+        v.assign(value)
+
+    def commit(self) -> None:
+        done: list[tuple[str, Any, Any]] = []
+        items = self.staged.items
+        try:
+            with _defer_sigint():
+                try:
+                    for i, (meta, value) in enumerate(items):
+                        v = self._variable(meta)
+                        old = self._snapshot(v)
+                        self._assign(v, value)
+                        items[i] = (meta, None)  # let the staged copy go as soon as it has landed
+                        done.append((meta.name, v, old))
+                except BaseException as exc:
+                    failed = items[len(done)][0].name if len(done) < len(items) else "?"
+                    replacement = self._rollback(done, failed, exc)
+                    if replacement is exc:
+                        raise
+                    raise replacement from exc
+        finally:
+            self.staged.clear()
+
+    def _rollback(self, done: list[tuple[str, Any, Any]], failed: str, exc: BaseException) -> BaseException:
+        lost = []
+        for name, v, old in reversed(done):
+            try:
+                self._assign(v, old)
+            except Exception:
+                lost.append(name)
+        if isinstance(exc, (KeyboardInterrupt, MemoryError)) and not lost:
+            return exc
+        what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, WmapError) else exc.render(limit=1)
+        if lost:
+            return error("WM602", f"assigning `{failed}` failed ({what}), and {len(lost)} variable(s) already "
+                         f"assigned could not be restored: {', '.join(sorted(lost)[:8])}",
+                         hint="the Keras model is partly written: rebuild it or reload its weights")
+        return error("WM602", f"assigning `{failed}` failed ({what}); the {len(done)} variable(s) already "
+                     "assigned were restored, so the Keras model is as it was")
+
+    def abort(self) -> None:
+        self.staged.clear()
+
+    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+        if not frozen:
+            return []
+        frozen_ids = {id(v) for name, v in self.variables.items() if name in frozen}
+        layers, partial, bn = _freeze(self.model, frozen_ids)
+        notes: list[str] = []
+        if layers:
+            notes.append(f"{len(layers)} Keras layer(s) set trainable=False: {_names(layers)}")
+        if partial:
+            notes.append(f"{len(partial)} variable(s) in partly frozen layers set trainable=False: "
+                         f"{_names(partial)}")
+        if layers or partial:
+            notes.append("compile the Keras model again (`model.compile(...)`) before training: a compiled "
+                         "model keeps the trainable variables it was compiled with")
+        if bn:
+            notes.append(f"{len(bn)} BatchNormalization layer(s) in frozen parts: {_names(bn)}; with "
+                         "trainable=False Keras runs them in inference mode (moving statistics, no updates) even "
+                         "when training=True")
+        return notes
+
+
+def _names(items: list[str], limit: int = 12) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _freeze(model: Any, frozen_ids: set[int]) -> tuple[list[str], list[str], list[str]]:
+    """Freeze whole layers where every trainable variable is frozen, else single variables.
+
+    Returns (frozen layer paths, variables frozen one by one, BatchNormalization layers frozen).
+    """
+    layers: list[str] = []
+    partial: list[str] = []
+    bn: list[str] = []
+
+    def visit(layer: Any, path: str) -> None:
+        own = [v for v in layer.weights if v.trainable]
+        if not own or not any(id(v) in frozen_ids for v in own):
+            return
+        if all(id(v) in frozen_ids for v in own):
+            layer.trainable = False
+            layers.append(path or layer.name)
+            bn.extend(sub for sub, la in _walk(layer, path or layer.name) if type(la).__name__ == "BatchNormalization")
+            return
+        for child in _sublayers(layer):
+            visit(child, f"{path}.{child.name}" if path else child.name)
+        for v in layer.weights:  # what no child could freeze whole: variable by variable
+            if id(v) in frozen_ids and v.trainable:
+                v.trainable = False
+                partial.append(normalise_name(getattr(v, "path", None) or v.name))
+
+    visit(model, "")
+    return layers, partial, bn
+
+
+def _walk(layer: Any, path: str) -> Iterator[tuple[str, Any]]:
+    yield path, layer
+    for child in _sublayers(layer):
+        yield from _walk(child, f"{path}.{child.name}")
+
+
+def _sublayers(layer: Any) -> list[Any]:
+    if not hasattr(layer, "_flatten_layers"):
+        return []
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def _tf() -> Any:
+    import tensorflow as tf
+
+    return tf
+
+
+def _tf_from_torch(t: Any) -> Any:
+    """A TF tensor sharing a contiguous torch tensor's memory (DLPack), or None if TF refuses it."""
+    try:
+        from torch.utils import dlpack
+
+        return _tf().experimental.dlpack.from_dlpack(dlpack.to_dlpack(t))
+    except Exception:  # an old TF, a dtype DLPack lacks: the numpy route copies instead
+        return None
+
+
+@contextlib.contextmanager
+def _defer_sigint() -> Iterator[None]:
+    """Ctrl-C during commit is delivered after it, so the model is never half-written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[Any] = []
+    old = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if pending:
+            raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras output files
+
+
+_KINDS = ((".weights.h5", "weights"), (".keras", "keras"), (".h5", "h5"), (".hdf5", "h5"))
+
+
+def _output_kind(out: str) -> tuple[str, str]:
+    lower = out.lower()
+    for suffix, kind in _KINDS:
+        if lower.endswith(suffix):
+            return kind, out[len(out) - len(suffix):]
+    raise error("WM521", f"`{out}` is not a Keras output file", hint="Keras outputs end in .weights.h5, .keras or .h5")
+
+
+class KerasFileSink:
+    """Applies into a private in-memory Keras model, then saves it with Keras, atomically."""
+
+    framework = "keras"  # the in-memory model already holds what `keep` keeps
+
+    def __init__(self, inner: KerasModelSink, path: str, kind: str, suffix: str, frozen: set[str],
+                 options: dict[str, Any]):
+        self.inner = inner
+        self.path = path
+        self.kind = kind
+        self.suffix = suffix
+        self.array_kind = inner.array_kind
+        self._frozen = frozen
+        self._options = options
+        self._notes: list[str] = []
+        self._tmp: str | None = None
+
+    def inventory(self) -> Inventory:
+        return self.inner.inventory()
+
+    @property
+    def result(self) -> str:
+        return self.path
+
+    @property
+    def model(self) -> Any:
+        return self.inner.model
+
+    def read_current(self, meta: TensorMeta) -> Any:
+        return self.inner.read_current(meta)
+
+    def stage(self, meta: TensorMeta, value: Any) -> None:
+        self.inner.stage(meta, value)
+
+    def commit(self) -> None:
+        self.inner.commit()
+        if self.kind == "weights":
+            if self._frozen:
+                self._notes.append(f"{len(self._frozen)} tensor(s) are marked frozen; a `.weights.h5` file has "
+                                   "no trainable flag, so `freeze` applies when the plan is applied to a model")
+        else:  # `.keras` and full-model `.h5` store each layer's `trainable` in the model config
+            self._notes += self.inner.finish(self._frozen, self._options)
+        self._save()
+
+    def _save(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=self.suffix, dir=folder)
+        except OSError as e:
+            raise error("WM512", f"cannot write `{self.path}`: {e.strerror}",
+                        hint="check the folder exists and is writable") from None
+        os.close(fd)
+        self._tmp = tmp
+        model = self.inner.model
+        try:
+            with _quiet_keras():
+                if self.kind == "weights":
+                    model.save_weights(tmp, overwrite=True)
+                else:
+                    model.save(tmp, overwrite=True)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
+            _fsync(tmp)
+            os.replace(tmp, self.path)
+        except WmapError:
+            raise
+        except OSError as e:
+            raise error("WM512", f"cannot write `{self.path}`: {e.strerror or e}") from None
+        except Exception as e:
+            raise error("WM512", f"Keras could not save `{self.path}`: {type(e).__name__}: {e}",
+                        hint="a `.keras`/`.h5` file needs a model Keras can serialise (custom layers must be "
+                        "registered); `.weights.h5` needs only the weights") from None
+        self._tmp = None
+
+    def abort(self) -> None:
+        self.inner.abort()
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+        return [*self._notes, f"saved with Keras {_keras_version()} to `{self.path}`"]
+
+
+def _keras_version() -> str:
+    keras = sys.modules.get("keras")
+    return str(getattr(keras, "__version__", "?"))
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _quiet_keras() -> Iterator[None]:
+    """Keras warns that `.h5` is a legacy format; the user asked for it by name."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def keras_file_sink(plan: Any, obj: Any, fw: str | None, out: str) -> KerasFileSink:
+    """The sink for a Keras output file: builds the target model in memory, checks it against the plan."""
+    from wmap.formats import inventory_of
+
+    kind, suffix = _output_kind(out)
+    model = _target_model(obj, fw, kind, out)
+    inv = inventory_of(model)
+    if inv.fingerprint() != plan.target_fingerprint:
+        raise error("WM604", f"the target built for `{out}` (fingerprint {inv.fingerprint()}) is not the one the plan "
+                    f"was made for ({plan.target_fingerprint})", hint="make the plan again against this target")
+    return KerasFileSink(KerasModelSink(model, inv), out, kind, suffix, set(plan.frozen), dict(plan.options))
+
+
+def _target_model(obj: Any, fw: str | None, kind: str, out: str) -> Any:
+    """A private built Keras model to apply into: from a factory, a template file, or a copy of a model."""
+    from wmap.endpoints import is_factory
+
+    if is_factory(obj):
+        from wmap.formats.factory import build_factory
+
+        model = build_factory(obj, device=None)
+        if not is_keras_model(model):
+            raise error("WM521", f"`{out}` is a Keras file, but the factory `{obj}` built a "
+                        f"{type(model).__module__}.{type(model).__name__}",
+                        hint="write a PyTorch target to `.safetensors`, or name a Keras factory")
+        return _built(model, obj)
+    if isinstance(obj, (str, os.PathLike)):
+        return _load_template(os.fspath(obj), out)
+    if is_keras_model(obj):
+        return _copy_model(_built(obj, getattr(obj, "name", "model")))
+    raise error("WM521", f"`{out}` is a Keras file, but the target is a {type(obj).__module__}.{type(obj).__name__}",
+                hint="give the target as a Keras model, a `module:callable` Keras factory, or a `.keras` file")
+
+
+def _built(model: Any, what: str) -> Any:
+    if not getattr(model, "built", False):
+        raise error("WM502", f"Keras model `{what}` has no variables yet (it is not built)", hint=_BUILD_HINT)
+    return model
+
+
+def _load_template(path: str, out: str) -> Any:
+    lower = path.lower()
+    if lower.endswith(".keras") or (lower.endswith((".h5", ".hdf5")) and not lower.endswith(".weights.h5")):
+        import keras
+
+        try:
+            with _quiet_keras():
+                model = keras.saving.load_model(path, compile=False)
+        except Exception as e:
+            raise error("WM521", f"cannot rebuild a Keras model from `{path}` to write `{out}`: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                        hint="a `.h5` file holding only weights has no architecture: name a `module:callable` "
+                        "Keras factory as the target instead") from None
+        return _built(model, path)
+    raise error("WM521", f"`{path}` holds weights but no architecture, so wmap cannot build the Keras model that "
+                f"writes `{out}`", hint="name the target as a `module:callable` Keras factory or a `.keras` file")
+
+
+def _copy_model(model: Any) -> Any:
+    """A copy of a Keras model with its current weights, so writing a file leaves the caller's model alone."""
+    import keras
+
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as e:
+        raise error("WM521", f"cannot copy Keras model `{model.name}` to write a file: {type(e).__name__}: {e}",
+                    hint="apply into the model itself (no --out) and save it with `model.save(...)`") from None
+    if not clone.built or len(clone.weights) != len(model.weights):
+        raise error("WM521", f"the copy of Keras model `{model.name}` does not have its variables",
+                    hint="apply into the model itself (no --out) and save it with `model.save(...)`")
+    for src, dst in zip(model.weights, clone.weights, strict=True):
+        dst.assign(src.value)
+    return clone
