@@ -15,10 +15,10 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Union
+from typing import Literal, NamedTuple
 
 PieceKind = Literal["lit", "star", "dstar", "cap", "int", "path", "alt", "expr"]
-CaptureValue = Union[str, int, None]
+CaptureValue = str | int | None
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _EXPR = re.compile(rf"^\s*({_NAME})\s*(\+|-|\*|//|%)\s*(\d+)\s*$")
@@ -138,20 +138,23 @@ def parse(text: str, *, template: bool = False) -> Pattern:
     offset = len(text) - len(body)
     if not body:
         raise PatternError("empty pattern", offset)
-    segments = tuple(_parse_segment(s, off, template) for s, off in _split_segments(body, offset))
+    split = _split_segments(body, offset)
+    segments = tuple(_parse_segment(s, off, template) for s, off in split)
     pat = Pattern(text, source, segments, optional)
-    _check(pat, template)
+    _check(pat, template, [off for _, off in split])
     return pat
 
 
 def _split_segments(body: str, offset: int) -> list[tuple[str, int]]:
     segs: list[tuple[str, int]] = []
-    depth, start = 0, 0
+    depth, start, opened = 0, 0, 0
     for i, ch in enumerate(body):
         if ch == "{":
+            if depth and "." in body[opened:i]:  # `layer{i.{j}`: the first brace was never closed
+                raise PatternError("`{` is not closed before the next `{`", offset + opened)
             if depth:
                 raise PatternError("nested `{` in pattern", offset + i)
-            depth = 1
+            depth, opened = 1, i
         elif ch == "}":
             if not depth:
                 raise PatternError("`}` without a matching `{`", offset + i)
@@ -172,9 +175,11 @@ def _parse_segment(seg: str, offset: int, template: bool) -> Segment:
     if seg == "**":
         return (Piece("dstar"),)
     pieces: list[Piece] = []
+    starts: list[int] = []
     i = 0
     while i < len(seg):
         ch = seg[i]
+        starts.append(offset + i)
         if ch == "{":
             j = seg.index("}", i)
             pieces.append(_parse_brace(seg[i + 1:j], offset + i, template))
@@ -189,16 +194,19 @@ def _parse_segment(seg: str, offset: int, template: bool) -> Segment:
             while j < len(seg) and seg[j] not in "{*":
                 j += 1
             lit = seg[i:j]
-            if not re.fullmatch(r"[^\s{},]+", lit):
-                raise PatternError(f"unexpected character in `{lit}`", offset + i)
+            bad = re.search(r"[\s{},]", lit)
+            if bad:
+                raise PatternError(f"unexpected {'space' if bad.group().isspace() else f'`{bad.group()}`'} "
+                                   f"in `{lit}`", offset + i + bad.start())
             pieces.append(Piece("lit", lit))
             i = j
-    for a, b in zip(pieces, pieces[1:]):
+    for k, (a, b) in enumerate(zip(pieces, pieces[1:], strict=False)):
         if a.kind != "lit" and b.kind != "lit":
             raise PatternError("two wildcards or captures side by side are ambiguous; put text between them",
-                               offset)
+                               starts[k + 1])
     if any(p.kind == "path" for p in pieces) and len(pieces) > 1:
-        raise PatternError("`{x:**}` must be a whole segment", offset)
+        k = next(k for k, p in enumerate(pieces) if p.kind == "path")
+        raise PatternError("`{x:**}` must be a whole segment", starts[k])
     return tuple(pieces)
 
 
@@ -216,7 +224,8 @@ def _parse_brace(inner: str, offset: int, template: bool) -> Piece:
         return Piece("alt", options=opts)
     m = re.fullmatch(rf"({_NAME})(?::(int|\*\*))?", s)
     if m:
-        kind: PieceKind = {None: "cap", "int": "int", "**": "path"}[m.group(2)]
+        kinds: dict[str | None, PieceKind] = {None: "cap", "int": "int", "**": "path"}
+        kind = kinds[m.group(2)]
         return Piece(kind, m.group(1))
     if template:
         e = _EXPR.match(s)
@@ -228,17 +237,18 @@ def _parse_brace(inner: str, offset: int, template: bool) -> Piece:
                        "`{a,b,c}`" + (" or `{name+1}`" if template else ""), offset)
 
 
-def _check(pat: Pattern, template: bool) -> None:
+def _check(pat: Pattern, template: bool, offsets: list[int]) -> None:
     segs = pat.segments
-    for a, b in zip(segs, segs[1:]):
+    for k, (a, b) in enumerate(zip(segs, segs[1:], strict=False)):
         if a == (Piece("dstar"),) and b == (Piece("dstar"),):
-            raise PatternError("`**.**` is the same as `**`")
+            raise PatternError("`**.**` is the same as `**`", offsets[k + 1])
     if not template:
         kinds: dict[str, str] = {}
         for p in pat.pieces:
-            if p.kind in ("cap", "int", "path"):
-                if kinds.setdefault(p.text, p.kind) != p.kind:
-                    raise PatternError(f"capture `{p.text}` is used with two different types")
+            if p.kind in ("cap", "int", "path") and kinds.setdefault(p.text, p.kind) != p.kind:
+                found = [m.start() for m in re.finditer(r"\{\s*" + re.escape(p.text) + r"\s*[:}]", pat.text)]
+                raise PatternError(f"capture `{p.text}` is used with two different types",
+                                   found[1] if len(found) > 1 else 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +301,7 @@ def _extract(pat: Pattern, m: re.Match[str], prefix: str) -> Match:
     gd = m.groupdict()
     if prefix:
         gd = {k[len(prefix):]: v for k, v in gd.items() if k.startswith(prefix)}
-    caps = tuple([(name, int(gd[g]) if is_int and gd[g] is not None else gd[g]) for name, g, is_int in caps_g])
+    caps = tuple([(name, Digits(gd[g]) if is_int and gd[g] is not None else gd[g]) for name, g, is_int in caps_g])
     wild = tuple([gd[g] for g in wild_g]) if wild_g else ()
     alts = tuple([opts.index(gd[g]) for g, opts in alt_g]) if alt_g else ()
     return Match(caps, wild, alts)
@@ -303,6 +313,32 @@ def _extract(pat: Pattern, m: re.Match[str], prefix: str) -> Match:
 
 class TemplateError(ValueError):
     pass
+
+
+class Digits(int):
+    """An `{x:int}` capture: an int for arithmetic that prints as the digits it matched, so
+    `{x}` in a template reproduces `007` (as the fast paths, which copy the matched text, do)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> Digits:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __format__(self, spec: str) -> str:
+        return self.text if not spec else super().__format__(spec)
+
+
+def _arith_text(v: int, op: str, k: int) -> str:
+    r = {"+": v + k, "-": v - k, "*": v * k, "//": v // k if k else 0, "%": v % k if k else 0}[op]
+    text = getattr(v, "text", "")
+    if len(text) > 1 and text.startswith("0") and r >= 0:  # zero-padded indices stay padded: 07 + 1 = 08
+        return str(r).zfill(len(text))
+    return str(r)
 
 
 def fanout_count(template: Pattern, source: Pattern) -> int:
@@ -402,30 +438,53 @@ def _render_capture(p: Piece, caps: Mapping[str, CaptureValue]) -> str:
         return "" if v is None else str(v)
     if not isinstance(v, int):
         raise TemplateError(f"`{{{p.text}{p.op}{p.operand}}}` needs an integer capture: write `{{{p.text}:int}}`")
-    k = p.operand
-    r = {"+": v + k, "-": v - k, "*": v * k, "//": v // k if k else 0, "%": v % k if k else 0}[p.op or "+"]
-    return str(r)
+    return _arith_text(v, p.op or "+", p.operand)
 
 
 def check_template(template: Pattern, sources: tuple[Pattern, ...]) -> list[str]:
     """Problems with a target template given its source patterns (unbound captures, wildcard counts)."""
-    problems: list[str] = []
+    return [message for message, _ in template_problems(template, sources)]
+
+
+def template_problems(template: Pattern, sources: tuple[Pattern, ...]) -> list[tuple[str, str]]:
+    """Like `check_template`, each problem with a hint saying what to write: (message, hint)."""
+    problems: list[tuple[str, str]] = []
     for src in sources:
-        caps = set(src.captures)
+        caps = src.captures
         for p in template.pieces:
             if p.kind in ("cap", "int", "path", "expr") and p.text not in caps:
-                problems.append(f"target uses `{{{p.text}}}`, which `{src.text}` does not capture")
+                hint = (did_you_mean_capture(p.text, caps) or
+                        (f"`{src.text}` captures " + ", ".join(f"`{{{c}}}`" for c in caps) if caps else
+                         f"capture it in the source pattern, e.g. `layer{{{p.text}}}.weight`"))
+                problems.append((f"target uses `{{{p.text}}}`, which `{src.text}` does not capture", hint))
             if p.kind == "expr" and p.text in caps and p.text not in src.int_captures:
-                problems.append(f"`{{{p.text}{p.op}{p.operand}}}` does arithmetic on `{{{p.text}}}`, "
-                                f"which is not an integer capture; write `{{{p.text}:int}}` in the source")
+                problems.append((f"`{{{p.text}{p.op}{p.operand}}}` does arithmetic on `{{{p.text}}}`, "
+                                 f"which `{src.text}` does not capture as an integer",
+                                 f"capture digits with `{{{p.text}:int}}` in the source pattern"))
         if len(template.wildcards) > len(src.wildcards):
-            problems.append(f"target has {len(template.wildcards)} unnamed wildcard(s) but `{src.text}` "
-                            f"has {len(src.wildcards)}; name them with captures")
-        for t_alt, s_alt in zip(template.alternations, src.alternations):
+            problems.append((f"target has {len(template.wildcards)} unnamed wildcard(s) but `{src.text}` "
+                             f"has {len(src.wildcards)}",
+                             "unnamed wildcards carry over by position; name them with captures: `{x}` for "
+                             "one segment, `{x:**}` for several"))
+        for t_alt, s_alt in zip(template.alternations, src.alternations, strict=False):
             if len(t_alt.options) != len(s_alt.options):
-                problems.append(f"alternation `{{{','.join(t_alt.options)}}}` pairs with "
-                                f"`{{{','.join(s_alt.options)}}}` but they have different lengths")
-    return sorted(set(problems), key=problems.index)
+                problems.append((f"alternation `{{{','.join(t_alt.options)}}}` pairs with "
+                                 f"`{{{','.join(s_alt.options)}}}` but they have different lengths",
+                                 "a target alternation renames the source alternation option by option: give "
+                                 "both the same number of options"))
+    seen: set[str] = set()
+    out = []
+    for message, hint in problems:
+        if message not in seen:
+            seen.add(message)
+            out.append((message, hint))
+    return out
+
+
+def did_you_mean_capture(name: str, captures: tuple[str, ...]) -> str | None:
+    import difflib
+    close = difflib.get_close_matches(name, captures, n=1, cutoff=0.5)
+    return f"did you mean `{{{close[0]}}}`?" if close else None
 
 
 class MultiMatcher:
@@ -498,7 +557,10 @@ _DSTAR = (Piece("dstar"),)
 def _anchors(pat: Pattern) -> list[tuple[int, str]]:
     """(position, literal) for whole-literal segments at a fixed position from the start or end."""
     segs = pat.segments
-    flexible = [i for i, s in enumerate(segs) if s == _DSTAR or any(p.kind == "path" for p in s)]
+    # `**`, `{x:**}` and an alternation with a dotted option (`{q,k.proj}`) span a varying number of
+    # name segments: literals are anchored only from the side that does not cross them
+    flexible = [i for i, s in enumerate(segs) if s == _DSTAR or any(
+        p.kind == "path" or (p.kind == "alt" and any("." in o for o in p.options)) for p in s)]
     out: list[tuple[int, str]] = []
     first_flex = flexible[0] if flexible else len(segs)
     last_flex = flexible[-1] if flexible else -1

@@ -17,28 +17,27 @@ def syntax_for(path: str | os.PathLike[str]) -> Syntax:
     return "yaml" if str(path).lower().endswith((".yaml", ".yml")) else "wmap"
 
 
-def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, names: bool = True) -> Spec:
-    """Parse spec text. With `names`, also resolve transform/initialiser names (no model needed)."""
-    from wmap.parse.validate import check_names
+def _too_big(size: int, path: str | None, hint: str) -> WmapError:
+    return WmapError([Diagnostic("WM116", "error", f"the spec is {size:,} bytes; wmap reads specs up to "
+                                 f"{MAX_SPEC_BYTES:,} bytes ({MAX_SPEC_BYTES // 2**20} MiB)", Span(path, 1, 1), hint)])
 
+
+def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, names: bool = True) -> Spec:
+    """Parse spec text. With `names`, also resolve transform/initialiser names (no model needed).
+
+    Every problem is reported at once: syntax errors first (nothing else can be trusted
+    then); otherwise structural and name errors together, in file order.
+    """
     if len(text) > MAX_SPEC_BYTES:
-        raise WmapError([Diagnostic("WM116", "error", f"the spec is {len(text):,} bytes; wmap reads specs up to "
-                                    f"{MAX_SPEC_BYTES:,}", Span(path, 1, 1),
-                                    "a mapping spec is a few hundred lines; generate rules with patterns")])
+        raise _too_big(len(text), path, "a mapping spec is a few hundred lines; generate rules with patterns")
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if syntax == "yaml":
         from wmap.parse.yaml_spec import parse_yaml
-        spec = parse_yaml(text, path)
-    elif syntax == "wmap":
+        return parse_yaml(text, path, names=names)
+    if syntax == "wmap":
         from wmap.parse.dsl import parse_wmap
-        spec = parse_wmap(text, path)
-    else:
-        raise ValueError(f"unknown syntax {syntax!r}: use 'wmap' or 'yaml'")
-    if names:
-        try:
-            check_names(spec)
-        except WmapError as e:
-            raise WmapError(e.diagnostics, {path or "<spec>": text}) from None
-    return spec
+        return parse_wmap(text, path, names=names)
+    raise ValueError(f"unknown syntax {syntax!r}: use 'wmap' or 'yaml'")
 
 
 def load_spec(path: str | os.PathLike[str], *, names: bool = True) -> Spec:
@@ -48,20 +47,30 @@ def load_spec(path: str | os.PathLike[str], *, names: bool = True) -> Spec:
     try:
         size = p.stat().st_size
         if size > MAX_SPEC_BYTES:
-            raise WmapError([Diagnostic("WM116", "error", f"the spec is {size:,} bytes; wmap reads specs up to "
-                                        f"{MAX_SPEC_BYTES:,}", Span(shown, 1, 1), "is this the right file?")])
+            raise _too_big(size, shown, "is this the right file? A mapping spec is a few hundred lines")
         text = p.read_text(encoding="utf-8")
     except IsADirectoryError:
         raise WmapError([Diagnostic("WM115", "error", f"`{shown}` is a directory, not a spec", None,
                                     "pass a .wmap or .yaml file")]) from None
     except FileNotFoundError:
-        raise WmapError([Diagnostic("WM115", "error", f"spec file `{shown}` does not exist", None, None)]) from None
+        raise WmapError([Diagnostic("WM115", "error", f"spec file `{shown}` does not exist", None,
+                                    _nearby(p))]) from None
     except UnicodeDecodeError as e:
-        raise WmapError([Diagnostic("WM115", "error", f"`{shown}` is not UTF-8 text (byte {e.start})", None,
-                                    "is this a spec file?")]) from None
+        bad = e.object[e.start:e.start + 1].hex()
+        raise WmapError([Diagnostic("WM115", "error", f"`{shown}` is not UTF-8 text (byte 0x{bad} at offset "
+                                    f"{e.start})", None, "is this a spec file? Specs are UTF-8 text")]) from None
     except OSError as e:
         raise WmapError([Diagnostic("WM115", "error", f"cannot read `{shown}`: {e.strerror}", None, None)]) from None
     return parse_spec(text, syntax_for(p), shown, names=names)
+
+
+def _nearby(p: Path) -> str:
+    from wmap.errors import did_you_mean
+    try:
+        names = [q.name for q in p.parent.iterdir() if q.suffix.lower() in (".wmap", ".yaml", ".yml")]
+    except OSError:
+        names = []
+    return did_you_mean(p.name, names) or "check the path (a relative path starts from the current folder)"
 
 
 def format_spec(spec: Spec, syntax: Syntax) -> str:

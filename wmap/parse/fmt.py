@@ -113,7 +113,7 @@ def _rules(spec: Spec) -> list[str]:
     lefts = [("optional " if r.optional else "") + ", ".join(pattern_text(s) for s in r.sources) for r in spec.rules]
     width = min(max((len(x) for x in lefts), default=0), ARROW_COLUMN_MAX)
     out: list[str] = []
-    for rule, left in zip(spec.rules, lefts):
+    for rule, left in zip(spec.rules, lefts, strict=True):
         head = f"{left.ljust(width)} -> {pattern_text(rule.target)}"
         calls = [call_text(c) for c in rule.via]
         one_line = head + "".join(f" | {c}" for c in calls)
@@ -127,6 +127,11 @@ def _rules(spec: Spec) -> list[str]:
     return out
 
 
+def _factor(f: float) -> float | int:
+    """An lr multiplier as people write it: `10`, not `10.0` (it reads back as the same float)."""
+    return int(f) if float(f).is_integer() and abs(f) < 1e15 else f
+
+
 def _list_statements(spec: Spec, kind: str) -> list[str]:
     out: list[str] = []
     items: Sequence[Any] = getattr(spec, kind)
@@ -136,8 +141,7 @@ def _list_statements(spec: Spec, kind: str) -> list[str]:
         return out
     if kind == "lr":
         for it in items:
-            f = int(it.factor) if float(it.factor).is_integer() else it.factor
-            _emit(out, f"lr {pattern_text(it.pattern)} * {value_text(f)}", it.comments)
+            _emit(out, f"lr {pattern_text(it.pattern)} * {value_text(_factor(it.factor))}", it.comments)
         return out
     # drop/keep/freeze: pack patterns on one line until a comment or the width forces a break
     line: list[str] = []
@@ -172,6 +176,16 @@ class _Flow(dict):  # type: ignore[type-arg]
 
 _Dumper.add_representer(_Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
 _Dumper.add_representer(tuple, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029\ufeff]")
+
+
+def _str(d: yaml.SafeDumper, v: str) -> yaml.ScalarNode:
+    # PyYAML may write NEL and the Unicode line/paragraph separators raw inside single quotes,
+    # where reading folds them into spaces; double quotes escape them (`\N`, `\L`, `\P`).
+    return d.represent_scalar("tag:yaml.org,2002:str", v, style='"' if _LINE_BREAKS.search(v) else None)
+
+
+_Dumper.add_representer(str, _str)
 
 
 def _yaml_value(v: Value) -> Any:
@@ -179,7 +193,8 @@ def _yaml_value(v: Value) -> Any:
 
 
 def _endpoint(location: str, framework: str | None) -> Any:
-    key = "model" if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", location) else "path"
+    # the schema's `module:callable` (ASCII names; `\w` would also take other scripts' letters)
+    key = "model" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*", location) else "path"
     if framework is None and key == "path":
         return location
     d: dict[str, Any] = {}

@@ -7,13 +7,14 @@ Both collect every problem before raising.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wmap import patterns as P
-from wmap.errors import DiagnosticBag, Span, WmapError, did_you_mean
+from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
 from wmap.spec import (
     DTYPE_POLICIES,
+    FRAMEWORKS,
     NONFINITE_POLICIES,
     OPTIONS,
     Call,
@@ -28,11 +29,25 @@ from wmap.spec import (
 )
 
 SUPPORTED_VERSIONS = (1,)
+UNRESOLVED = "unresolved"
+"""The marker `wmap init` writes where it could not decide (`x -> y | unresolved`, `init y = unresolved`):
+never a transform or an initialiser, so a spec holding one fails `wmap check` until a person decides."""
+
+
+PartSpans = Mapping[Span, Sequence[Span]]
+"""A statement's span -> its parts' spans, so that diagnostics point at the part that is wrong
+(both syntaxes record them while parsing). A rule: its source patterns, then its target
+template. An option: its name, then its value."""
 
 
 def assemble(statements: Sequence[tuple[Any, list[str]]], trailing: Sequence[str], path: str | None,
-             text: str | None, bag: DiagnosticBag) -> Spec:
-    """Statements (in file order, with their comments) -> a checked Spec."""
+             text: str | None, bag: DiagnosticBag, *, names: bool = False,
+             part_spans: PartSpans | None = None) -> Spec:
+    """Statements (in file order, with their comments) -> a checked Spec.
+
+    With `names`, transform and initialiser names are resolved too, so one run reports the
+    structural and the name problems together, in file order.
+    """
     version: int | None = None
     version_span: Span | None = None
     sources: list[SourceDecl] = []
@@ -55,23 +70,31 @@ def assemble(statements: Sequence[tuple[Any, list[str]]], trailing: Sequence[str
             continue
         node = _with_comments(node, cm)
         if isinstance(node, SourceDecl):
-            if any(s.name == node.name for s in sources):
+            first = next((s for s in sources if s.name == node.name), None)
+            if first is not None:
                 bag.add("WM107", f"source `{node.name}` is declared twice", node.span,
-                        "give each source its own name: `source base \"a\"` and `source tuned \"b\"`")
+                        f"{_first_at('declared', first.span)}give each source its own name: "
+                        "`source base \"a\"` and `source tuned \"b\"`")
             sources.append(node)
         elif isinstance(node, TargetDecl):
             if target is not None:
                 bag.add("WM107", "a spec has one target; this is the second", node.span,
-                        f"the first is at line {target.span.line}")
+                        f"{_first_at('declared', target.span)}keep one")
             else:
                 target = node
         elif isinstance(node, Option):
-            if any(o.name == node.name for o in options):
-                bag.add("WM107", f"option `{node.name}` is set twice", node.span, "keep one")
+            prev = next((o for o in options if o.name == node.name), None)
+            if prev is not None:
+                bag.add("WM107", f"option `{node.name}` is set twice", node.span,
+                        f"{_first_at('set', prev.span)}keep one")
             options.append(node)
         elif isinstance(node, Rule):
             rules.append(node)
-    if version is None:
+    if version is None and not statements:
+        what = "has only comments" if text and text.strip() else "is empty"
+        bag.add("WM110", f"the spec {what}", Span(path, 1, 1), "start with `wmap 1`, then say where the weights "
+                "come from: `source torch \"model.safetensors\"`")
+    elif version is None:
         bag.add("WM102", "the spec does not say which language version it uses", Span(path, 1, 1),
                 "start the file with `wmap 1` (YAML: `wmap: 1`)")
     elif version not in SUPPORTED_VERSIONS:
@@ -83,9 +106,23 @@ def assemble(statements: Sequence[tuple[Any, list[str]]], trailing: Sequence[str
         freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), path=path, text=text,
         trailing_comments=tuple(trailing),
     )
-    check_structure(spec, bag)
+    check_structure(spec, bag, part_spans)
+    if names:
+        check_names_into(spec, bag)
+    sort_diagnostics(bag)
     bag.raise_if_errors()
     return spec
+
+
+def _first_at(verb: str, span: Span) -> str:
+    return f"first {verb} on line {span.line}; " if span.line else ""
+
+
+def sort_diagnostics(bag: DiagnosticBag) -> None:
+    """File order (stable): a report reads top to bottom like the spec."""
+    def key(d: Diagnostic) -> tuple[int, int]:
+        return (d.span.line, d.span.column) if d.span is not None else (0, 0)
+    bag.items.sort(key=key)
 
 
 def _with_comments(node: Any, comments: tuple[str, ...]) -> Any:
@@ -95,25 +132,66 @@ def _with_comments(node: Any, comments: tuple[str, ...]) -> Any:
     return dataclasses.replace(node, comments=comments) if hasattr(node, "comments") else node
 
 
-def check_structure(spec: Spec, bag: DiagnosticBag) -> None:
+def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None = None) -> None:
+    decls: list[SourceDecl | TargetDecl] = [*spec.sources, *([spec.target] if spec.target else [])]
+    for decl in decls:
+        parts = (part_spans or {}).get(decl.span)
+        check_endpoint(decl, bag, parts[0] if parts else None)
     for opt in spec.options:
-        _check_option(opt, bag)
+        check_option(opt, bag, (part_spans or {}).get(opt.span))
     for rule in spec.rules:
-        _check_rule(rule, spec, bag)
+        _check_rule(rule, spec, bag, (part_spans or {}).get(rule.span))
     for group in (spec.drop, spec.keep, spec.freeze):
         for st in group:
             _pattern(st.pattern, st.span, bag, spec)
-    for st in spec.init:
-        _pattern(st.pattern, st.span, bag, spec)
+    for init in spec.init:
+        _pattern(init.pattern, init.span, bag, spec)
     for lr in spec.lr:
         _pattern(lr.pattern, lr.span, bag, spec)
-        if not lr.factor >= 0:
-            bag.add("WM106", f"lr multiplier {lr.factor} is negative", lr.span, "use a factor >= 0 (0 = no updates)")
+        check_lr_factor(lr, bag)
+    # YAML writes init and lr as mappings keyed by pattern, so a pattern may appear once in each
+    for kind, items in (("init", spec.init), ("lr", spec.lr)):
+        first: dict[str, Span] = {}
+        for it in items:
+            if it.pattern in first:
+                bag.add("WM107", f"`{kind} {it.pattern}` appears twice", it.span,
+                        f"{_first_at('given', first[it.pattern])}keep one")
+            first.setdefault(it.pattern, it.span)
 
 
-def _check_option(opt: Option, bag: DiagnosticBag) -> None:
+def check_lr_factor(lr: LrScale, bag: DiagnosticBag) -> None:
+    if not lr.factor >= 0:
+        bag.add("WM106", f"lr multiplier {_number(lr.factor)} for `{lr.pattern}` is negative", lr.span,
+                "use a factor >= 0 (0 = no updates)")
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+FRAMEWORK_ALIASES = {"pytorch": "torch", "tensorflow": "tf", "np": "numpy", "st": "safetensors"}
+
+
+def check_endpoint(decl: SourceDecl | TargetDecl, bag: DiagnosticBag, framework_span: Span | None = None) -> None:
+    what = f"source `{decl.name}`" if isinstance(decl, SourceDecl) else "the target"
+    if decl.framework is not None and decl.framework not in FRAMEWORKS:
+        alias = FRAMEWORK_ALIASES.get(decl.framework.lower())
+        bag.add("WM110", f"unknown framework `{decl.framework}` for {what}", framework_span or decl.span,
+                (f"write `{alias}`" if alias else did_you_mean(decl.framework, FRAMEWORKS)) or
+                "frameworks: " + ", ".join(FRAMEWORKS))
+    if isinstance(decl, SourceDecl) and decl.framework is None and decl.name in FRAMEWORKS:
+        # `source torch "x"` means framework torch, so this source could not be written in .wmap
+        bag.add("WM110", f"source `{decl.name}` is named like a framework but has none", decl.span,
+                f"name it otherwise, or give its framework: `{decl.name}: {{framework: ..., path: ...}}`")
+    if not decl.location:
+        bag.add("WM110", f"{what} has an empty location", decl.span,
+                "give a checkpoint path or a `module:callable`")
+
+
+def check_option(opt: Option, bag: DiagnosticBag, parts: Sequence[Span] | None = None) -> None:
+    name_span, value_span = parts if parts is not None and len(parts) == 2 else (opt.span, opt.span)
     if opt.name not in OPTIONS:
-        bag.add("WM105", f"unknown option `{opt.name}`", opt.span,
+        bag.add("WM105", f"unknown option `{opt.name}`", name_span,
                 did_you_mean(opt.name, OPTIONS) or "known options: " + ", ".join(sorted(OPTIONS)))
         return
     typ, _, _ = OPTIONS[opt.name]
@@ -122,18 +200,29 @@ def _check_option(opt: Option, bag: DiagnosticBag) -> None:
     if opt.name in ("strip_prefix", "target_strip_prefix") and isinstance(v, tuple):
         ok = all(isinstance(x, str) for x in v)
     if not ok:
-        want = {bool: "true or false", int: "a whole number", str: "a string"}.get(typ, "a string or a list of strings")  # type: ignore[call-overload]
-        bag.add("WM106", f"option `{opt.name}` must be {want}, not `{v!r}`", opt.span, OPTIONS[opt.name][2])
+        wants: dict[object, str] = {bool: "true or false", int: "a whole number", str: "a string"}
+        want = wants.get(typ, "a string or a list of strings")
+        bag.add("WM106", f"option `{opt.name}` must be {want}, not `{_value(v)}`", value_span, OPTIONS[opt.name][2])
         return
     choices = {"dtype": DTYPE_POLICIES, "nonfinite": NONFINITE_POLICIES}.get(opt.name)
     if choices and v not in choices:
-        bag.add("WM106", f"option `{opt.name}` cannot be `{v}`", opt.span,
+        bag.add("WM106", f"option `{opt.name}` cannot be `{_value(v)}`", value_span,
                 did_you_mean(str(v), choices) or "choose one of: " + ", ".join(choices))
     if opt.name == "shard_size":
         try:
             parse_size(str(v))
         except ValueError:
-            bag.add("WM106", f"option `shard_size` cannot be `{v}`", opt.span, "write a size such as `2GB` or `500MB`")
+            bag.add("WM106", f"option `shard_size` cannot be `{_value(v)}`", value_span,
+                    "write a size such as `2GB` or `500MB`")
+
+
+def _value(v: Any) -> str:
+    """A value as the spec would write it (`"zero"`, `[1, 2]`, `true`)."""
+    from wmap.parse.fmt import quote, value_text
+    try:
+        return quote(v) if isinstance(v, str) else value_text(v)
+    except (TypeError, ValueError):
+        return repr(v)
 
 
 def parse_size(text: str) -> int:
@@ -144,7 +233,10 @@ def parse_size(text: str) -> int:
     unit = s[len(num):]
     if unit not in units or not num:
         raise ValueError(text)
-    value = int(float(num) * units[unit])
+    try:
+        value = int(float(num) * units[unit])
+    except OverflowError:  # `1e999GB`: infinity is not a size
+        raise ValueError(text) from None
     if value <= 0:
         raise ValueError(text)
     return value
@@ -161,47 +253,75 @@ def _pattern(text: str, span: Span, bag: DiagnosticBag, spec: Spec | None = None
                 "patterns are dotted names with `*`, `**`, `{x}`, `{x:int}`, `{x:**}` and `{a,b,c}`")
         return None
     if spec is not None and pat.source is not None and spec.sources and pat.source not in spec.source_names:
-        bag.add("WM112", f"pattern `{text}` names source `{pat.source}`, which the spec does not declare", span,
+        start = span.column + (1 if text.startswith("?") else 0)
+        where = Span(span.path, span.line, start, span.line, start + len(pat.source)) if span.line else span
+        bag.add("WM112", f"pattern `{text}` names source `{pat.source}`, which the spec does not declare", where,
                 did_you_mean(pat.source, spec.source_names) or
                 "declared sources: " + ", ".join(f"`{n}`" for n in spec.source_names))
     return pat
 
 
-def _check_rule(rule: Rule, spec: Spec, bag: DiagnosticBag) -> None:
-    srcs = [_pattern(s, rule.span, bag, spec) for s in rule.sources]
-    tmpl = _pattern(rule.target, rule.span, bag, None, template=True)
+def _check_rule(rule: Rule, spec: Spec, bag: DiagnosticBag, spans: Sequence[Span] | None = None) -> None:
+    if spans is None or len(spans) != len(rule.sources) + 1:
+        spans = [rule.span] * (len(rule.sources) + 1)
+    srcs = [_pattern(s, sp, bag, spec) for s, sp in zip(rule.sources, spans, strict=False)]
+    tmpl = _pattern(rule.target, spans[-1], bag, None, template=True)
+    optional = [sp for s, sp in zip(srcs, spans, strict=False) if s is not None and s.optional]
+    if optional:
+        at = optional[0]
+        where = Span(at.path, at.line, at.column, at.line, at.column + 1) if at.line else at
+        bag.add("WM108", "`?` marks drop/keep/freeze/init/lr patterns as optional; a rule uses `optional`",
+                where, f"write `optional {', '.join(x.lstrip('?') for x in rule.sources)} -> {rule.target}`")
     if tmpl is None or any(s is None for s in srcs):
         return
-    for problem in P.check_template(tmpl, tuple(s for s in srcs if s is not None)):
-        bag.add("WM109", f"rule `{' , '.join(rule.sources)} -> {rule.target}`: {problem}", rule.span,
-                "every capture the target uses must be bound by each source pattern")
-    if any(s is not None and s.optional for s in srcs):
-        bag.add("WM108", "`?` marks drop/keep/freeze/init/lr patterns as optional; a rule uses `optional`",
-                rule.span, f"write `optional {', '.join(x.lstrip('?') for x in rule.sources)} -> {rule.target}`")
+    for problem, hint in P.template_problems(tmpl, tuple(s for s in srcs if s is not None)):
+        bag.add("WM109", f"rule `{', '.join(rule.sources)} -> {rule.target}`: {problem}", spans[-1], hint)
 
 
 def check_names(spec: Spec) -> None:
     """Resolve every transform and initialiser name; raise WmapError with all unknown names."""
-    from wmap.initializers import INITIALIZERS
-    from wmap.transforms import REGISTRY, TransformError, build
-
     bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
+    check_names_into(spec, bag)
+    bag.raise_if_errors()
+
+
+def check_names_into(spec: Spec, bag: DiagnosticBag) -> None:
+    """`check_names`, adding to `bag` instead of raising."""
+    from wmap.initializers import INITIALIZERS
+    from wmap.transforms import REGISTRY, TransformError, build, signature
+
     for rule in spec.rules:
         for call in rule.via:
+            if call.name == UNRESOLVED:
+                _unresolved(bag, f"source `{', '.join(rule.sources)}`", call.span if call.span.line else rule.span,
+                            "map it to the right target and delete `| unresolved`, or replace the line with `drop`")
+                continue
             try:
                 build(call.name, call.args, call.kwargs)
             except TransformError as e:
                 hint = e.hint
-                if e.code == "WM103" and call.name in INITIALIZERS:
+                code = e.code
+                if code == "WM103" and call.name in INITIALIZERS:
                     hint = f"`{call.name}` is an initialiser: use it in `init PATTERN = {call.name}`"
-                bag.add(e.code, e.message, call.span if call.span.line else rule.span, hint)
+                elif code != "WM103":
+                    code = "WM104"  # a parameter the transform rejects on construction, not a shape problem
+                    if hint is None and call.name in REGISTRY:
+                        hint = f"signature: {signature(REGISTRY[call.name])}"
+                bag.add(code, e.message, call.span if call.span.line else rule.span, hint)
     for init in spec.init:
+        if init.call.name == UNRESOLVED:
+            _unresolved(bag, f"target `{init.pattern}`", init.span,
+                        "map a source to it, give it an initialiser (`= zeros`, `= normal(std=0.02)`), or `keep` it")
+            continue
         _check_init(init.call, init.span, bag, REGISTRY)
-    bag.raise_if_errors()
+
+
+def _unresolved(bag: DiagnosticBag, what: str, span: Span, hint: str) -> None:
+    bag.add("WM117", f"{what} is marked `unresolved`: `wmap init` could not decide what it maps to", span, hint)
 
 
 def _check_init(call: Call, span: Span, bag: DiagnosticBag, transforms: object) -> None:
-    from wmap.initializers import INITIALIZERS, InitError, make_initializer
+    from wmap.initializers import DOCS, INITIALIZERS, InitError, make_initializer
 
     where = call.span if call.span.line else span
     if call.name not in INITIALIZERS:
@@ -211,7 +331,7 @@ def _check_init(call: Call, span: Span, bag: DiagnosticBag, transforms: object) 
     try:
         make_initializer(call)
     except InitError as e:
-        bag.add("WM113", str(e), where, e.hint)
+        bag.add("WM113", str(e), where, e.hint or DOCS.get(call.name))
 
 
 def check_spec(spec: Spec) -> Spec:

@@ -19,11 +19,23 @@ import yaml
 
 from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
 from wmap.parse.dsl import parse_call
-from wmap.parse.validate import assemble
-from wmap.spec import DEFAULT_SOURCE, Init, LrScale, Option, PatternStmt, Rule, SourceDecl, Spec, TargetDecl
+from wmap.parse.validate import assemble, check_endpoint, check_lr_factor, check_option, sort_diagnostics
+from wmap.spec import (
+    DEFAULT_SOURCE,
+    Call,
+    Init,
+    LrScale,
+    Option,
+    PatternStmt,
+    Rule,
+    SourceDecl,
+    Spec,
+    TargetDecl,
+)
 
 PathKey = tuple[object, ...]
 MAX_DEPTH = 64
+MAX_NODES = 2_000_000  # YAML aliases can expand a small file into billions of nodes
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,7 +44,12 @@ def schema() -> dict[str, Any]:
     return data
 
 
-def parse_yaml(text: str, path: str | None = None) -> Spec:
+def parse_yaml(text: str, path: str | None = None, *, names: bool = False) -> Spec:
+    """Parse the YAML form into a validated Spec; raises WmapError with every problem found.
+
+    YAML syntax errors stop at the first; schema errors are all reported; once the document
+    has the right shape, structural and (with `names`) name errors are reported together.
+    """
     key = path or "<spec>"
     sources = {key: text}
     try:
@@ -41,18 +58,34 @@ def parse_yaml(text: str, path: str | None = None) -> Spec:
         raise WmapError(e.diagnostics, sources) from None
     bag = DiagnosticBag(sources=sources)
     _schema_errors(data, spans, path, bag)
-    bag.raise_if_errors()
-    try:
-        statements = list(_statements(data, spans, path))
-    except WmapError as e:
-        raise WmapError(e.diagnostics, sources) from None
-    return assemble([(s, []) for s in statements], [], path, text, bag)
+    if bag.has_errors:
+        _shared_checks(data, spans, path, bag)
+        sort_diagnostics(bag)
+        bag.raise_if_errors()
+    part_spans: dict[Span, tuple[Span, ...]] = {}
+    statements = list(_statements(data, spans, path, bag, part_spans))
+    return assemble([(s, []) for s in statements], [], path, text, bag, names=names,
+                    part_spans=part_spans)
 
 
 # ---------------------------------------------------------------------------------------------
 
 
+def _flow_depth(text: str) -> int:
+    """The deepest `[`/`{` nesting, counting brackets anywhere (also in strings: an overestimate)."""
+    depth = peak = 0
+    for ch in re.sub(r"[^\[\]{}]+", "", text):
+        depth = depth + 1 if ch in "[{" else max(depth - 1, 0)
+        peak = max(peak, depth)
+    return peak
+
+
 def _compose(text: str, path: str | None) -> tuple[Any, dict[PathKey, Span]]:
+    # PyYAML's scanner is quadratic in flow nesting (`{{{{...` takes seconds), so refuse it first;
+    # real specs nest a few levels, and brackets inside strings only make this count higher.
+    if _flow_depth(text) > 4 * MAX_DEPTH:
+        raise WmapError([Diagnostic("WM116", "error", "the YAML is nested too deeply", Span(path, 1, 1),
+                                    f"a spec needs at most {MAX_DEPTH} levels")])
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -74,19 +107,25 @@ def _compose(text: str, path: str | None) -> tuple[Any, dict[PathKey, Span]]:
         raise WmapError([Diagnostic("WM110", "error", "the spec is empty", Span(path, 1, 1),
                                     "start with `wmap: 1`")])
     spans: dict[PathKey, Span] = {}
-    data = _to_python(node, (), spans, path, 0)
+    # Without aliases a document has about as many values as characters; far more means aliases
+    # repeating parts (a "billion laughs"), refused at once rather than after millions of values.
+    data = _to_python(node, (), spans, path, 0, min(MAX_NODES, 2 * len(text) + 1000))
     return data, spans
 
 
-def _to_python(node: yaml.Node, key: PathKey, spans: dict[PathKey, Span], path: str | None, depth: int) -> Any:
+def _to_python(node: yaml.Node, key: PathKey, spans: dict[PathKey, Span], path: str | None, depth: int,
+               limit: int = MAX_NODES) -> Any:
     if depth > MAX_DEPTH:
         raise WmapError([Diagnostic("WM116", "error", "the YAML is nested too deeply", _span(node, path),
                                     f"a spec needs at most {MAX_DEPTH} levels")])
+    if len(spans) > limit:
+        raise WmapError([Diagnostic("WM116", "error", f"the YAML expands to more than {limit:,} values",
+                                    _span(node, path), "are aliases (`*name`) repeating large parts?")])
     spans[key] = _span(node, path)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k_node, v_node in node.value:
-            k = _scalar(k_node) if isinstance(k_node, yaml.ScalarNode) else None
+            k = _scalar(k_node, path) if isinstance(k_node, yaml.ScalarNode) else None
             if not isinstance(k, (str, int, float, bool)) or k is None:
                 raise WmapError([Diagnostic("WM110", "error", "mapping keys must be plain text", _span(k_node, path))])
             k = str(k)
@@ -94,18 +133,29 @@ def _to_python(node: yaml.Node, key: PathKey, spans: dict[PathKey, Span], path: 
                 raise WmapError([Diagnostic("WM107", "error", f"key `{k}` appears twice in one mapping",
                                             _span(k_node, path), "YAML would silently keep only the last one")])
             spans[key + (k, "__key__")] = _span(k_node, path)
-            out[k] = _to_python(v_node, key + (k,), spans, path, depth + 1)
+            out[k] = _to_python(v_node, key + (k,), spans, path, depth + 1, limit)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(v, key + (i,), spans, path, depth + 1) for i, v in enumerate(node.value)]
-    return _scalar(node)
+        return [_to_python(v, key + (i,), spans, path, depth + 1, limit) for i, v in enumerate(node.value)]
+    return _scalar(node, path)
 
 
 _SCALAR = yaml.SafeLoader("")
 
 
-def _scalar(node: yaml.Node) -> Any:
-    return _SCALAR.construct_object(node, deep=True)
+def _scalar(node: yaml.Node, path: str | None = None) -> Any:
+    """A scalar's value by the safe loader's rules; a tag it cannot construct (`!!python/...`, `!foo`)
+    or a value its tag rejects (`!!int 0xZZ`) is a diagnostic, not a ConstructorError or ValueError."""
+    try:
+        return _SCALAR.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, ArithmeticError) as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise WmapError([Diagnostic("WM110", "error", f"cannot read the YAML value `{str(node.value)[:40]}`: "
+                                    f"{problem}", _span(node, path),
+                                    "YAML tags are not supported in a spec: write plain values")]) from None
+    finally:  # the shared loader would otherwise keep every node it ever built
+        _SCALAR.constructed_objects.clear()
+        _SCALAR.recursive_objects.clear()
 
 
 def _span(node: yaml.Node, path: str | None) -> Span:
@@ -125,14 +175,75 @@ def _schema_errors(data: Any, spans: dict[PathKey, Span], path: str | None, bag:
     by_path: dict[PathKey, list[jsonschema.ValidationError]] = {}
     for err in validator.iter_errors(data):
         by_path.setdefault(tuple(err.absolute_path), []).append(err)
-    for key in sorted(by_path, key=lambda k: (spans.get(k, Span(None, 0, 0)).line, str(k))):
+    found: list[Diagnostic] = []
+    for key in by_path:
         err = jsonschema.exceptions.best_match(by_path[key])
-        bag.items.append(_schema_diag(err, key, spans, path))
+        deep = tuple(err.absolute_path)
+        if _left_to_validate(err, deep, data):
+            continue
+        found.append(_schema_diag(err, deep, spans, path))
+    found.sort(key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
+    bag.items.extend(found)
+
+
+def _shared_checks(data: Any, spans: dict[PathKey, Span], path: str | None, bag: DiagnosticBag) -> None:
+    """When the schema fails, the checks `_left_to_validate` skipped still run, on what is well-formed."""
+    if not isinstance(data, dict):
+        return
+
+    def sp(*key: object) -> Span:
+        return _near(spans, tuple(key)) or Span(path, 1, 1)
+
+    if isinstance(data.get("options"), dict):
+        for name, value in data["options"].items():
+            check_option(Option(name, tuple(value) if isinstance(value, list) else value,
+                                sp("options", name, "__key__")), bag,
+                         (sp("options", name, "__key__"), sp("options", name)))
+    if isinstance(data.get("lr"), dict):
+        for pat, f in data["lr"].items():
+            if isinstance(f, (int, float)) and not isinstance(f, bool):
+                check_lr_factor(LrScale(pat, float(f), sp("lr", pat, "__key__")), bag)
+    endpoints: list[tuple[object, str, Any]] = [("source", DEFAULT_SOURCE, data.get("source"))]
+    if isinstance(data.get("sources"), dict):
+        endpoints += [(("sources", n), n, ep) for n, ep in data["sources"].items()]
+    for key, name, ep in endpoints:
+        if isinstance(ep, dict) and isinstance(ep.get("framework"), str):
+            where = sp(*key) if isinstance(key, tuple) else sp(key)
+            fw_key = (*key, "framework") if isinstance(key, tuple) else (key, "framework")
+            check_endpoint(SourceDecl(name, str(ep.get("path") or ep.get("model") or "?"), ep["framework"], where),
+                           bag, sp(*fw_key))
+    target = data.get("target")
+    if isinstance(target, dict) and isinstance(target.get("framework"), str):
+        check_endpoint(TargetDecl(str(target.get("path") or target.get("model") or "?"), target["framework"],
+                                  sp("target")), bag, sp("target", "framework"))
+
+
+def _left_to_validate(err: jsonschema.ValidationError, key: PathKey, data: Any) -> bool:
+    """Errors the shared checks in `validate` report with the same words in both syntaxes:
+    option names and values, negative lr multipliers, framework names."""
+    if key[:1] == ("options",) and isinstance(data, dict) and isinstance(data.get("options"), dict):
+        return len(key) >= 2 or err.validator == "additionalProperties"
+    if key[:1] == ("lr",) and len(key) == 2 and err.validator == "minimum":
+        return True
+    return bool(key) and key[-1] == "framework" and err.validator == "enum"
+
+
+def _where(key: PathKey) -> str:
+    """`rules[0].via`, `lr["head.**"]`: the place in the document, as a reader would write it."""
+    out = ""
+    for k in key:
+        if isinstance(k, int):
+            out += f"[{k}]"
+        elif not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
+            out += f"[{json.dumps(str(k))}]"
+        else:
+            out += f".{k}" if out else str(k)
+    return out or "top level"
 
 
 def _schema_diag(err: jsonschema.ValidationError, key: PathKey, spans: dict[PathKey, Span],
                  path: str | None) -> Diagnostic:
-    where = ".".join(str(k) for k in key) or "top level"
+    where = _where(key)
     span = _near(spans, key) or Span(path, 1, 1)
     if err.validator == "additionalProperties":
         extra = re.findall(r"'([^']+)'", err.message.split("(")[-1])
@@ -146,22 +257,48 @@ def _schema_diag(err: jsonschema.ValidationError, key: PathKey, spans: dict[Path
         return Diagnostic("WM110", "error", f"{where} is missing `{missing[0] if missing else '?'}`", span,
                           "a YAML spec starts with `wmap: 1`" if missing == ["wmap"] else None)
     if err.validator == "const" and key == ("wmap",):
-        return Diagnostic("WM102", "error", f"wmap language version {err.instance!r} is not supported", span,
-                          "this wmap reads version 1")
+        quoted = isinstance(err.instance, str)
+        shown = str(err.instance) if isinstance(err.instance, int) else json.dumps(err.instance)
+        return Diagnostic("WM102", "error", f"wmap language version {shown} is not supported", span,
+                          "write the number without quotes: `wmap: 1`" if quoted else "this wmap reads version 1")
     if err.validator == "not" and not key:
-        return Diagnostic("WM110", "error", "use either `source` or `sources`, not both", span,
+        return Diagnostic("WM110", "error", "use either `source` or `sources`, not both",
+                          spans.get(("sources", "__key__"), span),
                           "`sources` names several sources; `source` is the single one")
     if err.validator == "enum":
-        choices = [str(c) for c in err.validator_value]
-        return Diagnostic("WM110", "error", f"{where} cannot be {err.instance!r}", span,
+        choices = [str(c) for c in err.validator_value] if isinstance(err.validator_value, list) else []
+        return Diagnostic("WM110", "error", f"{where} cannot be {_shown(err.instance)}", span,
                           did_you_mean(str(err.instance), choices) or "choose one of: " + ", ".join(choices))
     if err.validator == "pattern" and key and key[0] in ("rules", "init"):
-        return Diagnostic("WM110", "error", f"{where} is not a transform call: {err.instance!r}", span,
-                          "write a call such as `transpose` or `split(0)`")
+        what = "an initialiser call" if key[0] == "init" else "a transform call"
+        if isinstance(err.instance, str) and "|" in err.instance:
+            hint = "write a chain as a list: `via: [transpose, split(0)]`"
+        elif key[0] == "init":
+            hint = "write a call such as `zeros` or `normal(std=0.02)`"
+        else:
+            hint = "write a call such as `transpose` or `split(0)`"
+        return Diagnostic("WM110", "error", f"{where} is not {what}: {_shown(err.instance)}", span, hint)
+    if err.validator == "pattern" and key[-1:] == ("model",):
+        return Diagnostic("WM110", "error", f"{where} is not a `module:callable`: {_shown(err.instance)}", span,
+                          "e.g. `model: \"mypkg.models:build\"`; a checkpoint file goes in `path:`")
+    if err.validator in ("minItems", "minLength", "minProperties"):
+        return Diagnostic("WM110", "error", f"{where} is empty", span, _type_hint(key))
+    if err.instance is None and err.validator in ("type", "oneOf"):
+        return Diagnostic("WM110", "error", f"{where} is empty", span,
+                          "remove the key, or give it a value: " + (_type_hint(key) or "see the schema"))
+    if err.validator == "oneOf" and isinstance(err.instance, dict) and key[:1] in (("source",), ("sources",),
+                                                                                    ("target",)):
+        both = "path" in err.instance and "model" in err.instance
+        return Diagnostic("WM110", "error", f"{where} needs " + ("`path` or `model`, not both" if both else
+                                                                 "a `path` or a `model`"), span, _type_hint(key))
     if err.validator in ("type", "oneOf"):
         return Diagnostic("WM110", "error", f"{where} has the wrong type ({_yaml_type(err.instance)})", span,
                           _type_hint(key))
     return Diagnostic("WM110", "error", f"{where}: {err.message}", span, None)
+
+
+def _shown(v: Any) -> str:
+    return f"`{v}`" if isinstance(v, (int, float)) else f"`{json.dumps(v)}`" if not isinstance(v, str) else f"`{v}`"
 
 
 def _yaml_type(v: Any) -> str:
@@ -172,6 +309,8 @@ def _yaml_type(v: Any) -> str:
 def _type_hint(key: PathKey) -> str | None:
     hints = {
         "source": "`source: {framework: torch, path: model.safetensors}` or a path string",
+        "sources": "`sources: {base: base.safetensors, tuned: {framework: torch, path: tuned.safetensors}}`",
+        "wmap": "`wmap: 1`",
         "target": "`target: {framework: keras, model: \"pkg.models:build\"}` or a path string",
         "rules": "`rules:` is a list of `{from: ..., to: ..., via: ...}`",
         "drop": "a pattern or a list of patterns", "keep": "a pattern or a list of patterns",
@@ -181,6 +320,10 @@ def _type_hint(key: PathKey) -> str | None:
     if key and key[0] == "rules" and len(key) >= 3:
         return {"from": "a pattern or a list of patterns", "to": "one target template",
                 "via": "a call string or a list of call strings", "optional": "true or false"}.get(str(key[2]))
+    if key and key[0] == "rules" and len(key) == 2:
+        return "a rule reads `{from: PATTERN, to: TEMPLATE, via: CALL}`"
+    if not key:
+        return "a spec is a mapping: `wmap: 1`, `source: ...`, `target: ...`, `rules: [...]`"
     return hints.get(str(key[0])) if key else None
 
 
@@ -191,31 +334,53 @@ def _as_list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else [v]
 
 
-def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | None) -> Iterator[Any]:
+def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | None, bag: DiagnosticBag,
+                part_spans: dict[Span, tuple[Span, ...]]) -> Iterator[Any]:
     def sp(*key: object) -> Span:
         return _near(spans, tuple(key)) or Span(path, 1, 1)
 
+    def calls(texts: list[Any], keys: list[PathKey]) -> tuple[Call, ...]:
+        out = []
+        for text, key in zip(texts, keys, strict=True):
+            try:
+                out.append(parse_call(text, sp(*key)))
+            except WmapError as e:  # reported with the rest; the rule keeps its other calls
+                bag.extend(e.diagnostics)
+        return tuple(out)
+
     yield ("version", data.get("wmap"), sp("wmap"))
+    endpoints: list[tuple[Any, str | None, Any, PathKey]] = []
     if "source" in data:
-        yield _endpoint(SourceDecl, DEFAULT_SOURCE, data["source"], sp("source"))
-    for name, ep in (data.get("sources") or {}).items():
-        yield _endpoint(SourceDecl, name, ep, sp("sources", name))
+        endpoints.append((SourceDecl, DEFAULT_SOURCE, data["source"], ("source",)))
+    endpoints += [(SourceDecl, name, ep, ("sources", name)) for name, ep in (data.get("sources") or {}).items()]
     if "target" in data:
-        yield _endpoint(TargetDecl, None, data["target"], sp("target"))
+        endpoints.append((TargetDecl, None, data["target"], ("target",)))
+    for cls, name, ep, key in endpoints:
+        decl = _endpoint(cls, name, ep, sp(*key))
+        if isinstance(ep, dict) and "framework" in ep:
+            part_spans[decl.span] = (sp(*key, "framework"),)
+        yield decl
     for name, value in (data.get("options") or {}).items():
         v = tuple(value) if isinstance(value, list) else value
-        yield Option(name, v, sp("options", name, "__key__"))
+        option = Option(name, v, sp("options", name, "__key__"))
+        part_spans[option.span] = (option.span, sp("options", name))
+        yield option
     for i, r in enumerate(data.get("rules") or []):
         via = _as_list(r.get("via", []))
-        calls = tuple(parse_call(c, sp("rules", i, "via", k) if isinstance(r.get("via"), list) else sp("rules", i, "via"))
-                      for k, c in enumerate(via))
-        yield Rule(tuple(_as_list(r["from"])), r["to"], calls, bool(r.get("optional", False)), sp("rules", i))
+        listed = isinstance(r.get("via"), list)
+        chain = calls(via, [("rules", i, "via", k) if listed else ("rules", i, "via") for k in range(len(via))])
+        rule = Rule(tuple(_as_list(r["from"])), r["to"], chain, bool(r.get("optional", False)), sp("rules", i))
+        froms = [sp("rules", i, "from", k) for k in range(len(rule.sources))] if isinstance(r["from"], list) \
+            else [sp("rules", i, "from")]
+        part_spans[rule.span] = (*froms, sp("rules", i, "to"))
+        yield rule
     for kind in ("drop",):
         pats = _as_list(data.get(kind) or [])
         yield (kind, [PatternStmt(p, sp(kind, k) if isinstance(data[kind], list) else sp(kind))
                       for k, p in enumerate(pats)])
     inits = data.get("init") or {}
-    yield ("init", [Init(p, parse_call(c, sp("init", p)), sp("init", p, "__key__")) for p, c in inits.items()])
+    init_calls = [(p, calls([c], [("init", p)])) for p, c in inits.items()]
+    yield ("init", [Init(p, c[0], sp("init", p, "__key__")) for p, c in init_calls if c])
     for kind in ("keep", "freeze"):
         pats = _as_list(data.get(kind) or [])
         yield (kind, [PatternStmt(p, sp(kind, k) if isinstance(data[kind], list) else sp(kind))

@@ -200,7 +200,11 @@ def build(name: str, args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]) -> 
         bound[k] = v
     if extra:
         assert cls.EXTRA is not None
-        bound[cls.EXTRA] = tuple(tuple(x) for x in bound.get(cls.EXTRA, ())) + tuple(extra)
+        given = bound.get(cls.EXTRA, ())
+        if not isinstance(given, (tuple, list)) or not all(isinstance(x, (tuple, list)) for x in given):
+            raise TransformError(f"`{name}`: parameter `{cls.EXTRA}` must be a list of [name, value] pairs",
+                                 f"signature: {signature(cls)}", code="WM104")
+        bound[cls.EXTRA] = tuple(tuple(x) for x in given) + tuple(extra)
     for f in fields:
         if f.name not in bound and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise TransformError(f"`{name}` needs parameter `{f.name}`", f"signature: {signature(cls)}", code="WM104")

@@ -1,0 +1,1 @@
+"""The hostile-input corpus: damaged and malicious checkpoints, broken specs, I/O faults (issue 7)."""

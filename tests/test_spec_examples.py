@@ -1,0 +1,215 @@
+"""The example specs in `specs/examples/`: each pair says the same thing in both syntaxes, every
+spec in `specs/` is in canonical form, and the examples plan against checkpoints shaped like the
+real ones (tiny synthetic tensors, the real names)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wmap.cli import main
+from wmap.parse import format_spec, load_spec
+from wmap.parse.validate import check_names
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+EXAMPLES = SPECS / "examples"
+# The examples this suite owns (other example files in the folder are covered pairwise too).
+OWN = ("backbone_new_head", "torch_to_keras", "fused_qkv_split", "vocab_growth", "two_source_merge", "freeze_lr")
+PAIRS = sorted(p.stem for p in EXAMPLES.glob("*.wmap"))
+SPEC_FILES = sorted(p for p in SPECS.rglob("*") if p.suffix in (".wmap", ".yaml", ".yml"))
+
+
+def test_every_owned_example_exists_in_both_syntaxes() -> None:
+    for stem in OWN:
+        assert (EXAMPLES / f"{stem}.wmap").is_file() and (EXAMPLES / f"{stem}.yaml").is_file(), stem
+    yaml_stems = {p.stem for p in EXAMPLES.glob("*.yaml")}
+    assert yaml_stems == set(PAIRS), f"unpaired: {sorted(yaml_stems ^ set(PAIRS))}"
+
+
+@pytest.mark.parametrize("stem", PAIRS)
+def test_pair_parses_to_equal_asts(stem: str) -> None:
+    a = load_spec(EXAMPLES / f"{stem}.wmap")
+    b = load_spec(EXAMPLES / f"{stem}.yaml")
+    assert a == b
+    assert a.rules and a.sources and a.target is not None
+    check_names(a)
+    check_names(b)
+
+
+@pytest.mark.parametrize("stem", PAIRS)
+def test_pair_converts_both_ways_byte_for_byte(stem: str) -> None:
+    """`wmap fmt --to yaml X.wmap` is X.yaml, and back again loses only the comments."""
+    wmap_text = (EXAMPLES / f"{stem}.wmap").read_text(encoding="utf-8")
+    yaml_text = (EXAMPLES / f"{stem}.yaml").read_text(encoding="utf-8")
+    a = load_spec(EXAMPLES / f"{stem}.wmap")
+    assert format_spec(a, "yaml") == yaml_text
+    without_comments = "\n".join(ln for ln in wmap_text.splitlines() if not ln.lstrip().startswith("#"))
+    without_comments = re.sub(r"  #.*", "", without_comments)
+    back = format_spec(load_spec(EXAMPLES / f"{stem}.yaml"), "wmap")
+    assert [ln for ln in back.splitlines() if ln] == [ln for ln in without_comments.splitlines() if ln]
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
+def test_fmt_check_is_clean(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fmt", "--check", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_fmt_check_notices_a_non_canonical_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The check above can fail: a reformatted copy of an example is reported."""
+    messy = tmp_path / "messy.wmap"
+    messy.write_text((EXAMPLES / "freeze_lr.wmap").read_text(encoding="utf-8").replace(" -> ", "   ->   "))
+    assert main(["fmt", "--check", str(messy)]) == 1
+    assert "would reformat" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stem", OWN)
+def test_example_comments_explain_it(stem: str) -> None:
+    """Examples teach: each opens with a comment saying what the transfer is."""
+    spec = load_spec(EXAMPLES / f"{stem}.wmap")
+    first = spec.sources[0].comments
+    assert first and all(c.startswith("# ") for c in first), stem
+
+
+# -- planning against checkpoints shaped like the real ones ----------------------------------------
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+def _resnet(classes: int, c: int = 4) -> Shapes:
+    """torchvision ResNet names (two blocks per stage), every channel count `c`."""
+    t: Shapes = {"conv1.weight": (c, 3, 3, 3)}
+    bn = ("weight", "bias", "running_mean", "running_var")
+    t.update({f"bn1.{p}": (c,) for p in bn} | {"bn1.num_batches_tracked": ()})
+    for s in range(1, 5):
+        for b in range(2):
+            for k in (1, 2, 3):
+                t[f"layer{s}.{b}.conv{k}.weight"] = (c, c, 1, 1)
+                t.update({f"layer{s}.{b}.bn{k}.{p}": (c,) for p in bn})
+                t[f"layer{s}.{b}.bn{k}.num_batches_tracked"] = ()
+        t[f"layer{s}.0.downsample.0.weight"] = (c, c, 1, 1)
+        t.update({f"layer{s}.0.downsample.1.{p}": (c,) for p in bn})
+        t[f"layer{s}.0.downsample.1.num_batches_tracked"] = ()
+    t.update({"fc.weight": (classes, c), "fc.bias": (classes,)})
+    return t
+
+
+def _backbone_new_head() -> tuple[dict[str, Shapes], Shapes]:
+    src = _resnet(1000)
+    tgt: Shapes = {}
+    renames = [(r"conv1\.weight", "backbone.stem.conv.weight"),
+               (r"bn1\.(weight|bias|running_mean|running_var)", r"backbone.stem.norm.\1"),
+               (r"layer(\d)\.(\d)\.conv(\d)\.weight", "backbone.stages.{s}.blocks.\\2.conv\\3.weight"),
+               (r"layer(\d)\.(\d)\.bn(\d)\.(weight|bias|running_mean|running_var)",
+                "backbone.stages.{s}.blocks.\\2.norm\\3.\\4"),
+               (r"layer(\d)\.0\.downsample\.0\.weight", "backbone.stages.{s}.blocks.0.shortcut.conv.weight"),
+               (r"layer(\d)\.0\.downsample\.1\.(weight|bias|running_mean|running_var)",
+                "backbone.stages.{s}.blocks.0.shortcut.norm.\\2")]
+    for name, shape in src.items():
+        for pat, repl in renames:
+            m = re.fullmatch(pat, name)
+            if m:
+                stage = str(int(m.group(1)) - 1) if name.startswith("layer") else ""
+                tgt[m.expand(repl).replace("{s}", stage)] = shape
+    tgt.update({"head.proj.weight": (8, 4, 1, 1), "head.proj.bias": (8,), "head.norm.weight": (8,),
+                "head.norm.bias": (8,), "head.fc.weight": (20, 8), "head.fc.bias": (20,)})
+    return {"src": src}, tgt
+
+
+def _torch_to_keras() -> tuple[dict[str, Shapes], Shapes]:
+    src: Shapes = {}
+    tgt: Shapes = {}
+    chans = [3, 4, 6, 8]
+    for n in range(3):
+        i, o = chans[n], chans[n + 1]
+        src[f"features.{n}.conv.weight"], tgt[f"block{n}_conv.kernel"] = (o, i, 3, 3), (3, 3, i, o)
+        src[f"features.{n}.conv.bias"], tgt[f"block{n}_conv.bias"] = (o,), (o,)
+        for a, b in zip(("weight", "bias", "running_mean", "running_var"),
+                        ("gamma", "beta", "moving_mean", "moving_variance"), strict=True):
+            src[f"features.{n}.bn.{a}"], tgt[f"block{n}_bn.{b}"] = (o,), (o,)
+        src[f"features.{n}.bn.num_batches_tracked"] = ()
+    src["classifier.fc1.weight"], tgt["dense_1.kernel"] = (16, 8), (8, 16)
+    src["classifier.fc1.bias"], tgt["dense_1.bias"] = (16,), (16,)
+    src["classifier.fc2.weight"], tgt["dense_2.kernel"] = (10, 16), (16, 10)
+    src["classifier.fc2.bias"], tgt["dense_2.bias"] = (10,), (10,)
+    return {"src": src}, tgt
+
+
+def _fused_qkv_split(e: int = 8, layers: int = 2, vocab: int = 50, ctx: int = 16) -> tuple[dict[str, Shapes], Shapes]:
+    src: Shapes = {"wte.weight": (vocab, e), "wpe.weight": (ctx, e), "ln_f.weight": (e,), "ln_f.bias": (e,)}
+    tgt: Shapes = {"embed_tokens.weight": (vocab, e), "embed_positions.weight": (ctx, e), "norm.weight": (e,),
+                   "norm.bias": (e,), "lm_head.weight": (vocab, e)}
+    for i in range(layers):
+        src.update({f"h.{i}.attn.c_attn.weight": (e, 3 * e), f"h.{i}.attn.c_attn.bias": (3 * e,),
+                    f"h.{i}.attn.c_proj.weight": (e, e), f"h.{i}.attn.c_proj.bias": (e,),
+                    f"h.{i}.mlp.c_fc.weight": (e, 4 * e), f"h.{i}.mlp.c_fc.bias": (4 * e,),
+                    f"h.{i}.mlp.c_proj.weight": (4 * e, e), f"h.{i}.mlp.c_proj.bias": (e,),
+                    f"h.{i}.attn.bias": (1, 1, ctx, ctx)})
+        tgt.update({f"layers.{i}.attn.{q}.weight": (e, e) for q in "qkvo"})
+        tgt.update({f"layers.{i}.attn.{q}.bias": (e,) for q in "qkvo"})
+        tgt.update({f"layers.{i}.mlp.up.weight": (4 * e, e), f"layers.{i}.mlp.up.bias": (4 * e,),
+                    f"layers.{i}.mlp.down.weight": (e, 4 * e), f"layers.{i}.mlp.down.bias": (e,)})
+        for n in (1, 2):
+            src.update({f"h.{i}.ln_{n}.{p}": (e,) for p in ("weight", "bias")})
+            tgt.update({f"layers.{i}.norm{n}.{p}": (e,) for p in ("weight", "bias")})
+    return {"src": src}, tgt
+
+
+def _vocab_growth(vocab: int = 32, e: int = 8) -> tuple[dict[str, Shapes], Shapes]:
+    src: Shapes = {"model.embed_tokens.weight": (vocab, e), "lm_head.weight": (vocab, e), "model.norm.weight": (e,)}
+    for i in range(2):
+        src.update({f"model.layers.{i}.self_attn.{p}.weight": (e, e) for p in ("q_proj", "k_proj", "v_proj")})
+        src[f"model.layers.{i}.input_layernorm.weight"] = (e,)
+    tgt = dict(src, **{"model.embed_tokens.weight": (vocab + 8, e), "lm_head.weight": (vocab + 8, e)})
+    return {"src": src}, tgt
+
+
+def _two_source_merge(e: int = 8) -> tuple[dict[str, Shapes], Shapes]:
+    vit: Shapes = {"patch_embed.proj.weight": (e, 3, 4, 4), "patch_embed.proj.bias": (e,), "cls_token": (1, 1, e),
+                   "pos_embed": (1, 5, e), "blocks.0.attn.qkv.weight": (3 * e, e), "norm.weight": (e,),
+                   "head.weight": (10, e), "head.bias": (10,)}
+    return {"base": vit, "tuned": vit}, vit
+
+
+def _freeze_lr() -> tuple[dict[str, Shapes], Shapes]:
+    return {"src": _resnet(1000)}, _resnet(10)
+
+
+CHECKPOINTS: dict[str, Callable[[], tuple[dict[str, Shapes], Shapes]]] = {
+    "backbone_new_head": _backbone_new_head, "torch_to_keras": _torch_to_keras,
+    "fused_qkv_split": _fused_qkv_split, "vocab_growth": _vocab_growth,
+    "two_source_merge": _two_source_merge, "freeze_lr": _freeze_lr,
+}
+
+
+def _save(path: Path, shapes: Shapes, rng: np.random.Generator | None) -> str:
+    from safetensors.numpy import save_file
+
+    tensors = {k: (np.zeros((), np.int64) if not s else
+                   rng.standard_normal(s).astype(np.float32) if rng is not None else np.zeros(s, np.float32))
+               for k, s in shapes.items()}
+    save_file(tensors, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("stem", OWN)
+@pytest.mark.parametrize("syntax", ["wmap", "yaml"])
+def test_example_plans_against_checkpoints_of_the_right_shape(stem: str, syntax: str, tmp_path: Path) -> None:
+    """Strict mode: every source tensor used or dropped, every target filled, initialised or kept."""
+    import wmap
+
+    sources, target = CHECKPOINTS[stem]()
+    rng = np.random.default_rng(0)
+    paths = {name: _save(tmp_path / f"{name}.safetensors", shapes, rng) for name, shapes in sources.items()}
+    tpath = _save(tmp_path / "target.safetensors", target, None)
+    plan = wmap.plan(EXAMPLES / f"{stem}.{syntax}", paths["src"] if list(paths) == ["src"] else paths, tpath)
+    assert {t.name for t in plan.targets} == set(target)
+    assert not [w for w in plan.warnings if w.code != "WM311"]  # WM311: equal q/k/v blocks, by design
+    if stem == "freeze_lr":
+        assert set(plan.frozen) >= {"conv1.weight", "layer2.1.conv3.weight"} and "layer3.0.conv1.weight" \
+            not in plan.frozen
+        assert plan.lr_scales["fc.weight"] == 10 and plan.lr_scales["layer3.0.conv1.weight"] == 0.25
