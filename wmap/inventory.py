@@ -74,6 +74,8 @@ class TensorMeta:
             d["native"] = self.native
         if self.kind:
             d["kind"] = self.kind
+        if self.attrs:
+            d["attrs"] = {k: v for k, v in self.attrs if isinstance(v, (int, float, str, bool))}
         return d
 
 
@@ -145,6 +147,7 @@ class Inventory:
             TensorMeta(
                 name=str(t["name"]), shape=tuple(int(x) for x in t["shape"]), dtype=str(t["dtype"]),
                 native=t.get("native"), kind=t.get("kind"),
+                attrs=tuple(sorted((t.get("attrs") or {}).items())),
             )
             for t in tensors
         ]
