@@ -35,12 +35,20 @@ def _inventories(stem: str) -> tuple[dict[str, Inventory], Inventory]:
         sources, target = CHECKPOINTS[stem]()
         fw = "keras" if stem == "torch_to_keras" else None
         return {n: _inv(s, None) for n, s in sources.items()}, _inv(target, fw)
+    if stem in FIXTURE_PAIRS:
+        srcs, tgt = FIXTURE_PAIRS[stem]
+        return {n: _fixture(f) for n, f in srcs.items()}, _fixture(tgt)
     torch_inv, keras_inv = _fixture("torch_cnn"), _fixture("keras_cnn")
     if stem.startswith("keras_to_torch"):
         return {"src": keras_inv}, torch_inv
     return {"src": torch_inv}, keras_inv
 
 
+FIXTURE_PAIRS: dict[str, tuple[dict[str, str], str]] = {
+    "bert_rename": ({"src": "hf_bert"}, "renamed_encoder"),
+    "vit_new_head": ({"src": "vit_8"}, "vit_12"),
+    "lora_merge": ({"base": "lora_base", "lora": "lora_adapter"}, "lora_base"),
+}
 STEMS = sorted(p.stem for p in EXAMPLES.glob("*.wmap"))
 
 
