@@ -13,9 +13,9 @@ Each input is parsed with `parse_spec(text, "wmap")` or `parse_spec(text, "yaml"
 byte picks). With `--roundtrip` (on by default) a Spec is also printed back in its own syntax
 and must parse again to an equal Spec. Anything else is a finding: an exception other than
 WmapError, a round trip that fails, or an input slower than `--slow` seconds. Findings are
-printed and saved under tests/fuzz/findings/ (one file per distinct cause: `<kind>-<hash>.wmap`
-or `.yaml`, the exact input); the summary gives the number of inputs run. Exit status 1 when
-there were findings. Not part of `make test`.
+printed and saved under tests/fuzz/findings/ (one file per distinct cause:
+`found-<kind>-<hash>.wmap` or `.yaml`, the exact input); the summary gives the number of inputs
+run. Exit status 1 when there were findings. Not part of `make test`.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class Target:
             return
         self.findings[sig] = (kind, syntax, text)
         digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-        name = f"{kind}-{digest}.{syntax}"
+        name = f"found-{kind}-{digest}.{syntax}"  # not `crash-*`: .gitignore drops libFuzzer's stray artifacts
         print(f"\n== finding {len(self.findings)}: {kind} ({syntax}) -> tests/fuzz/findings/{name}", flush=True)
         print(f"input: {text[:400]!r}{' ...' if len(text) > 400 else ''}")
         print(detail.rstrip()[-3000:], flush=True)
@@ -439,9 +439,12 @@ def main(argv: list[str] | None = None) -> int:
 
     target = Target(args.roundtrip, args.slow, save=args.replay is None)
     if args.replay is not None:
-        files = [Path(f) for f in args.replay] or sorted(FINDINGS.glob("*-*.*"))
+        files = [Path(f) for f in args.replay] or sorted(FINDINGS.glob("found-*")) + sorted(FINDINGS.glob("libfuzzer-*"))
         for f in files:
-            target("yaml" if f.suffix == ".yaml" else "wmap", f.read_text(encoding="utf-8", errors="surrogatepass"))
+            if f.name.startswith("libfuzzer-"):  # raw libFuzzer bytes: the first byte picks the syntax
+                target(*decode(f.read_bytes()))
+            else:
+                target("yaml" if f.suffix == ".yaml" else "wmap", f.read_text(encoding="utf-8", errors="surrogatepass"))
         print(f"replayed {len(files)} input(s); {len(target.findings)} still fail")
         return 1 if target.findings else 0
 

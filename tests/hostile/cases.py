@@ -825,19 +825,19 @@ FINDINGS = Path(__file__).resolve().parents[1] / "fuzz" / "findings"
 @case("fuzz finding", "WM116", "nested too deeply")
 def fuzz_yaml_deep_flow_nesting(w: Work) -> Setup:
     """1,000 unclosed `{`: PyYAML's scanner is quadratic in flow depth (13 s); refused up front."""
-    return w.apply(spec=w.spec((FINDINGS / "slow-f585e50792e6.yaml").read_text(encoding="utf-8"), "spec.yaml"))
+    return w.apply(spec=w.spec((FINDINGS / "found-slow-f585e50792e6.yaml").read_text(encoding="utf-8"), "spec.yaml"))
 
 
 @case("fuzz finding", "WM104", "parameter `axes` must be a list of [name, value] pairs")
 def fuzz_positional_true_into_extra_kwargs(w: Work) -> Setup:
     """`rearrange(.5, true, true=[], ...)`: a TypeError inside `build` escaped as a crash."""
-    return w.apply(spec=w.spec((FINDINGS / "crash-48f323e35abb.wmap").read_text(encoding="utf-8")))
+    return w.apply(spec=w.spec((FINDINGS / "found-crash-48f323e35abb.wmap").read_text(encoding="utf-8")))
 
 
 @case("fuzz finding", "WM110", "could not determine a constructor for the tag")
 def fuzz_yaml_unknown_tag_on_a_key(w: Work) -> Setup:
     """A `!!python/object/apply:...` tag on a mapping key: PyYAML's ConstructorError escaped."""
-    return w.apply(spec=w.spec((FINDINGS / "crash-394807c19585.yaml").read_text(encoding="utf-8"), "spec.yaml"))
+    return w.apply(spec=w.spec((FINDINGS / "found-crash-394807c19585.yaml").read_text(encoding="utf-8"), "spec.yaml"))
 
 
 @case("spec", "WM110", "cannot read the YAML value `0xZZ`")
