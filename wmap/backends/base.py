@@ -10,6 +10,10 @@ stages only the byte ranges it owns.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -55,3 +59,19 @@ class StagedValues:
 
     def clear(self) -> None:
         self.items.clear()
+
+
+@contextlib.contextmanager
+def defer_sigint() -> Iterator[None]:
+    """Ctrl-C during commit is delivered after it, so the model is never half-written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[Any] = []
+    old = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if pending:
+            raise KeyboardInterrupt

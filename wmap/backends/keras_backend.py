@@ -36,16 +36,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from wmap.backends.base import ArrayKind, StagedValues
+from wmap.backends.base import ArrayKind, StagedValues, defer_sigint
 from wmap.errors import WmapError, error
 from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
 from wmap.inventory import Inventory, TensorMeta, normalise_name
@@ -167,7 +165,7 @@ class KerasModelSink:
         done: list[tuple[str, Any, Any]] = []
         items = self.staged.items
         try:
-            with _defer_sigint():
+            with defer_sigint():
                 try:
                     for i, (meta, value) in enumerate(items):
                         v = self._variable(meta)
@@ -287,20 +285,6 @@ def _tf_from_torch(t: Any) -> Any:
         return None
 
 
-@contextlib.contextmanager
-def _defer_sigint() -> Iterator[None]:
-    """Ctrl-C during commit is delivered after it, so the model is never half-written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[Any] = []
-    old = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if pending:
-            raise KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,16 +12,12 @@ Two cases, one copy each:
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from wmap.backends.base import StagedValues
+from wmap.backends.base import StagedValues, defer_sigint
 from wmap.errors import error
 from wmap.inventory import Inventory, TensorMeta
 from wmap.transforms.ops_torch import torch_dtype
@@ -75,7 +71,7 @@ class TorchModuleSink:
         self.staged.add(meta, value)
 
     def commit(self) -> None:
-        with _defer_sigint(), torch.no_grad():
+        with defer_sigint(), torch.no_grad():
             swaps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             for meta, value in self.staged.items:
                 cur = self._entry(meta)
@@ -132,20 +128,6 @@ def _pin_eval(module: nn.Module) -> None:
     module.train = lambda mode=True: nn.Module.train(module, False)  # type: ignore[method-assign]
 
 
-@contextlib.contextmanager
-def _defer_sigint() -> Iterator[None]:
-    """Ctrl-C during commit is delivered after it, so the model is never half-written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[Any] = []
-    old = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if pending:
-            raise KeyboardInterrupt
 
 
 def meta_leftovers(model: nn.Module) -> list[str]:

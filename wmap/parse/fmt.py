@@ -84,8 +84,6 @@ def to_wmap(spec: Spec) -> str:
         words = ["source"]
         if s.name != DEFAULT_SOURCE or (s.framework is None and s.name in FRAMEWORKS):
             words.append(s.name)
-        elif s.framework is None and len(spec.sources) == 1:
-            pass
         if s.framework:
             words.append(s.framework)
         _emit(header, " ".join(words + [quote(s.location)]), s.comments)
