@@ -62,8 +62,27 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
           **kw: Any) -> ApplyReport:
     """Plan (unless given a Plan) and execute. Returns the report; `report.target` is the filled model
     (for a `module:callable` target, the model wmap built) or the output path."""
-    p = spec if isinstance(spec, Plan) else plan(spec, source, target)
-    return apply_plan(p, source=source, target=target, out=out, **kw)
+    if isinstance(spec, Plan):
+        return apply_plan(spec, source=source, target=target, out=out, **kw)
+    import dataclasses
+
+    from wmap.compiler import compile_plan
+    from wmap.endpoints import open_spec_sources, target_inventory
+    from wmap.parse.validate import check_names
+
+    s = _spec(spec)
+    check_names(s)
+    # Opened once: the plan is compiled from these readers' inventories and executed from the
+    # same readers, so a checkpoint is not parsed (or a source factory built) twice.
+    readers = open_spec_sources(s, source)
+    try:
+        target_inv = target_inventory(s, target)
+        p = compile_plan(s, {n: r.inventory() for n, r in readers.items()}, target_inv)
+        p = dataclasses.replace(p, bound=(source, target))
+        return apply_plan(p, source=source, target=target, out=out, opened=(readers, target_inv), **kw)
+    finally:
+        for r in readers.values():
+            r.close()
 
 
 def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None) -> Any:

@@ -84,6 +84,20 @@ def source_inventories(spec: Spec | None, source: Any) -> dict[str, Inventory]:
     return {n: inventory_of(obj, fw) for n, (obj, fw) in source_objects(spec, source).items()}
 
 
+def open_spec_sources(spec: Spec, source: Any) -> dict[str, Any]:
+    """A reader for every source of the spec; the caller closes them (all closed on a failure)."""
+    from wmap.formats import open_source
+    readers: dict[str, Any] = {}
+    try:
+        for n, (obj, fw) in source_objects(spec, source).items():
+            readers[n] = open_source(obj, fw)
+    except BaseException:
+        for r in readers.values():
+            r.close()
+        raise
+    return readers
+
+
 def target_inventory(spec: Spec | None, target: Any) -> Inventory:
     from wmap.formats import inventory_of
     obj, fw = target_object(spec, target)
@@ -139,9 +153,14 @@ def _check_step(plan: Plan, i: int, what: str, want: TensorMeta, have: TensorMet
                 hint="the plan file was edited or damaged; make it again with `wmap plan SPEC -o plan.json`")
 
 
-def open_sink(plan: Plan, target: Any, out: Any) -> Any:
-    """The sink for this apply, checked against the plan's target fingerprint and steps."""
-    sink = _open_sink(plan, target, out)
+def open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None = None) -> Any:
+    """The sink for this apply, checked against the plan's target fingerprint and steps.
+
+    `planned`: the inventory the plan was compiled from a moment ago, for an in-memory model
+    target; it is not taken again (nothing can have changed the model in between)."""
+    sink = _open_sink(plan, target, out, planned)
+    if planned is not None and sink.inventory() is planned:
+        return sink
     try:
         inv = sink.inventory()
         for i, step in enumerate(plan.steps):
@@ -153,7 +172,7 @@ def open_sink(plan: Plan, target: Any, out: Any) -> Any:
     return sink
 
 
-def _open_sink(plan: Plan, target: Any, out: Any) -> Any:
+def _open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None) -> Any:
     if plan.spec is None and target is None:
         raise error("WM521", "applying a saved plan needs the target", hint="pass --target")
     obj, fw = target_object(plan.spec, target)
@@ -164,12 +183,12 @@ def _open_sink(plan: Plan, target: Any, out: Any) -> Any:
     if isinstance(obj, (str, os.PathLike)):
         raise error("WM521", f"the target `{os.fspath(obj)}` is a file; say where to write the result",
                     hint="pass --out OUT.safetensors (the target file is used as the template of names and shapes)")
-    return model_sink(plan, obj)
+    return model_sink(plan, obj, planned)
 
 
-def model_sink(plan: Plan, model: Any) -> Any:
+def model_sink(plan: Plan, model: Any, planned: Inventory | None = None) -> Any:
     from wmap.formats import inventory_of
-    inv = inventory_of(model)
+    inv = planned if planned is not None else inventory_of(model)
     _check_fingerprint("the target", inv, plan.target_fingerprint)
     if "keras" in sys.modules:  # first: with Keras' torch backend a Keras model is an nn.Module too
         from wmap.backends.keras_backend import KerasModelSink, is_keras_model

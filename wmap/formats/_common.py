@@ -114,10 +114,15 @@ def require(module: str, what: str) -> Any:
                    hint=f"pip install {pip}") from None
 
 
+_VIEWED_AS_INT = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
+
+
 def to_torch(arr: np.ndarray[Any, Any]) -> Any:
     """A zero-copy torch view of a numpy array (bf16/fp8 through same-width integer views)."""
-    torch = require("torch", "reading as torch")
-    name = dtype_name(arr.dtype)
+    torch = sys.modules.get("torch") or require("torch", "reading as torch")
+    name = arr.dtype.name
+    if arr.flags.writeable and name not in _VIEWED_AS_INT:
+        return torch.from_numpy(arr)  # the common case, per tensor: skip the warnings context
     with warnings.catch_warnings():
         # Read-only mmap views: torch warns that it cannot mark tensors read-only.
         warnings.simplefilter("ignore", UserWarning)
