@@ -162,6 +162,7 @@ def test_numpy_and_torch_staging_land_the_same_bytes(plan: wmap.Plan, source: An
         sink = KerasModelSink(target, wmap.inventory_of(target), array_kind=kind)  # type: ignore[arg-type]
         readers = open_sources(plan, source)
         run_steps(plan, readers, sink)
+        sink.settle()
         assert all(type(v).__module__.startswith("tensorflow") for _, v in sink.staged.items)
         sink.commit()
         landed.append(keras_weights(target))

@@ -579,10 +579,11 @@ def keras_template_with_lambda_code(w: Work) -> Setup:
     model is rebuilt. Writing a `.keras` output rebuilds the target: Keras' safe mode must refuse."""
     import keras
     fn = eval(f"lambda x: (open({str(w.marker)!r}, 'w').close(), x)[1]")  # noqa: S307 - the payload under test
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d"), keras.layers.Lambda(fn)])
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d"), keras.layers.Lambda(fn)],
+                             name="evil")  # named: Keras' default name depends on how many models came before
     model.save(w.d / "evil.keras")
     w.marker.unlink()  # building the model ran the lambda once, here, on purpose
-    spec = w.spec("wmap 1\na.weight -> sequential.d.kernel | transpose\na.bias -> sequential.d.bias\n")
+    spec = w.spec("wmap 1\na.weight -> evil.d.kernel | transpose\na.bias -> evil.d.bias\n")
     s = w.apply(spec=spec, target=w.d / "evil.keras", out=w.outdir / "model.keras")
     s.check = lambda: _assert_absent(w.marker)
     return s

@@ -1,14 +1,16 @@
 """Keras sink: lands values in a built Keras 3 model, atomically; and Keras files via Keras itself.
 
 Where the work happens, and why:
-- `stage` does everything that can fail: it checks shape and dtype against the variable and
-  makes the one copy of the value, C-contiguous and owned by the sink alone. Cross-framework
-  presets are mostly transposes, and a transposed copy costs ~6x more in numpy than in torch,
-  so the sink asks the executor for torch tensors when torch is installed, copies with
-  `Tensor.contiguous()`, and hands the result to TensorFlow through DLPack (no second copy:
-  `tf.convert_to_tensor` would copy a numpy array again). The copy is not optional: the source
-  may be a live model or a memory-mapped file, and TensorFlow may adopt an assigned tensor's
-  buffer as the variable's own.
+- `stage` checks shape and dtype against the variable and makes the one copy of the value,
+  C-contiguous and owned by the sink alone. Cross-framework presets are mostly transposes,
+  and a transposed copy costs ~6x more in numpy than in torch, so the sink asks the executor
+  for torch tensors when torch is installed, copies with `Tensor.contiguous()`, and hands the
+  result to TensorFlow through DLPack (no second copy: `tf.convert_to_tensor` would copy a
+  numpy array again). Large copies run on a few worker threads (torch releases the GIL), so
+  they overlap each other and the executor's reads and NaN scan; `commit` first waits for
+  all of them, so a failed copy still fails before anything is assigned. The copy is not
+  optional: the source may be a live model or a memory-mapped file, and TensorFlow may adopt
+  an assigned tensor's buffer as the variable's own.
 - `commit` only calls `variable.assign`. Before each assign it keeps a reference to the
   variable's current value (with TensorFlow a zero-copy read: variable buffers are
   copy-on-write, so the reference keeps the old values alive), and if an assign raises,
@@ -39,6 +41,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -51,6 +54,10 @@ from wmap.inventory import Inventory, TensorMeta, normalise_name
 _BUILD_HINT = ("build the model before planning: give it an input (`keras.Input(shape)` in a Functional model), "
                "call `model.build((None, ...))`, or call it once on a batch; a `module:callable` factory must "
                "return a built model")
+
+
+# Values at least this large (1 MiB of float32) are copied on worker threads.
+_PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
 def is_keras_model(obj: Any) -> bool:
@@ -97,6 +104,7 @@ class KerasModelSink:
             self.variables.setdefault(native, v)
         self.staged = StagedValues()
         self._tf = _backend() == "tensorflow"
+        self._pool: ThreadPoolExecutor | None = None
 
     def inventory(self) -> Inventory:
         return self._inventory
@@ -129,7 +137,32 @@ class KerasModelSink:
         if got != want_dtype:
             raise error("WM602", f"`{meta.name}`: value of dtype {got} does not fit the Keras variable "
                         f"({want_dtype})", hint="the model changed since the plan was made; plan again")
-        self.staged.add(meta, self._own(value, meta.name))
+        if is_torch_tensor(value) and value.numel() >= _PARALLEL_MIN_ELEMENTS:
+            # large copies (mostly transposes) run on worker threads, overlapping the executor's
+            # reads and NaN scan; torch releases the GIL while it copies
+            self.staged.add(meta, self._workers().submit(self._own, value, meta.name))
+        else:
+            self.staged.add(meta, self._own(value, meta.name))
+
+    def _workers(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="wmap-stage")
+        return self._pool
+
+    def settle(self) -> None:
+        """Wait for every staged copy; the first failure is raised (before anything is assigned)."""
+        items = self.staged.items
+        try:
+            for i, (meta, value) in enumerate(items):
+                if isinstance(value, Future):
+                    items[i] = (meta, value.result())
+        finally:
+            self._stop_workers()
+
+    def _stop_workers(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def _own(self, value: Any, name: str) -> Any:
         """A C-contiguous copy of `value` that nothing else references, in the form `assign` takes
@@ -163,6 +196,11 @@ class KerasModelSink:
 
     def commit(self) -> None:
         done: list[tuple[str, Any, Any]] = []
+        try:
+            self.settle()
+        except BaseException:
+            self.staged.clear()
+            raise
         items = self.staged.items
         try:
             with defer_sigint():
@@ -200,6 +238,7 @@ class KerasModelSink:
                      "assigned were restored, so the Keras model is as it was")
 
     def abort(self) -> None:
+        self._stop_workers()
         self.staged.clear()
 
     def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
