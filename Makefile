@@ -27,7 +27,9 @@ demo: $(STAMP)
 	$(PY) -m wmap.demo
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) -m bench.bench_plan
+	$(PY) -m bench.bench_torch
+	$(PY) -m bench.bench_keras --repeat 3
 
 fuzz: $(STAMP)
 	$(PY) tests/fuzz/fuzz_parsers.py --seconds $${FUZZ_SECONDS:-120}

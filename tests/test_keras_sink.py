@@ -74,6 +74,45 @@ def test_fault_at_any_step_leaves_the_keras_model_unchanged(plan: wmap.Plan, sou
     assert not _same(keras_weights(target), before)
 
 
+def _dense_stack() -> tuple[Any, dict[str, Any], wmap.Spec]:
+    """Three Dense(512) layers: kernels of 2**18 elements, copied on the sink's worker threads."""
+    from wmap.backends.keras_backend import _PARALLEL_MIN_ELEMENTS
+
+    inp = keras.Input((512,))
+    x = inp
+    for i in range(3):
+        x = keras.layers.Dense(512, name=f"dense_{i}")(x)
+    model = keras.Model(inp, x, name="stack")
+    src = {f"{i}.weight": torch.randn(512, 512) for i in range(3)} | {f"{i}.bias": torch.randn(512) for i in range(3)}
+    assert src["0.weight"].numel() >= _PARALLEL_MIN_ELEMENTS
+    spec = parse_spec("wmap 1\n{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n"
+                      "{i:int}.bias -> dense_{i}.bias\n")
+    return model, src, spec
+
+
+def test_large_copies_on_worker_threads_land_exactly() -> None:
+    model, src, spec = _dense_stack()
+    wmap.apply(spec, source=src, target=model)
+    for i in range(3):
+        assert np.array_equal(model.get_layer(f"dense_{i}").kernel.numpy(), src[f"{i}.weight"].numpy().T)
+
+
+def test_a_failing_worker_copy_fails_before_anything_is_assigned(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, src, spec = _dense_stack()
+    before = keras_weights(model)
+    real = KerasModelSink._own
+
+    def flaky(self: KerasModelSink, value: Any, name: str) -> Any:
+        if name.endswith("dense_2.kernel"):
+            raise MemoryError  # the last staged copy: every other one has landed in staging by then
+        return real(self, value, name)
+
+    monkeypatch.setattr(KerasModelSink, "_own", flaky)
+    with pytest.raises(MemoryError):
+        wmap.apply(spec, source=src, target=model)
+    assert _same(keras_weights(model), before)
+
+
 @pytest.mark.parametrize("fail_at", [0, 7, 28])
 def test_a_failing_assign_mid_commit_restores_what_was_assigned(plan: wmap.Plan, source: Any, fail_at: int,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:

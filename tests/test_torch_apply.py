@@ -278,3 +278,22 @@ def test_source_and_target_may_be_the_same_model() -> None:
     wmap.apply(spec, source=m.state_dict(), target=m)  # rotate layers in place: reads happen before writes
     assert torch.equal(m[1].weight, before[0]) and torch.equal(m[2].weight, before[1])
     assert torch.equal(m[0].weight, before[2])
+
+
+def test_large_transposing_copies_run_on_workers_and_keep_parameters_trainable() -> None:
+    """Transposes of >= 2**18 elements are copied on worker threads at commit (the threshold is
+    the sink's): values must be exact, and the parameters stay trainable leaves."""
+    import torch
+
+    from wmap.backends.torch_backend import _PARALLEL_MIN_ELEMENTS
+
+    src = {f"{i}.weight": torch.randn(512, 512) for i in range(3)} | {f"{i}.bias": torch.randn(512) for i in range(3)}
+    assert src["0.weight"].numel() >= _PARALLEL_MIN_ELEMENTS
+    model = torch.nn.Sequential(*[torch.nn.Linear(512, 512) for _ in range(3)])
+    spec = wmap.parse_spec("wmap 1\n{i:int}.weight -> {i}.weight | transpose\n{i:int}.bias -> {i}.bias\n")
+    wmap.apply(spec, source=src, target=model)
+    for i in range(3):
+        assert torch.equal(model[i].weight, src[f"{i}.weight"].t())
+        assert model[i].weight.requires_grad and model[i].weight.is_leaf
+    model(torch.randn(2, 512)).sum().backward()
+    assert model[0].weight.grad is not None
