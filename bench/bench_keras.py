@@ -1,6 +1,6 @@
 """PyTorch -> Keras transfer of a ~1.07 GB model: wmap against the hand-written Keras loop.
 
-    .venv/bin/python bench/bench_keras.py [--layers 64] [--dim 2048] [--repeat 1] [--dir /tmp]
+    python -m bench.bench_keras [--layers 64] [--dim 2048] [--repeat 1] [--dir /tmp]
 
 The model is 64 Linear 2048x2048 layers (PRIOR_ART.md's benchmark model) saved as safetensors;
 the target is the same stack of Keras Dense layers. Each case runs in a fresh subprocess, so
