@@ -32,16 +32,29 @@ def plan(spec: SpecLike, source: Any = None, target: Any = None) -> Plan:
     `target`: a path (template checkpoint), a model, or a `module:callable`. Both default to
     what the spec names. Raises WmapError listing every problem.
     """
+    from wmap.endpoints import source_inventories
+
+    s = _checked_spec(spec)
+    return _compile(s, source_inventories(s, source), source, target)[0]
+
+
+def _checked_spec(spec: SpecLike) -> Spec:
+    from wmap.parse.validate import check_names
+    s = _spec(spec)
+    check_names(s)
+    return s
+
+
+def _compile(s: Spec, sources: dict[str, Inventory], source: Any, target: Any) -> tuple[Plan, Inventory]:
+    """The plan bound to the endpoints it was made for, and the target inventory it was made from."""
     import dataclasses
 
     from wmap.compiler import compile_plan
-    from wmap.endpoints import source_inventories, target_inventory
-    from wmap.parse.validate import check_names
+    from wmap.endpoints import target_inventory
 
-    s = _spec(spec)
-    check_names(s)
-    p = compile_plan(s, source_inventories(s, source), target_inventory(s, target))
-    return dataclasses.replace(p, bound=(source, target))
+    target_inv = target_inventory(s, target)
+    p = compile_plan(s, sources, target_inv)
+    return dataclasses.replace(p, bound=(source, target)), target_inv
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
@@ -64,21 +77,14 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
     (for a `module:callable` target, the model wmap built) or the output path."""
     if isinstance(spec, Plan):
         return apply_plan(spec, source=source, target=target, out=out, **kw)
-    import dataclasses
+    from wmap.endpoints import open_spec_sources
 
-    from wmap.compiler import compile_plan
-    from wmap.endpoints import open_spec_sources, target_inventory
-    from wmap.parse.validate import check_names
-
-    s = _spec(spec)
-    check_names(s)
+    s = _checked_spec(spec)
     # Opened once: the plan is compiled from these readers' inventories and executed from the
     # same readers, so a checkpoint is not parsed (or a source factory built) twice.
     readers = open_spec_sources(s, source)
     try:
-        target_inv = target_inventory(s, target)
-        p = compile_plan(s, {n: r.inventory() for n, r in readers.items()}, target_inv)
-        p = dataclasses.replace(p, bound=(source, target))
+        p, target_inv = _compile(s, {n: r.inventory() for n, r in readers.items()}, source, target)
         return apply_plan(p, source=source, target=target, out=out, opened=(readers, target_inv), **kw)
     finally:
         for r in readers.values():
