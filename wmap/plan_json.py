@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from wmap.errors import Diagnostic, Span, WmapError
@@ -17,7 +18,6 @@ def _meta(d: dict[str, Any]) -> TensorMeta:
 def _span_json(span: Span | None) -> dict[str, Any] | None:
     if span is None or not span.line:
         return None
-    import os
     return {"file": os.path.basename(span.path or "<spec>"), "line": span.line, "column": span.column}
 
 
@@ -55,7 +55,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "dropped": [{"source": d.source.source, "name": d.source.name, "read": d.source.read_name,
                      "statement": d.statement} for d in plan.dropped],
         "tied": [list(p) for p in plan.tied],
-        "warnings": [d.to_json() for d in plan.warnings],
+        # the spec's file name only, as in step spans: a saved plan diffs the same in every checkout
+        "warnings": [{**d.to_json(), "path": d.path and os.path.basename(d.path)} for d in plan.warnings],
     }
 
 
