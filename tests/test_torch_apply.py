@@ -297,3 +297,26 @@ def test_large_transposing_copies_run_on_workers_and_keep_parameters_trainable()
         assert model[i].weight.requires_grad and model[i].weight.is_leaf
     model(torch.randn(2, 512)).sum().backward()
     assert model[0].weight.grad is not None
+
+
+def test_apply_from_a_spec_parses_each_checkpoint_once(backbone_file: tuple[Backbone, str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wmap.apply(spec, ...)` plans and executes from the same open readers; a saved plan
+    re-opens (and re-checks) its sources, since they may have changed since it was made."""
+    from wmap.formats import safetensors_file
+
+    old, path = backbone_file
+    calls = {"n": 0}
+    real = safetensors_file.read_header
+
+    def counting(p: object) -> object:
+        calls["n"] += 1
+        return real(p)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(safetensors_file, "read_header", counting)
+    spec = wmap.parse_spec(BACKBONE)
+    wmap.apply(spec, source=path, target=NewArch())
+    assert calls["n"] == 1
+    plan = wmap.plan(spec, source=path, target=NewArch())
+    wmap.apply(plan, source=path, target=NewArch())
+    assert calls["n"] == 3
