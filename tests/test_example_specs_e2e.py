@@ -51,3 +51,31 @@ def test_lora_adapter_merged_into_its_base() -> None:
         want = base[i].weight + 2.0 * adapter[f"{i}.lora_B.weight"] @ adapter[f"{i}.lora_A.weight"]
         torch.testing.assert_close(merged[i].weight.detach(), want.detach(), rtol=1e-6, atol=1e-6)
         assert torch.equal(merged[i].bias, base[i].bias)
+
+
+def test_two_model_lerp_soup_matches_a_hand_made_soup(tmp_path: Path) -> None:
+    """two_source_merge.wmap: every weight halfway between a pretrained and a fine-tuned ViT,
+    except the head, which comes from the fine-tuned model alone; written to a file."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(2)
+    base, tuned = M.TinyViT().eval(), M.TinyViT().eval()
+    paths = {}
+    for name, model in (("base", base), ("tuned", tuned)):
+        paths[name] = str(tmp_path / f"{name}.safetensors")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, paths[name])
+    out = tmp_path / "soup.safetensors"
+    report = wmap.apply(EXAMPLES / "two_source_merge.wmap", source=paths, target=paths["base"], out=out)
+    sb, st = base.state_dict(), tuned.state_dict()
+    want = {k: (st[k] if k.startswith("head.") else torch.lerp(sb[k], st[k], 0.5)) for k in sb}
+    got = load_file(str(out))
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-7)
+    soup, reference = M.TinyViT().eval(), M.TinyViT().eval()
+    soup.load_state_dict(got)
+    reference.load_state_dict(want)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(soup(x), reference(x), rtol=0, atol=1e-6)
+    assert not torch.allclose(soup(x), base(x))  # the soup is neither parent
+    assert report.plan.summary()["transformed"] == len(sb) - 2
