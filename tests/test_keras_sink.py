@@ -76,7 +76,7 @@ def test_fault_at_any_step_leaves_the_keras_model_unchanged(plan: wmap.Plan, sou
 
 def _dense_stack() -> tuple[Any, dict[str, Any], wmap.Spec]:
     """Three Dense(512) layers: kernels of 2**18 elements, copied on the sink's worker threads."""
-    from wmap.backends.keras_backend import _PARALLEL_MIN_ELEMENTS
+    from wmap.backends.base import PARALLEL_MIN_ELEMENTS
 
     inp = keras.Input((512,))
     x = inp
@@ -84,7 +84,7 @@ def _dense_stack() -> tuple[Any, dict[str, Any], wmap.Spec]:
         x = keras.layers.Dense(512, name=f"dense_{i}")(x)
     model = keras.Model(inp, x, name="stack")
     src = {f"{i}.weight": torch.randn(512, 512) for i in range(3)} | {f"{i}.bias": torch.randn(512) for i in range(3)}
-    assert src["0.weight"].numel() >= _PARALLEL_MIN_ELEMENTS
+    assert src["0.weight"].numel() >= PARALLEL_MIN_ELEMENTS
     spec = parse_spec("wmap 1\n{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n"
                       "{i:int}.bias -> dense_{i}.bias\n")
     return model, src, spec

@@ -285,10 +285,10 @@ def test_large_transposing_copies_run_on_workers_and_keep_parameters_trainable()
     the sink's): values must be exact, and the parameters stay trainable leaves."""
     import torch
 
-    from wmap.backends.torch_backend import _PARALLEL_MIN_ELEMENTS
+    from wmap.backends.base import PARALLEL_MIN_ELEMENTS
 
     src = {f"{i}.weight": torch.randn(512, 512) for i in range(3)} | {f"{i}.bias": torch.randn(512) for i in range(3)}
-    assert src["0.weight"].numel() >= _PARALLEL_MIN_ELEMENTS
+    assert src["0.weight"].numel() >= PARALLEL_MIN_ELEMENTS
     model = torch.nn.Sequential(*[torch.nn.Linear(512, 512) for _ in range(3)])
     spec = wmap.parse_spec("wmap 1\n{i:int}.weight -> {i}.weight | transpose\n{i:int}.bias -> {i}.bias\n")
     wmap.apply(spec, source=src, target=model)

@@ -11,15 +11,27 @@ stages only the byte ranges it owns.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from wmap.inventory import Inventory, TensorMeta
 
 ArrayKind = Literal["numpy", "torch"]
+
+# Copies at least this large (1 MiB of float32) may run on worker threads: a strided
+# (transposing) copy runs on one core in torch's blocked kernel, so several at once use
+# the machine. Contiguous copies are limited by memory bandwidth and stay where they are.
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
+def copy_workers(prefix: str) -> ThreadPoolExecutor:
+    """A small pool for large copies (torch releases the GIL while it copies)."""
+    return ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix=prefix)
 
 
 class TargetSink(Protocol):

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from wmap.backends.base import ArrayKind, StagedValues, defer_sigint
+from wmap.backends.base import PARALLEL_MIN_ELEMENTS, ArrayKind, StagedValues, copy_workers, defer_sigint
 from wmap.errors import WmapError, error
 from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
 from wmap.inventory import Inventory, TensorMeta, normalise_name
@@ -54,10 +54,6 @@ from wmap.inventory import Inventory, TensorMeta, normalise_name
 _BUILD_HINT = ("build the model before planning: give it an input (`keras.Input(shape)` in a Functional model), "
                "call `model.build((None, ...))`, or call it once on a batch; a `module:callable` factory must "
                "return a built model")
-
-
-# Values at least this large (1 MiB of float32) are copied on worker threads.
-_PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
 def is_keras_model(obj: Any) -> bool:
@@ -137,7 +133,7 @@ class KerasModelSink:
         if got != want_dtype:
             raise error("WM602", f"`{meta.name}`: value of dtype {got} does not fit the Keras variable "
                         f"({want_dtype})", hint="the model changed since the plan was made; plan again")
-        if is_torch_tensor(value) and value.numel() >= _PARALLEL_MIN_ELEMENTS:
+        if is_torch_tensor(value) and value.numel() >= PARALLEL_MIN_ELEMENTS:
             # large copies (mostly transposes) run on worker threads, overlapping the executor's
             # reads and NaN scan; torch releases the GIL while it copies
             self.staged.add(meta, self._workers().submit(self._own, value, meta.name))
@@ -146,7 +142,7 @@ class KerasModelSink:
 
     def _workers(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="wmap-stage")
+            self._pool = copy_workers("wmap-stage")
         return self._pool
 
     def settle(self) -> None:

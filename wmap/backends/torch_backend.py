@@ -12,32 +12,24 @@ Two cases, one copy each:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
-from wmap.backends.base import StagedValues, defer_sigint
+from wmap.backends.base import PARALLEL_MIN_ELEMENTS, StagedValues, copy_workers, defer_sigint
 from wmap.errors import error
 from wmap.inventory import Inventory, TensorMeta
 from wmap.transforms.ops_torch import torch_dtype
 
-# Strided copies (transposes) at least this large (1 MiB of float32) run on worker threads.
-_PARALLEL_MIN_ELEMENTS = 1 << 18
-
 
 def _copy_in_parallel(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """`dst.copy_(src)` for each pair. A strided (transposing) copy runs on one core in torch's
-    blocked kernel, so several at once use the machine; a contiguous copy is already limited by
-    memory bandwidth and gains nothing from more threads."""
+    """`dst.copy_(src)` for each pair of large strided copies, several at once."""
     if len(pairs) < 2:
         for dst, src in pairs:
             dst.copy_(src)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="wmap-copy") as pool:
+    with copy_workers("wmap-copy") as pool:
         # detached: grad mode is per thread, and the caller's no_grad does not reach the workers
         for f in [pool.submit(dst.detach().copy_, src) for dst, src in pairs]:
             f.result()
@@ -98,7 +90,7 @@ class TorchModuleSink:
                 cur = self._entry(meta)
                 if cur.is_meta:
                     swaps[id(cur)] = (cur, value)
-                elif value.numel() >= _PARALLEL_MIN_ELEMENTS and not value.is_contiguous():
+                elif value.numel() >= PARALLEL_MIN_ELEMENTS and not value.is_contiguous():
                     strided.append((cur, value))
                 else:
                     cur.copy_(value)
