@@ -26,10 +26,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.harness import measure
 
 SPEC = """wmap 1
 layers.{i:int}.weight -> dense_{i}.kernel | linear_to_dense
@@ -42,40 +43,16 @@ LAZY_MODULES = ("wmap.api", "wmap.execute", "wmap.endpoints", "wmap.parse.fmt", 
                 "wmap.formats.safetensors_file", "wmap.formats.memory", "wmap.transforms.ops_torch")
 
 
-def status(key: str) -> int:
-    """A /proc/self/status field in bytes (0 where there is no /proc)."""
+def vmhwm() -> int:
+    """The kernel's peak RSS in bytes (file-backed pages included), or 0 where there is no /proc."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith(key + ":"):
+                if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
-
-
-class PeakSampler:
-    """The highest RssAnon seen while running (sampled; a short spike between samples can be missed)."""
-
-    def __init__(self, every: float = 0.002):
-        self.every = every
-        self.peak = status("RssAnon")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, status("RssAnon"))
-            time.sleep(self.every)
-
-    def __enter__(self) -> PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, status("RssAnon"))
 
 
 def make_checkpoint(path: Path, layers: int, dim: int) -> None:
@@ -117,9 +94,8 @@ def run_case(case: str, path: str, layers: int, dim: int) -> dict[str, Any]:
     t1 = time.perf_counter()
     model = build_keras(layers, dim)
     t2 = time.perf_counter()
-    base = status("RssAnon")
-    with PeakSampler() as peak:
-        start = time.perf_counter()
+
+    def transfer() -> None:
         if case == "hand":
             from safetensors import safe_open
 
@@ -128,17 +104,18 @@ def run_case(case: str, path: str, layers: int, dim: int) -> dict[str, Any]:
                     layer = model.get_layer(f"dense_{i}")
                     layer.set_weights([f.get_tensor(f"layers.{i}.weight").T, f.get_tensor(f"layers.{i}.bias")])
         else:
-            spec = wmap.parse_spec(SPEC + (NO_CHECK if case == "wmap-nocheck" else ""))
-            wmap.apply(spec, source=path, target=model)
-        seconds = time.perf_counter() - start
+            wmap.apply(wmap.parse_spec(SPEC + (NO_CHECK if case == "wmap-nocheck" else "")), source=path, target=model)
+
+    measured = measure(transfer)
     from safetensors import safe_open
 
     with safe_open(path, framework="numpy") as f:  # spot-check the result
         for i in (0, layers // 2, layers - 1):
             assert np.array_equal(model.get_layer(f"dense_{i}").kernel.numpy(), f.get_tensor(f"layers.{i}.weight").T)
             assert np.array_equal(model.get_layer(f"dense_{i}").bias.numpy(), f.get_tensor(f"layers.{i}.bias"))
-    return {"case": case, "seconds": seconds, "import_s": t1 - t0, "build_s": t2 - t1, "base_anon": base,
-            "peak_anon": peak.peak, "vmhwm": status("VmHWM")}
+    return {"case": case, "seconds": measured["seconds"], "import_s": t1 - t0, "build_s": t2 - t1,
+            "base_anon": measured["base_anon_mb"] * 2**20, "peak_anon": measured["peak_anon_mb"] * 2**20,
+            "vmhwm": vmhwm()}
 
 
 def main() -> None:
@@ -162,9 +139,9 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in CASES}
     for _ in range(args.repeat):
         for case in CASES:
-            out = subprocess.run([sys.executable, __file__, "--case", case, "--path", str(path),
+            out = subprocess.run([sys.executable, "-m", "bench.bench_keras", "--case", case, "--path", str(path),
                                   "--layers", str(args.layers), "--dim", str(args.dim)],
-                                 check=True, capture_output=True, text=True)
+                                 check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
             results[case].append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = {c: min(rs, key=lambda r: r["seconds"]) for c, rs in results.items()}
     gb = size / 1e9
