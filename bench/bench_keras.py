@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import measure
+from bench.harness import measure, warm
 
 SPEC = """wmap 1
 layers.{i:int}.weight -> dense_{i}.kernel | linear_to_dense
@@ -135,10 +135,10 @@ def main() -> None:
         print(f"writing {path} ...", flush=True)
         make_checkpoint(path, args.layers, args.dim)
     size = path.stat().st_size
-    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm page cache, both cases alike
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in CASES}
     for _ in range(args.repeat):
         for case in CASES:
+            warm(str(path))  # every case starts from a warm page cache (the kernel may reclaim it in between)
             out = subprocess.run([sys.executable, "-m", "bench.bench_keras", "--case", case, "--path", str(path),
                                   "--layers", str(args.layers), "--dim", str(args.dim)],
                                  check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
