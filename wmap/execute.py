@@ -16,7 +16,7 @@ from typing import Any
 
 from wmap.errors import Diagnostic, WmapError, error
 from wmap.formats.base import TensorSource
-from wmap.inventory import Inventory
+from wmap.inventory import Inventory, TensorMeta
 from wmap.plans import Plan, Step
 from wmap.transforms import get_ops
 
@@ -116,15 +116,18 @@ def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: Any) -> tuple[Any, ..
 def _nonfinite(ops: Any, x: Any) -> bool:
     """True when x holds NaN or Inf. A sum propagates both and runs at memory speed; only a
     non-finite sum (which finite values can also reach by overflow) is confirmed exactly.
-    Torch tensors are summed by torch, whose sum uses every core (measured 2x numpy's
-    single-threaded sum on a memory-mapped 1 GB checkpoint here)."""
+    float32/float64 torch tensors are summed through a zero-copy numpy view: numpy's sum is
+    single-threaded, so scans run side by side on worker threads (`_Scans`) without torch's
+    OpenMP threads spinning against the sink's copy workers."""
     import numpy as np
     if ops.name == "torch":
         import torch
         if not x.is_floating_point() or x.numel() == 0:
             return False
-        wide = x.dtype in (torch.float32, torch.float64)
-        if math.isfinite(float(x.sum() if wide else x.sum(dtype=torch.float32))):
+        if x.dtype in (torch.float32, torch.float64) and x.device.type == "cpu":
+            arr = x.detach().numpy()
+            return not math.isfinite(float(arr.sum())) and not bool(np.isfinite(arr).all())
+        if math.isfinite(float(x.sum(dtype=torch.float32))):
             return False
         return not bool(torch.isfinite(x).all())
     if x.dtype.kind not in "fc" and "float" not in str(x.dtype):
@@ -135,38 +138,77 @@ def _nonfinite(ops: Any, x: Any) -> bool:
     return not bool(np.isfinite(arr).all())
 
 
+class _Scans:
+    """NaN/Inf scans on worker threads, a few values ahead of staging; verdicts in plan order.
+
+    Every verdict is in before `run_steps` returns, so the commit still happens only after the
+    whole check passed. At most `ahead` values wait for a verdict, which bounds the memory the
+    scans keep alive."""
+
+    def __init__(self, ops: Any, policy: str, ahead: int = 8):
+        from collections import deque
+
+        from wmap.backends.base import copy_workers
+        self.ops, self.policy, self.ahead = ops, policy, ahead
+        self.pool = copy_workers("wmap-scan")
+        self.pending: deque[tuple[Any, TensorMeta, Step]] = deque()
+        self.warnings: list[Diagnostic] = []
+
+    def submit(self, value: Any, meta: TensorMeta, step: Step) -> None:
+        self.pending.append((self.pool.submit(_nonfinite, self.ops, value), meta, step))
+        while len(self.pending) > self.ahead:
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        verdict, meta, step = self.pending.popleft()
+        if not verdict.result():
+            return
+        msg = f"`{meta.name}` receives NaN or Inf from {', '.join(r.name for r in step.sources)}"
+        if self.policy == "error":
+            raise error("WM603", msg, step.span, "set `option nonfinite = \"warn\"` (or \"allow\") to load it anyway")
+        self.warnings.append(Diagnostic("WM603", "warning", msg, step.span))
+
+    def finish(self) -> list[Diagnostic]:
+        while self.pending:
+            self._settle_oldest()
+        return self.warnings
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_step: StepHook | None = None,
               progress: Any = None) -> list[Diagnostic]:
     """Stage every step's values in the sink; raises on the first failure (the caller aborts)."""
     ops = get_ops(sink.array_kind)
     policy = plan.option("nonfinite")
-    warnings: list[Diagnostic] = []
-    for i, step in enumerate(plan.steps):
-        if on_step is not None:
-            on_step(i, step)
-        if step.kind == "keep" and sink.framework is not None:
-            continue  # an in-memory model already holds what `keep` keeps
-        try:
-            values = compute_step(step, readers, ops, plan, sink.read_current)
-        except (WmapError, KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as e:  # a transform failing on real data: report it with the step
-            raise error("WM601", f"step {i + 1} (`{step.rule_text}`) failed: {type(e).__name__}: {e}",
-                        step.span, "nothing was written; this is a bug in the transform or corrupt source data"
-                        ) from e
-        for meta, v in zip(step.targets, values):
-            if policy != "allow" and step.kind == "map" and _nonfinite(ops, v):
-                msg = f"`{meta.name}` receives NaN or Inf from {', '.join(r.name for r in step.sources)}"
-                if policy == "error":
-                    raise error("WM603", msg, step.span, "set `option nonfinite = \"warn\"` (or \"allow\") to load "
-                                "it anyway")
-                warnings.append(Diagnostic("WM603", "warning", msg, step.span))
-            if ops.dtype_name(v) != meta.dtype:
-                v = ops.cast(v, meta.dtype)
-            sink.stage(meta, v)
-        if progress is not None:
-            progress(step.nbytes)
-    return warnings
+    scans = _Scans(ops, policy) if policy != "allow" else None
+    try:
+        for i, step in enumerate(plan.steps):
+            if on_step is not None:
+                on_step(i, step)
+            if step.kind == "keep" and sink.framework is not None:
+                continue  # an in-memory model already holds what `keep` keeps
+            try:
+                values = compute_step(step, readers, ops, plan, sink.read_current)
+            except (WmapError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as e:  # a transform failing on real data: report it with the step
+                raise error("WM601", f"step {i + 1} (`{step.rule_text}`) failed: {type(e).__name__}: {e}",
+                            step.span, "nothing was written; this is a bug in the transform or corrupt source data"
+                            ) from e
+            for meta, v in zip(step.targets, values):
+                if scans is not None and step.kind == "map":
+                    scans.submit(v, meta, step)
+                if ops.dtype_name(v) != meta.dtype:
+                    v = ops.cast(v, meta.dtype)
+                sink.stage(meta, v)
+            if progress is not None:
+                progress(step.nbytes)
+        return scans.finish() if scans is not None else []
+    finally:
+        if scans is not None:
+            scans.close()
 
 
 def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = None, *,
