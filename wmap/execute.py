@@ -148,9 +148,9 @@ class _Scans:
     def __init__(self, ops: Any, policy: str, ahead: int = 8):
         from collections import deque
 
-        from wmap.backends.base import copy_workers
+        from wmap.backends.base import worker_pool
         self.ops, self.policy, self.ahead = ops, policy, ahead
-        self.pool = copy_workers("wmap-scan")
+        self.pool = worker_pool("wmap-scan")
         self.pending: deque[tuple[Any, TensorMeta, Step]] = deque()
         self.warnings: list[Diagnostic] = []
 

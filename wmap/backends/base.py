@@ -29,8 +29,8 @@ ArrayKind = Literal["numpy", "torch"]
 PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
-def copy_workers(prefix: str) -> ThreadPoolExecutor:
-    """A small pool for large copies (torch releases the GIL while it copies)."""
+def worker_pool(prefix: str) -> ThreadPoolExecutor:
+    """A small thread pool for large copies and NaN/Inf scans (torch and numpy release the GIL)."""
     return ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix=prefix)
 
 

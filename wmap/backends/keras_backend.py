@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from wmap.backends.base import PARALLEL_MIN_ELEMENTS, ArrayKind, StagedValues, copy_workers, defer_sigint
+from wmap.backends.base import PARALLEL_MIN_ELEMENTS, ArrayKind, StagedValues, defer_sigint, worker_pool
 from wmap.errors import WmapError, error
 from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
 from wmap.inventory import Inventory, TensorMeta, normalise_name
@@ -142,7 +142,7 @@ class KerasModelSink:
 
     def _workers(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = copy_workers("wmap-stage")
+            self._pool = worker_pool("wmap-stage")
         return self._pool
 
     def settle(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wmap.backends.base import PARALLEL_MIN_ELEMENTS, StagedValues, copy_workers, defer_sigint
+from wmap.backends.base import PARALLEL_MIN_ELEMENTS, StagedValues, defer_sigint, worker_pool
 from wmap.errors import error
 from wmap.inventory import Inventory, TensorMeta
 from wmap.transforms.ops_torch import torch_dtype
@@ -29,7 +29,7 @@ def _copy_in_parallel(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         for dst, src in pairs:
             dst.copy_(src)
         return
-    with copy_workers("wmap-copy") as pool:
+    with worker_pool("wmap-copy") as pool:
         # detached: grad mode is per thread, and the caller's no_grad does not reach the workers
         for f in [pool.submit(dst.detach().copy_, src) for dst, src in pairs]:
             f.result()
