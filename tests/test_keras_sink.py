@@ -113,6 +113,28 @@ def test_a_failing_worker_copy_fails_before_anything_is_assigned(monkeypatch: py
     assert _same(keras_weights(model), before)
 
 
+@pytest.mark.parametrize("where", [0, 2])  # the first and the last value staged
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_the_nan_check_runs_on_the_staged_copy_and_refuses_before_any_assign(where: int, bad: float) -> None:
+    model, src, spec = _dense_stack()
+    before = keras_weights(model)
+    src = dict(src)
+    src[f"{where}.weight"] = src[f"{where}.weight"].clone()
+    src[f"{where}.weight"][5, 7] = bad  # one value in a large (worker-copied) tensor
+    checked = parse_spec('wmap 1\noption nonfinite = "error"\n'
+                         "{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n{i:int}.bias -> dense_{i}.bias\n")
+    with pytest.raises(WmapError) as e:
+        wmap.apply(checked, source=src, target=model)
+    assert e.value.diagnostics[0].code == "WM603" and f"dense_{where}.kernel" in e.value.diagnostics[0].message
+    assert _same(keras_weights(model), before)
+    warned = parse_spec('wmap 1\noption nonfinite = "warn"\n'
+                        "{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n{i:int}.bias -> dense_{i}.bias\n")
+    report = wmap.apply(warned, source=src, target=model)
+    assert [w.code for w in report.warnings] == ["WM603"]
+    kernel = model.get_layer(f"dense_{where}").kernel.numpy()
+    assert np.array_equal(kernel, src[f"{where}.weight"].numpy().T, equal_nan=True)
+
+
 @pytest.mark.parametrize("fail_at", [0, 7, 28])
 def test_a_failing_assign_mid_commit_restores_what_was_assigned(plan: wmap.Plan, source: Any, fail_at: int,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:

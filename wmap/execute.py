@@ -1,8 +1,8 @@
 """Execution: runs a checked plan, streaming one step at a time, atomically.
 
 For every step: read the source tensors (lazily, memory-mapped where the format allows),
-run the resolved transforms, check for NaN/Inf per the `nonfinite` option, cast to the
-target dtype, and stage the value in the sink. Only when every step has succeeded does
+run the resolved transforms, cast to the target dtype, check what will land for NaN/Inf per
+the `nonfinite` option, and stage the value in the sink. Only when every step has succeeded does
 the sink commit. Any failure (an I/O error, an exception in a transform, Ctrl-C) aborts:
 an in-memory target is unchanged and no output file appears.
 """
@@ -139,29 +139,40 @@ def _nonfinite(ops: Any, x: Any) -> bool:
 
 
 class _Scans:
-    """NaN/Inf scans on worker threads, a few values ahead of staging; verdicts in plan order.
+    """NaN/Inf verdicts, settled in plan order before `run_steps` returns.
 
-    Every verdict is in before `run_steps` returns, so the commit still happens only after the
-    whole check passed. At most `ahead` values wait for a verdict, which bounds the memory the
-    scans keep alive."""
+    A sink that copies every value it stages (`checks_while_staging`, the Keras sink) runs the
+    check on its own fresh copy, on its copy workers, while the copy is still in cache; the
+    verdicts come back as callables. Otherwise the scans run here on worker threads, at most
+    `ahead` values in front of staging, which bounds the memory they keep alive. Either way
+    every verdict is in before the commit, so a failed check writes nothing."""
 
     def __init__(self, ops: Any, policy: str, ahead: int = 8):
         from collections import deque
-
-        from wmap.backends.base import worker_pool
         self.ops, self.policy, self.ahead = ops, policy, ahead
-        self.pool = worker_pool("wmap-scan")
-        self.pending: deque[tuple[Any, TensorMeta, Step]] = deque()
+        self._pool: Any = None
+        self.pending: deque[tuple[Callable[[], bool], TensorMeta, Step]] = deque()
         self.warnings: list[Diagnostic] = []
 
+    def check(self, value: Any) -> bool:
+        """True when `value` holds NaN or Inf (what a sink runs on its own copy)."""
+        return _nonfinite(self.ops, value)
+
     def submit(self, value: Any, meta: TensorMeta, step: Step) -> None:
-        self.pending.append((self.pool.submit(_nonfinite, self.ops, value), meta, step))
+        if self._pool is None:
+            from wmap.backends.base import worker_pool
+            self._pool = worker_pool("wmap-scan")
+        self.pending.append((self._pool.submit(_nonfinite, self.ops, value).result, meta, step))
         while len(self.pending) > self.ahead:
             self._settle_oldest()
 
+    def track(self, verdict: Callable[[], bool], meta: TensorMeta, step: Step) -> None:
+        """A verdict the sink computes on its own copy; it holds that copy anyway, so no bound."""
+        self.pending.append((verdict, meta, step))
+
     def _settle_oldest(self) -> None:
         verdict, meta, step = self.pending.popleft()
-        if not verdict.result():
+        if not verdict():
             return
         msg = f"`{meta.name}` receives NaN or Inf from {', '.join(r.name for r in step.sources)}"
         if self.policy == "error":
@@ -174,7 +185,8 @@ class _Scans:
         return self.warnings
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_step: StepHook | None = None,
@@ -183,6 +195,7 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_ste
     ops = get_ops(sink.array_kind)
     policy = plan.option("nonfinite")
     scans = _Scans(ops, policy) if policy != "allow" else None
+    fused = bool(getattr(sink, "checks_while_staging", False))
     try:
         for i, step in enumerate(plan.steps):
             if on_step is not None:
@@ -198,11 +211,15 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_ste
                             step.span, "nothing was written; this is a bug in the transform or corrupt source data"
                             ) from e
             for meta, v in zip(step.targets, values):
-                if scans is not None and step.kind == "map":
-                    scans.submit(v, meta, step)
                 if ops.dtype_name(v) != meta.dtype:
                     v = ops.cast(v, meta.dtype)
-                sink.stage(meta, v)
+                if scans is None or step.kind != "map":
+                    sink.stage(meta, v)
+                elif fused:
+                    scans.track(sink.stage(meta, v, check=scans.check), meta, step)
+                else:
+                    scans.submit(v, meta, step)  # what lands is checked: a narrowing cast's overflow too
+                    sink.stage(meta, v)
             if progress is not None:
                 progress(step.nbytes)
         return scans.finish() if scans is not None else []

@@ -40,13 +40,20 @@ import importlib.util
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from wmap.backends.base import PARALLEL_MIN_ELEMENTS, ArrayKind, StagedValues, defer_sigint, worker_pool
+from wmap.backends.base import (
+    PARALLEL_MIN_ELEMENTS,
+    ArrayKind,
+    StagedValues,
+    defer_sigint,
+    fresh_copy,
+    worker_pool,
+)
 from wmap.errors import WmapError, error
 from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
 from wmap.inventory import Inventory, TensorMeta, normalise_name
@@ -122,7 +129,10 @@ class KerasModelSink:
         v = self._variable(meta)
         return as_kind(np.asarray(v.numpy()), self.array_kind, f"`{meta.name}`")
 
-    def stage(self, meta: TensorMeta, value: Any) -> None:
+    def stage(self, meta: TensorMeta, value: Any, check: Callable[[Any], bool] | None = None
+              ) -> Callable[[], bool]:
+        """Copy `value` for `meta`'s variable; with `check`, run it on that fresh copy (fused, so the
+        NaN/Inf scan reads bytes already in cache). Returns the check's verdict, as a callable."""
         v = self._variable(meta)
         want_shape = tuple(int(d) for d in v.shape)
         if tuple(int(d) for d in value.shape) != want_shape:
@@ -135,10 +145,19 @@ class KerasModelSink:
                         f"({want_dtype})", hint="the model changed since the plan was made; plan again")
         if is_torch_tensor(value) and value.numel() >= PARALLEL_MIN_ELEMENTS:
             # large copies (mostly transposes) run on worker threads, overlapping the executor's
-            # reads and NaN scan; torch releases the GIL while it copies
-            self.staged.add(meta, self._workers().submit(self._own, value, meta.name))
-        else:
-            self.staged.add(meta, self._own(value, meta.name))
+            # reads; torch and numpy release the GIL while they copy and scan
+            job = self._workers().submit(self._own_checked, value, meta.name, check)
+            self.staged.add(meta, job)
+            return lambda: job.result()[1]
+        owned, verdict = self._own_checked(value, meta.name, check)
+        self.staged.add(meta, owned)
+        return lambda: verdict
+
+    checks_while_staging = True  # the executor hands its NaN/Inf check to `stage`
+
+    def _own_checked(self, value: Any, name: str, check: Callable[[Any], bool] | None) -> tuple[Any, bool]:
+        owned, plain = self._own(value, name)
+        return owned, (check is not None and check(plain))
 
     def _workers(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -151,7 +170,7 @@ class KerasModelSink:
         try:
             for i, (meta, value) in enumerate(items):
                 if isinstance(value, Future):
-                    items[i] = (meta, value.result())
+                    items[i] = (meta, value.result()[0])
         finally:
             self._stop_workers()
 
@@ -160,9 +179,10 @@ class KerasModelSink:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _own(self, value: Any, name: str) -> Any:
+    def _own(self, value: Any, name: str) -> tuple[Any, Any]:
         """A C-contiguous copy of `value` that nothing else references, in the form `assign` takes
-        without copying again (with TensorFlow, a tensor: TF would copy a numpy array itself).
+        without copying again (with TensorFlow, a tensor: TF would copy a numpy array itself), and
+        the same bytes as a torch tensor or numpy array (for the NaN/Inf check).
 
         The copy is what makes staging safe: the source may be a live model or a memory-mapped file,
         and with TensorFlow an assigned tensor's buffer can become the variable's own buffer.
@@ -170,16 +190,18 @@ class KerasModelSink:
         if is_torch_tensor(value):
             t = value.detach()
             t = t.cpu() if t.device.type != "cpu" else t
-            t = t.contiguous() if not t.is_contiguous() else t.clone()  # one (transposed) copy, by torch
+            t = fresh_copy(t)  # one (transposed) copy, by torch
             if self._tf:
                 tensor = _tf_from_torch(t)
                 if tensor is not None:
-                    return tensor
+                    return tensor, t
             arr = to_numpy(t, f"`{name}`")
-            return _tf().convert_to_tensor(arr) if self._tf else arr  # (TF's conversion copies once more)
+            return (_tf().convert_to_tensor(arr) if self._tf else arr), t  # (TF's conversion copies once more)
         if self._tf:
-            return _tf().convert_to_tensor(np.asarray(value))  # TF copies numpy input into a C-order tensor
-        return np.array(value, copy=True, order="C")
+            arr = np.asarray(value)
+            return _tf().convert_to_tensor(arr), arr  # TF copies numpy input into a C-order tensor
+        arr = np.array(value, copy=True, order="C")
+        return arr, arr
 
     def _snapshot(self, v: Any) -> Any:
         """The variable's current value, kept alive across an assign (zero-copy with TensorFlow)."""
@@ -368,8 +390,11 @@ class KerasFileSink:
     def read_current(self, meta: TensorMeta) -> Any:
         return self.inner.read_current(meta)
 
-    def stage(self, meta: TensorMeta, value: Any) -> None:
-        self.inner.stage(meta, value)
+    checks_while_staging = True
+
+    def stage(self, meta: TensorMeta, value: Any, check: Callable[[Any], bool] | None = None
+              ) -> Callable[[], bool]:
+        return self.inner.stage(meta, value, check)
 
     def commit(self) -> None:
         self.inner.commit()
