@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -257,11 +258,43 @@ def test_nonfinite_policy() -> None:
     target = torch.nn.Module()
     target.register_parameter("w", torch.nn.Parameter(torch.zeros(2)))
     with pytest.raises(WmapError) as e:
-        wmap.apply(wmap.parse_spec("wmap 1\nw -> w\n"), source=bad, target=target)
+        wmap.apply(wmap.parse_spec('wmap 1\noption nonfinite = "error"\nw -> w\n'), source=bad, target=target)
     assert e.value.diagnostics[0].code == "WM603" and float(target.w.abs().sum()) == 0.0
     report = wmap.apply(wmap.parse_spec('wmap 1\noption nonfinite = "warn"\nw -> w\n'), source=bad, target=target)
     assert report.warnings[0].code == "WM603"
     wmap.apply(wmap.parse_spec('wmap 1\noption nonfinite = "allow"\nw -> w\n'), source=bad, target=target)
+    assert math.isnan(float(target.w[1]))
+    target.w.data.zero_()
+    report = wmap.apply(wmap.parse_spec("wmap 1\nw -> w\n"), source=bad, target=target)  # the default: no scan
+    assert math.isnan(float(target.w[1])) and report.warnings == [] and report.plan.option("nonfinite") == "allow"
+
+
+def test_a_cast_that_overflows_to_inf_is_caught_like_a_source_inf() -> None:
+    """What lands is checked, after the cast: 1e5 is finite in float32 and Inf in float16."""
+    src = {"w": torch.tensor([1.0, 1e5])}
+    target = torch.nn.Module()
+    target.register_parameter("w", torch.nn.Parameter(torch.zeros(2, dtype=torch.float16)))
+    with pytest.raises(WmapError) as e:
+        wmap.apply(wmap.parse_spec('wmap 1\noption dtype = "target"\noption nonfinite = "error"\nw -> w\n'),
+                   source=src, target=target)
+    assert e.value.diagnostics[0].code == "WM603" and float(target.w.abs().sum()) == 0.0
+    src["w"] = torch.tensor([1.0, 6e4])  # the same cast, in range
+    wmap.apply(wmap.parse_spec('wmap 1\noption dtype = "target"\nw -> w\n'), source=src, target=target)
+    assert target.w.tolist() == [1.0, 60000.0]
+
+
+def test_fresh_copy_is_contiguous_owned_and_outlives_its_mapping() -> None:
+    import gc
+
+    from wmap.backends.base import PARALLEL_MIN_ELEMENTS, fresh_copy
+    for src in (torch.randn(1024, 1024).t(), torch.randn(700, 700).to(torch.bfloat16), torch.randn(3, 5)):
+        copy = fresh_copy(src)
+        gc.collect()  # nothing but the tensor holds the anonymous mapping
+        assert copy.is_contiguous() and copy.dtype == src.dtype and torch.equal(copy, src)
+        assert copy.untyped_storage().data_ptr() != src.untyped_storage().data_ptr()
+        copy.add_(1)  # writable, and writing it leaves the source alone
+        assert not torch.equal(copy, src)
+    assert torch.randn(1024, 1024).numel() >= PARALLEL_MIN_ELEMENTS > 15
 
 
 def test_bf16_stays_native() -> None:

@@ -252,8 +252,9 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "or a value does not fit.",
      "`keep` needs real target values: pass a checkpoint as --target"),
     ("WM603", "non-finite values",
-     "A source tensor holds NaN or Inf. By default this stops the transfer.",
-     "option nonfinite = \"warn\"   (or fix the checkpoint)"),
+     "A value about to land holds NaN or Inf (from the source, or from a cast that overflowed), and the "
+     "spec asks for `option nonfinite = \"error\"`: nothing was written.",
+     "fix the checkpoint, or: option nonfinite = \"warn\""),
     ("WM604", "inputs changed since the plan",
      "A saved plan pins fingerprints of every source and the target; one of them changed, so the "
      "plan no longer describes what would happen.",

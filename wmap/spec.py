@@ -138,7 +138,7 @@ OPTIONS: dict[str, tuple[type | tuple[type, ...], Value, str]] = {
     "dtype": (str, "widen", "dtype policy: `strict` (exact), `widen` (lossless casts only), `target` (cast to target)"),
     "strip_prefix": ((str, tuple), None, "prefix(es) removed from source names before matching, e.g. `module.`"),
     "target_strip_prefix": ((str, tuple), None, "prefix(es) removed from target names before matching"),
-    "nonfinite": (str, "error", "NaN/Inf in a source tensor: `error`, `warn` or `allow`"),
+    "nonfinite": (str, "allow", "NaN/Inf in a value about to land: `error` (refuse before any write; one more read of every value), `warn`, or `allow` (no scan)"),
     "bn_eval": (bool, False, "put BatchNorm layers inside frozen parts into eval mode"),
     "shard_size": (str, "5GB", "largest safetensors shard when writing files, e.g. `2GB`"),
 }

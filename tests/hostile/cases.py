@@ -971,8 +971,8 @@ def _nan_source(w: Work, value: float = float("nan")) -> Path:
 
 
 @case("execute", "WM603", "receives NaN or Inf")
-def nan_in_source_default_policy(w: Work) -> Setup:
-    return w.apply(_nan_source(w))
+def nan_in_source_policy_error(w: Work) -> Setup:
+    return w.apply(_nan_source(w), spec=w.spec('wmap 1\noption nonfinite = "error"\na.{x} -> b.{x}\n'))
 
 
 @case("execute", "WM603", "receives NaN or Inf")
@@ -989,7 +989,8 @@ def nan_into_in_memory_model(w: Work) -> Setup:
     torch.manual_seed(0)
     model = torch.nn.ModuleDict({"b": torch.nn.Linear(3, 2)})
     src = {"a.weight": torch.tensor([[1.0, 2.0, 3.0], [4.0, float("nan"), 6.0]]), "a.bias": torch.ones(2)}
-    return Setup(call=lambda: wmap.apply(wmap.parse_spec(SPEC), source=src, target=model), model=model)
+    spec = wmap.parse_spec('wmap 1\noption nonfinite = "error"\n' + SPEC.removeprefix("wmap 1\n"))
+    return Setup(call=lambda: wmap.apply(spec, source=src, target=model), model=model)
 
 
 @case("execute", "WM602", "cannot keep", needs=("torch",))
