@@ -339,3 +339,24 @@ def test_writer_abort_on_exception(tmp_path: Path) -> None:
         w.write("encoder.weight", weights["encoder.weight"])
         raise RuntimeError("executor failed")
     assert os.listdir(tmp_path) == []
+
+
+def test_large_mappings_are_released_in_the_background_and_small_ones_at_once(tmp_path: Path) -> None:
+    """A reader's close returns before a large mapping's page tables are torn down, but the
+    mapping does get closed (and a small one is closed before close returns)."""
+    from wmap.formats import _common
+
+    big = {"w": np.ones(_common.RELEASE_IN_BACKGROUND // 4, np.float32)}
+    small = {"w": np.ones(16, np.float32)}
+    mappings = []
+    for name, tensors in (("big", big), ("small", small)):
+        save_file(tensors, str(tmp_path / f"{name}.safetensors"))
+        src = SafetensorsFile(str(tmp_path / f"{name}.safetensors"))
+        assert float(src.read("w").sum()) == tensors["w"].size  # maps the file
+        mm = src._mm
+        assert mm is not None
+        src.close()
+        mappings.append(mm)
+    assert mappings[1].closed
+    _common._releaser.submit(lambda: None).result(timeout=30)  # the releaser runs jobs in order
+    assert mappings[0].closed
