@@ -46,19 +46,28 @@ def measure(fn: Callable[[], Any]) -> dict[str, float]:
     return {"seconds": seconds, "peak_anon_mb": peak[0], "base_anon_mb": base}
 
 
-def run_case(module: str, case: str, *args: str, repeat: int = 3) -> dict[str, float]:
-    """Run `python -m MODULE CASE ARGS` `repeat` times in fresh processes; keep the fastest run."""
-    best: dict[str, float] | None = None
+def run_once(module: str, case: str, *args: str) -> dict[str, float]:
+    """Run `python -m MODULE CASE ARGS` in a fresh process; its last stdout line is the result."""
+    out = subprocess.run([sys.executable, "-m", module, case, *args], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} {case} failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_pair(module: str, cases: tuple[str, str], path: str, repeat: int = 5) -> tuple[dict[str, float], ...]:
+    """Run two cases `repeat` times each, alternating, each run in a fresh process from a warm page
+    cache; keep each case's fastest run. Alternating keeps slow drift on a shared machine from
+    landing on one side only."""
+    best: list[dict[str, float] | None] = [None, None]
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-m", module, case, *args], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=False)
-        if out.returncode != 0:
-            raise RuntimeError(f"{module} {case} failed:\n{out.stderr[-3000:]}")
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        if best is None or res["seconds"] < best["seconds"]:
-            best = res
-    assert best is not None
-    return best
+        for i, case in enumerate(cases):
+            warm(path)
+            res = run_once(module, case)
+            if best[i] is None or res["seconds"] < best[i]["seconds"]:  # type: ignore[index]
+                best[i] = res
+    assert best[0] is not None and best[1] is not None
+    return best[0], best[1]
 
 
 def warm(path: str) -> None:

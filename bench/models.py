@@ -12,3 +12,16 @@ def big_mlp():  # type: ignore[no-untyped-def]
     """64 x Linear(2048, 2048): 1.07 GB of float32, as in PRIOR_ART's measurements."""
     import torch
     return torch.nn.Sequential(*[torch.nn.Linear(WIDTH, WIDTH) for _ in range(LAYERS)])
+
+
+def tiny_mlp():  # type: ignore[no-untyped-def]
+    """2 x Linear(8, 8): the same structure, to run each case once before timing it."""
+    import torch
+    return torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(2)])
+
+
+def build(factory: str):  # type: ignore[no-untyped-def]
+    """The callable a `module:callable` string names (here: one of this module's models)."""
+    import importlib
+    module, _, name = factory.partition(":")
+    return getattr(importlib.import_module(module), name)
