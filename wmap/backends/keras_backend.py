@@ -92,6 +92,7 @@ class KerasModelSink:
     """Stages values for a built Keras model's variables; commit assigns them all or none."""
 
     framework = "keras"
+    checks_while_staging = True  # the executor hands its NaN/Inf check to `stage` (see TargetSink)
 
     def __init__(self, model: Any, inventory: Inventory, array_kind: ArrayKind | None = None):
         if not getattr(model, "built", True):
@@ -152,8 +153,6 @@ class KerasModelSink:
         owned, verdict = self._own_checked(value, meta.name, check)
         self.staged.add(meta, owned)
         return lambda: verdict
-
-    checks_while_staging = True  # the executor hands its NaN/Inf check to `stage`
 
     def _own_checked(self, value: Any, name: str, check: Callable[[Any], bool] | None) -> tuple[Any, bool]:
         owned, plain = self._own(value, name)
