@@ -59,7 +59,7 @@ def main() -> None:
     _say(f"2. the plan for {rel(SPEC)} (metadata only: nothing is read but headers)")
     _cli("plan", rel(SPEC), "--source", rel(ckpt))
 
-    _say("3. apply: stream, check, and write the Keras weights atomically")
+    _say("3. apply: stream, check for NaN/Inf, and write the Keras weights atomically")
     if keras_out.exists():
         keras_out.unlink()
     _cli("apply", rel(SPEC), "--source", rel(ckpt), "--out", rel(keras_out))
