@@ -74,6 +74,9 @@ def test_fault_at_any_step_leaves_the_keras_model_unchanged(plan: wmap.Plan, sou
     assert not _same(keras_weights(target), before)
 
 
+DENSE_RULES = "{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n{i:int}.bias -> dense_{i}.bias\n"
+
+
 def _dense_stack() -> tuple[Any, dict[str, Any], wmap.Spec]:
     """Three Dense(512) layers: kernels of 2**18 elements, copied on the sink's worker threads."""
     from wmap.backends.base import PARALLEL_MIN_ELEMENTS
@@ -85,9 +88,7 @@ def _dense_stack() -> tuple[Any, dict[str, Any], wmap.Spec]:
     model = keras.Model(inp, x, name="stack")
     src = {f"{i}.weight": torch.randn(512, 512) for i in range(3)} | {f"{i}.bias": torch.randn(512) for i in range(3)}
     assert src["0.weight"].numel() >= PARALLEL_MIN_ELEMENTS
-    spec = parse_spec("wmap 1\n{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n"
-                      "{i:int}.bias -> dense_{i}.bias\n")
-    return model, src, spec
+    return model, src, parse_spec("wmap 1\n" + DENSE_RULES)
 
 
 def test_large_copies_on_worker_threads_land_exactly() -> None:
@@ -121,15 +122,11 @@ def test_the_nan_check_runs_on_the_staged_copy_and_refuses_before_any_assign(whe
     src = dict(src)
     src[f"{where}.weight"] = src[f"{where}.weight"].clone()
     src[f"{where}.weight"][5, 7] = bad  # one value in a large (worker-copied) tensor
-    checked = parse_spec('wmap 1\noption nonfinite = "error"\n'
-                         "{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n{i:int}.bias -> dense_{i}.bias\n")
     with pytest.raises(WmapError) as e:
-        wmap.apply(checked, source=src, target=model)
+        wmap.apply(parse_spec('wmap 1\noption nonfinite = "error"\n' + DENSE_RULES), source=src, target=model)
     assert e.value.diagnostics[0].code == "WM603" and f"dense_{where}.kernel" in e.value.diagnostics[0].message
     assert _same(keras_weights(model), before)
-    warned = parse_spec('wmap 1\noption nonfinite = "warn"\n'
-                        "{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n{i:int}.bias -> dense_{i}.bias\n")
-    report = wmap.apply(warned, source=src, target=model)
+    report = wmap.apply(parse_spec('wmap 1\noption nonfinite = "warn"\n' + DENSE_RULES), source=src, target=model)
     assert [w.code for w in report.warnings] == ["WM603"]
     kernel = model.get_layer(f"dense_{where}").kernel.numpy()
     assert np.array_equal(kernel, src[f"{where}.weight"].numpy().T, equal_nan=True)
