@@ -40,10 +40,9 @@ def fresh_copy(t: Any) -> Any:
     tensor (or a TensorFlow tensor sharing it through DLPack) lets go of it."""
     import torch
 
-    nbytes = t.numel() * t.element_size()
     if t.numel() < PARALLEL_MIN_ELEMENTS:
         return t.contiguous() if not t.is_contiguous() else t.clone()
-    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf = mmap.mmap(-1, t.numel() * t.element_size(), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     out = torch.frombuffer(buf, dtype=t.dtype, count=t.numel()).view(t.shape)  # keeps `buf` alive
     out.copy_(t)
     return out

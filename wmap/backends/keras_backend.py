@@ -362,6 +362,7 @@ class KerasFileSink:
     """Applies into a private in-memory Keras model, then saves it with Keras, atomically."""
 
     framework = "keras"  # the in-memory model already holds what `keep` keeps
+    checks_while_staging = True  # through the inner sink
 
     def __init__(self, inner: KerasModelSink, path: str, kind: str, suffix: str, frozen: set[str],
                  options: dict[str, Any]):
@@ -388,8 +389,6 @@ class KerasFileSink:
 
     def read_current(self, meta: TensorMeta) -> Any:
         return self.inner.read_current(meta)
-
-    checks_while_staging = True
 
     def stage(self, meta: TensorMeta, value: Any, check: Callable[[Any], bool] | None = None
               ) -> Callable[[], bool]:
