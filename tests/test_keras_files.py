@@ -210,3 +210,21 @@ def test_failed_save_leaves_nothing(torch_file: tuple[Any, str], tmp_path: Path,
     with pytest.raises(WmapError) as e2:
         wmap.apply(TORCH_TO_KERAS, source=path, out=str(tmp_path / "missing" / "twin.weights.h5"))
     assert e2.value.diagnostics[0].code == "WM512"
+
+
+def test_nan_in_the_source_leaves_an_old_keras_file_untouched(torch_file: tuple[Any, str], tmp_path: Path) -> None:
+    """The example port opts into `nonfinite = "error"`: the check runs on the staged copies, all
+    before Keras saves anything."""
+    model, _ = torch_file
+    bad = {k: v.clone() for k, v in model.state_dict().items()}
+    bad["fc.weight"][0, 0] = float("nan")  # a rule half-way down: the ones before it are staged already
+    src = tmp_path / "src" / "bad.safetensors"
+    src.parent.mkdir()
+    st.save_file(bad, str(src))
+    out = tmp_path / "out" / "twin.weights.h5"
+    out.parent.mkdir()
+    out.write_bytes(b"old")
+    with pytest.raises(WmapError) as e:
+        wmap.apply(TORCH_TO_KERAS, source=str(src), out=str(out))
+    assert e.value.diagnostics[0].code == "WM603" and "fc.weight" in e.value.diagnostics[0].message
+    assert _listing(out.parent) == {out.name} and out.read_bytes() == b"old"
