@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import measure, warm
+from bench.harness import measure, run_once, warm
 
 SPEC = """wmap 1
 layers.{i:int}.weight -> dense_{i}.kernel | linear_to_dense
@@ -156,10 +156,8 @@ def main() -> None:
     for _ in range(args.repeat):
         for case in CASES:
             warm(str(path))  # every case starts from a warm page cache (the kernel may reclaim it in between)
-            out = subprocess.run([sys.executable, "-m", "bench.bench_keras", "--case", case, "--path", str(path),
-                                  "--layers", str(args.layers), "--dim", str(args.dim)],
-                                 check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
-            results[case].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results[case].append(run_once("bench.bench_keras", "--case", case, "--path", str(path),
+                                          "--layers", str(args.layers), "--dim", str(args.dim)))
     best = {c: min(rs, key=lambda r: r["seconds"]) for c, rs in results.items()}
     gb = size / 1e9
     print(f"\nPyTorch -> Keras, {args.layers} x Linear {args.dim}x{args.dim} ({gb:.2f} GB safetensors), "

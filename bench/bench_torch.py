@@ -36,13 +36,13 @@ def _write_checkpoints(folder: str, factory: str) -> tuple[str, str, str]:
     import torch
     from safetensors.torch import save_file
 
-    from bench.models import build
+    from wmap.formats.factory import resolve_factory
     paths = tuple(os.path.join(folder, n) for n in ("big.safetensors", "big.pt", "big_transposed.safetensors"))
     st, pt, st_t = paths
     if all(os.path.exists(p) for p in paths):
         return st, pt, st_t
     torch.manual_seed(0)
-    sd = build(factory)().state_dict()
+    sd = resolve_factory(factory)().state_dict()
     save_file(sd, st)
     torch.save(sd, pt)
     save_file({k: (v.t().contiguous() if v.dim() == 2 else v) for k, v in sd.items()}, st_t)
@@ -60,8 +60,8 @@ def job(name: str, st: str, pt: str, st_t: str, factory: str) -> Callable[[], An
     from safetensors.torch import load_file
 
     import wmap
-    from bench.models import build
-    make = build(factory)
+    from wmap.formats.factory import resolve_factory
+    make = resolve_factory(factory)
     if name.startswith("identity"):
         model = make()
         if name.endswith("baseline"):

@@ -46,7 +46,7 @@ def measure(fn: Callable[[], Any]) -> dict[str, float]:
     return {"seconds": seconds, "peak_anon_mb": peak[0], "base_anon_mb": base}
 
 
-def run_once(module: str, case: str, *args: str) -> dict[str, float]:
+def run_once(module: str, case: str, *args: str) -> dict[str, Any]:
     """Run `python -m MODULE CASE ARGS` in a fresh process; its last stdout line is the result."""
     out = subprocess.run([sys.executable, "-m", module, case, *args], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=False)
@@ -55,19 +55,16 @@ def run_once(module: str, case: str, *args: str) -> dict[str, float]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def run_pair(module: str, cases: tuple[str, str], path: str, repeat: int = 5) -> tuple[dict[str, float], ...]:
+def run_pair(module: str, cases: tuple[str, str], path: str, repeat: int = 5) -> tuple[dict[str, Any], ...]:
     """Run two cases `repeat` times each, alternating, each run in a fresh process from a warm page
     cache; keep each case's fastest run. Alternating keeps slow drift on a shared machine from
     landing on one side only."""
-    best: list[dict[str, float] | None] = [None, None]
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
     for _ in range(repeat):
-        for i, case in enumerate(cases):
+        for case in cases:
             warm(path)
-            res = run_once(module, case)
-            if best[i] is None or res["seconds"] < best[i]["seconds"]:  # type: ignore[index]
-                best[i] = res
-    assert best[0] is not None and best[1] is not None
-    return best[0], best[1]
+            runs[case].append(run_once(module, case))
+    return tuple(min(runs[case], key=lambda r: r["seconds"]) for case in cases)
 
 
 def warm(path: str) -> None:

@@ -19,9 +19,3 @@ def tiny_mlp():  # type: ignore[no-untyped-def]
     import torch
     return torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(2)])
 
-
-def build(factory: str):  # type: ignore[no-untyped-def]
-    """The callable a `module:callable` string names (here: one of this module's models)."""
-    import importlib
-    module, _, name = factory.partition(":")
-    return getattr(importlib.import_module(module), name)
