@@ -132,21 +132,26 @@ def test_the_nan_check_runs_on_the_staged_copy_and_refuses_before_any_assign(whe
     assert np.array_equal(kernel, src[f"{where}.weight"].numpy().T, equal_nan=True)
 
 
-@pytest.mark.parametrize("fail_at", [0, 7, 28])
-def test_a_failing_assign_mid_commit_restores_what_was_assigned(plan: wmap.Plan, source: Any, fail_at: int,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    target = random_keras(seed=6)
-    before = keras_weights(target)
+def _fail_assign(monkeypatch: pytest.MonkeyPatch, call: int, exc: BaseException) -> None:
+    """Make the sink's `call`-th variable assign (counting from 1) raise `exc`."""
     calls = {"n": 0}
     real = KerasModelSink._assign
 
     def flaky(self: KerasModelSink, v: Any, value: Any) -> None:
         calls["n"] += 1
-        if calls["n"] == fail_at + 1:
-            raise RuntimeError("device lost")
+        if calls["n"] == call:
+            raise exc
         real(self, v, value)
 
     monkeypatch.setattr(KerasModelSink, "_assign", flaky)
+
+
+@pytest.mark.parametrize("fail_at", [0, 7, 28])
+def test_a_failing_assign_mid_commit_restores_what_was_assigned(plan: wmap.Plan, source: Any, fail_at: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    target = random_keras(seed=6)
+    before = keras_weights(target)
+    _fail_assign(monkeypatch, fail_at + 1, RuntimeError("device lost"))
     with pytest.raises(WmapError) as e:
         wmap.apply(plan, source=source, target=target)
     assert e.value.diagnostics[0].code == "WM602"
@@ -158,16 +163,7 @@ def test_memory_error_mid_commit_is_re_raised_after_restoring(plan: wmap.Plan, s
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     target = random_keras(seed=7)
     before = keras_weights(target)
-    calls = {"n": 0}
-    real = KerasModelSink._assign
-
-    def flaky(self: KerasModelSink, v: Any, value: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 12:
-            raise MemoryError
-        real(self, v, value)
-
-    monkeypatch.setattr(KerasModelSink, "_assign", flaky)
+    _fail_assign(monkeypatch, 12, MemoryError())
     with pytest.raises(MemoryError):
         wmap.apply(plan, source=source, target=target)
     assert _same(keras_weights(target), before)
