@@ -20,6 +20,7 @@ from wmap.compile_hints import no_match_hint, target_missing_hint
 from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError
 from wmap.initializers import Initializer, make_initializer
 from wmap.inventory import Inventory, TensorMeta
+from wmap.naming import natural_key, ranges_text
 from wmap.plans import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
 from wmap.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
@@ -259,9 +260,10 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         chain = _build_chain(st, rule)
         if chain is None:
             continue
-        groups = _group(st, rule, cl)
-        if groups is None:
+        grouped = _group(st, rule, cl)
+        if grouped is None:
             continue
+        groups, orders = grouped
         mismatches: list[tuple[tuple[str, ...], Any]] = []
         infer_errors: dict[str, tuple[TransformError, str]] = {}
         missing: list[str] = []
@@ -278,7 +280,7 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
             if not _check_collisions(st, here, rule, tmetas):
                 continue
             step = _infer_step(st, r, rule, rule_text, chain, tmetas, [c.ref for c in members], mismatches,
-                               infer_errors, cache)
+                               infer_errors, cache, orders.get(tnames, ""))
             if step is not None:
                 st.steps.append(step)
         if missing:
@@ -307,7 +309,10 @@ def _build_chain(st: _State, rule: Rule) -> tuple[Transform, ...] | None:
     return tuple(chain)
 
 
-def _group(st: _State, rule: Rule, claims: list[_Claim]) -> dict[tuple[str, ...], list[_Claim]] | None:
+def _group(st: _State, rule: Rule, claims: list[_Claim]
+           ) -> tuple[dict[tuple[str, ...], list[_Claim]], dict[tuple[str, ...], str]] | None:
+    """Claims grouped by the target names they render to, each group in its fan-in order, and
+    for each fan-in group the text saying what orders it (`{e} = 0..11`)."""
     template = P.parse(rule.target, template=True)
     pats = [P.parse(s) for s in rule.sources]
     groups: dict[tuple[str, ...], list[_Claim]] = {}
@@ -318,9 +323,23 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]) -> dict[tuple[str, ...]
             st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c.ref.name}`)", rule.span, None)
             return None
         groups.setdefault(names, []).append(c)
+    orders: dict[tuple[str, ...], str] = {}
+    pieces = [P.order_pieces(template, p) for p in pats]
+    bad: list[tuple[str, ...]] = []
     for names, members in groups.items():
         if len(members) > 1:
-            members.sort(key=lambda c: (c.pattern, c.alternations(pats[c.pattern]), c.ref.name))
+            rows = [(c, P.order_values(pieces[c.pattern], pats[c.pattern].extract(c.m), pats[c.pattern]))
+                    for c in members]
+            # the order is the captures', never the names' string order: experts 0, 1, 2, ..., 10, 11
+            rows.sort(key=lambda row: (row[0].pattern, _order_key(row[1])))
+            members[:] = [c for c, _ in rows]
+            text, problem = _fan_in_order(pieces, rows)
+            if problem is not None:
+                st.bag.add("WM211", f"rule `{_rule_text(rule)}`: the inputs of `{names[0]}` are ordered by "
+                           f"{problem[0]}", rule.span, problem[1])
+                bad.append(names)
+            elif text:
+                orders[names] = text
         if len(rule.sources) > 1:
             have = {c.pattern for c in members}
             lacking = [rule.sources[k] for k in range(len(rule.sources)) if k not in have]
@@ -329,7 +348,70 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]) -> dict[tuple[str, ...]
                            f"{', '.join(f'`{x}`' for x in lacking)}", rule.span,
                            f"it has {', '.join(f'`{c.ref.source}:{c.ref.name}`' for c in members)}; each source "
                            "pattern must supply one tensor per target")
-    return groups
+    for names in bad:  # reported once: the targets count as attempted, not as unfilled (WM401)
+        del groups[names]
+        for n in names:
+            if n in st.tgt_names:
+                st.filled.setdefault(st.tgt_names[n].name, f"rule `{_rule_text(rule)}` (line {rule.span.line})")
+    return groups, orders
+
+
+def _order_key(values: tuple[str | int, ...]) -> tuple[object, ...]:
+    return tuple(v if isinstance(v, int) else natural_key(v) for v in values)
+
+
+def _fan_in_order(pieces: Sequence[Sequence[P.OrderPiece]], rows: Sequence[tuple[_Claim, tuple[str | int, ...]]]
+                  ) -> tuple[str, tuple[str, str] | None]:
+    """What orders a fan-in group (`{e} = 0..11`), or (what, hint) when its index is not a clean
+    range: a gap, two spellings of one index (`01` beside `1`), a missing alternation option, or
+    inputs that do not fill the grid of two indices."""
+    by_pattern: dict[int, list[tuple[str | int, ...]]] = {}
+    for c, row in rows:
+        by_pattern.setdefault(c.pattern, []).append(row)
+    texts: list[str] = []
+    for k, values in by_pattern.items():
+        ps = pieces[k]
+        if not ps:
+            continue
+        distinct = 1
+        for i, piece in enumerate(ps):
+            col = [v[i] for v in values]
+            if piece.slot == "alt":
+                have = set(col)
+                absent = [o for j, o in enumerate(piece.options) if j not in have]
+                if absent:
+                    return "", (f"{piece.label}, which has no input for {', '.join(f'`{o}`' for o in absent)}",
+                                "each option of a fan-in alternation must match one source tensor")
+                texts.append(piece.label)
+                distinct *= len(have)
+                continue
+            strs = [str(v) for v in col]
+            uniq = sorted(set(strs), key=natural_key)
+            distinct *= len(uniq)
+            if all(s.isascii() and s.isdigit() for s in uniq):
+                nums: dict[int, list[str]] = {}
+                for s in uniq:
+                    nums.setdefault(int(s), []).append(s)
+                clash = next((v for v in nums.values() if len(v) > 1), None)
+                if clash is not None:
+                    return "", (f"{piece.label}, which spells one index twice: "
+                                f"{' and '.join(f'`{s}`' for s in clash)}",
+                                "each index must appear once; rename or drop one of the two tensors")
+                lo, hi = min(nums), max(nums)
+                gaps = [i for i in range(lo, hi + 1) if i not in nums]
+                if gaps:
+                    shown = ", ".join(map(str, gaps[:8])) + (", ..." if len(gaps) > 8 else "")
+                    return "", (f"{piece.label}, which has a gap: no {shown} (found {ranges_text(uniq)})",
+                                "every index from the first to the last must be present; is the checkpoint "
+                                "complete?")
+                texts.append(f"{piece.label} = {ranges_text(uniq)}")
+            else:
+                texts.append(f"{piece.label} = " + ", ".join(uniq[:4]) + (", ..." if len(uniq) > 4 else ""))
+        if distinct != len(values):
+            labels = ", ".join(p.label for p in ps)
+            return "", (f"{labels}, whose values do not form a full grid ({len(values)} inputs for "
+                        f"{distinct} combinations)", "every combination of the indices must be present once")
+    return "; ".join(texts), None
 
 
 def _check_collisions(st: _State, here: str, rule: Rule, tmetas: Sequence[TensorMeta]) -> bool:
@@ -363,7 +445,7 @@ def _signature(inputs: Sequence[SourceRef], targets: Sequence[TensorMeta]) -> tu
 def _infer_step(st: _State, r: int, rule: Rule, rule_text: str, chain: tuple[Transform, ...],
                 targets: tuple[TensorMeta, ...], inputs: list[SourceRef],
                 mismatches: list[tuple[tuple[str, ...], Any]], infer_errors: dict[str, tuple[TransformError, str]],
-                cache: dict[Any, _Inferred]) -> Step | None:
+                cache: dict[Any, _Inferred], order: str = "") -> Step | None:
     """One step; inference runs once per distinct signature in a rule (layers repeat)."""
     key: object = _signature(inputs, targets)
     try:
@@ -388,7 +470,7 @@ def _infer_step(st: _State, r: int, rule: Rule, rule_text: str, chain: tuple[Tra
         return None
     resolved, history = data
     step = Step("map", targets, tuple(inputs), resolved, history, r, rule_text, rule.span,
-                flags=st.flags_for(targets))
+                flags=st.flags_for(targets), order=order)
     if fresh:
         src_fw, tgt_fw = _frameworks(st, inputs)
         st.warnings.extend(trap_warnings(step, rule, src_fw, tgt_fw, st.warnings))

@@ -139,6 +139,15 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
     ("WM210", "prefix stripping makes names collide",
      "`strip_prefix` turns two different source tensors into the same visible name.",
      "strip a longer prefix, or address those tensors by their full names"),
+    ("WM211", "a fan-in's index is not a clean range",
+     "The sources that land on one target (stacked experts, concatenated tensor-parallel shards, "
+     "an alternation fan-in) are put in the order of the captures the target does not bind: "
+     "integers numerically, other text with digit runs compared as numbers, alternations as "
+     "written. That order is only meaningful if the index is complete: a gap (expert 7 missing), "
+     "one index spelled twice (`01` beside `1`), an alternation option with no tensor, or two "
+     "indices that do not fill their grid would silently put weights in the wrong slots.",
+     "layers.{l:int}.experts.{e:int}.w1.weight -> layers.{l}.experts.w1 | stack(0)\n"
+     "(the checkpoint lacks experts.7: restore it, or map the experts that exist explicitly)"),
     # -- 3xx: shapes and dtypes ----------------------------------------------------------------
     ("WM301", "shape mismatch",
      "The transform chain's output shape differs from the target's shape (or a transform cannot "

@@ -11,9 +11,19 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-_DIGITS = re.compile(r"\d+")
-_SPLIT_DIGITS = re.compile(r"(\d+)")
+_SPLIT_DIGITS = re.compile(r"([0-9]+)")  # ASCII digits only: an index is never `٣`
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "base_model.model.", "backbone.", "encoder.", "transformer.")
+
+
+def natural_key(text: str) -> tuple[object, ...]:
+    """Sort key that compares digit runs as numbers: `experts.2` < `experts.10`.
+
+    Text and digit runs alternate in the key (`re.split` with a group always yields text
+    first), so two keys compare position by position without mixing types. A digit run is
+    `(value, text)`: `01` and `1` sort together but stay distinct, which is what lets a
+    range check report them as a clash rather than lose one."""
+    parts = _SPLIT_DIGITS.split(text)
+    return tuple((int(p), p) if i % 2 else p for i, p in enumerate(parts))
 
 
 def template_of(name: str) -> tuple[str, tuple[int, ...]]:
@@ -22,24 +32,46 @@ def template_of(name: str) -> tuple[str, tuple[int, ...]]:
     return "{}".join(parts[0::2]), tuple(map(int, parts[1::2]))
 
 
-def _fold_numbers(values: Sequence[int]) -> str:
-    vals = sorted(set(values))
+def _canonical(digits: str) -> bool:
+    return digits == "0" or not digits.startswith("0")
+
+
+def fold_numbers(values: Sequence[str]) -> str:
+    """Digit strings as a range or a set, in numeric order, each printed exactly as it is:
+    `{0..11}`, `{1,3,7}`, `{000..011}` (zero-padded indices keep their padding)."""
+    vals = sorted(set(values), key=lambda v: (int(v), v))
     if len(vals) == 1:
-        return str(vals[0])
-    if vals == list(range(vals[0], vals[-1] + 1)):
+        return vals[0]
+    nums = [int(v) for v in vals]
+    padded = len({len(v) for v in vals}) == 1
+    if (all(map(_canonical, vals)) or padded) and len(set(nums)) == len(nums) and \
+            nums == list(range(nums[0], nums[-1] + 1)):
         return f"{{{vals[0]}..{vals[-1]}}}"
-    return "{" + ",".join(str(v) for v in vals) + "}"
+    return "{" + ",".join(vals) + "}"
+
+
+def ranges_text(values: Iterable[str]) -> str:
+    """Digit strings as runs, without braces: `0..6, 8..11` (each printed as it is spelled)."""
+    vals = sorted(set(values), key=lambda v: (int(v), v))
+    runs: list[list[str]] = []
+    for v in vals:
+        if runs and int(v) == int(runs[-1][-1]) + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(r[0] if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
 
 
 def fold(names: Iterable[str]) -> list[tuple[str, int]]:
     """Fold names that differ only in numbers: [(folded, count)], in first-seen order."""
-    groups: dict[str, list[tuple[int, ...]]] = defaultdict(list)
+    groups: dict[str, list[list[str]]] = defaultdict(list)
     order: list[str] = []
     for n in names:
-        t, nums = template_of(n)
+        parts = _SPLIT_DIGITS.split(n)
+        t = "{}".join(parts[0::2])
         if t not in groups:
             order.append(t)
-        groups[t].append(nums)
+        groups[t].append(parts[1::2])
     out: list[tuple[str, int]] = []
     for t in order:
         rows = groups[t]
@@ -47,7 +79,7 @@ def fold(names: Iterable[str]) -> list[tuple[str, int]]:
         parts = t.split("{}")
         text = parts[0]
         for i, col in enumerate(cols):
-            text += _fold_numbers(col) + parts[i + 1]
+            text += fold_numbers(col) + parts[i + 1]
         out.append((text, len(rows)))
     return out
 

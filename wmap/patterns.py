@@ -275,7 +275,7 @@ def _to_regex(pat: Pattern, prefix: str) -> str:
         if p.text in seen:
             return f"(?P={g})"
         seen.add(p.text)
-        body = {"cap": _SEG, "int": r"\d+", "path": _SEGS}[p.kind]
+        body = {"cap": _SEG, "int": "[0-9]+", "path": _SEGS}[p.kind]  # ASCII digits: `\\d` takes `٣`
         return f"(?P<{g}>{body})"
 
     parts: list[str] = []
@@ -479,6 +479,61 @@ def template_problems(template: Pattern, sources: tuple[Pattern, ...]) -> list[t
             seen.add(message)
             out.append((message, hint))
     return out
+
+
+@dataclass(frozen=True)
+class OrderPiece:
+    """A piece of a source pattern that the target template does not bind: the members of a
+    fan-in group differ in it, so it decides their order (`stack`, `concat`, `average`...)."""
+
+    label: str                       # how the plan names it: `{e}`, `*`, `**`, `{q,k,v}`
+    slot: Literal["cap", "wild", "alt"]
+    index: int | str                 # capture name, or position among wildcards / alternations
+    options: tuple[str, ...] = ()    # an alternation's options, in written order
+
+
+@functools.lru_cache(maxsize=1024)
+def order_pieces(template: Pattern, source: Pattern) -> tuple[OrderPiece, ...]:
+    """The pieces of `source` that `template` leaves unbound, in the order they appear.
+
+    Named captures the template uses are bound; unnamed wildcards carry over by position, so
+    the first `len(template.wildcards)` are bound; target alternations pair with the source's
+    by position. Everything else varies within a fan-in group."""
+    bound_caps = set(template.captures)
+    n_wild, n_alt = len(template.wildcards), len(template.alternations)
+    free_wild = [p for p in source.wildcards[n_wild:]]
+    out: list[OrderPiece] = []
+    w = a = 0
+    seen: set[str] = set()
+    for p in source.pieces:
+        if p.kind in ("star", "dstar"):
+            if w >= n_wild:
+                label = "*" if p.kind == "star" else "**"
+                out.append(OrderPiece(label if len(free_wild) == 1 else f"{label}#{w - n_wild + 1}", "wild", w))
+            w += 1
+        elif p.kind == "alt":
+            if a >= n_alt:
+                out.append(OrderPiece("{" + ",".join(p.options) + "}", "alt", a, p.options))
+            a += 1
+        elif p.kind in ("cap", "int", "path") and p.text not in bound_caps and p.text not in seen:
+            seen.add(p.text)
+            out.append(OrderPiece("{" + p.text + "}", "cap", p.text))
+    return tuple(out)
+
+
+def order_values(pieces: tuple[OrderPiece, ...], m: Match, source: Pattern) -> tuple[str | int, ...]:
+    """What `m` bound for each order piece: the matched text, or an alternation's option index."""
+    caps = dict(m.captures)
+    out: list[str | int] = []
+    for p in pieces:
+        if p.slot == "alt":
+            out.append(m.alternations[int(p.index)])
+        elif p.slot == "wild":
+            out.append(m.wildcards[int(p.index)] or "")
+        else:
+            v = caps[str(p.index)]
+            out.append("" if v is None else str(v))
+    return tuple(out)
 
 
 def did_you_mean_capture(name: str, captures: tuple[str, ...]) -> str | None:

@@ -40,6 +40,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             "span": _span_json(s.span),
             "init": None if s.init is None else {"name": s.init.name, "params": dict(s.init.params)},
             "flags": [{"frozen": f.frozen, "lr": f.lr} for f in s.flags],
+            **({"order": s.order} if s.order else {}),
         })
     return {
         "format_version": FORMAT_VERSION,
@@ -80,6 +81,7 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
                 s["rule"], s["rule_text"], _span(s.get("span")),
                 None if init is None else Initializer(init["name"], tuple(sorted(_tuplify(init["params"]).items()))),
                 tuple(TargetFlags(f["frozen"], f["lr"]) for f in s["flags"]),
+                order=str(s.get("order", "")),
             ))
         dropped = tuple(Dropped(SourceRef(d["source"], TensorMeta(d["name"], (), "float32"), d["read"]),
                                 d["statement"]) for d in data["dropped"])

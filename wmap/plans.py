@@ -56,6 +56,7 @@ class Step:
     init: Initializer | None = None
     flags: tuple[TargetFlags, ...] = ()
     write_names: tuple[str, ...] = ()  # target names as the target backend knows them
+    order: str = ""  # a fan-in's order: the captures its sources differ in and their range (`{e} = 0..11`)
 
     @property
     def is_copy(self) -> bool:

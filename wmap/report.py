@@ -59,6 +59,7 @@ def _step_key(s: Step) -> tuple[object, ...]:
         tuple(_describe(t) for t in s.transforms),
         s.flags,
         s.kind,
+        s.order,
     )
 
 
@@ -81,15 +82,28 @@ def _fold_steps(steps: Sequence[Step]) -> list[str]:
         count = f"  x{n}" if n > 1 else ""
         line = f"  {_mark(s0)} {tnames} {tmeta}{flags}{count}"
         if s0.sources:
-            snames = ", ".join(_fold_names(m.sources[i].name for m in members) for i in range(len(s0.sources)))
+            if s0.order:  # a fan-in over an index: its inputs fold into one range, and the plan says what orders them
+                snames = _fold_names(r.name for m in members for r in m.sources)
+            else:
+                snames = ", ".join(_fold_names(m.sources[i].name for m in members) for i in range(len(s0.sources)))
             srcs = {r.source for r in s0.sources}
             prefix = "" if srcs == {"src"} else ",".join(sorted(srcs)) + ":"
             line += f"\n      <- {prefix}{snames} {_shape(s0.sources[0].meta.shape)} {s0.sources[0].meta.dtype}"
+            if s0.order:
+                line += f"\n      {_order_verb(s0)} {s0.order}"
         lines.append(line)
         for t, hist in zip(s0.transforms, s0.chain):
             outs = ", ".join(_shape(sh) for sh, _ in hist)
             lines.append(f"      | {_describe(t)} -> {outs}")
     return lines
+
+
+_VERBS = {"stack": "stacked over", "concat": "concatenated over", "average": "averaged over"}
+
+
+def _order_verb(step: Step) -> str:
+    first = step.transforms[0].NAME if step.transforms else ""
+    return _VERBS.get(first, "ordered by")
 
 
 def blocks(plan: Plan) -> list[Block]:
