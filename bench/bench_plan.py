@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 
-from wmap.compiler import compile_plan
-from wmap.inventory import Inventory, TensorMeta
-from wmap.parse import parse_spec
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.lang import parse_spec
+from wmap.planning.compiler import compile_plan
 
 N_LAYERS = 2000  # x 50 tensors per layer = 100,000 names
 
@@ -28,7 +28,7 @@ def spec_text() -> str:
 
 def match_only(src: Inventory) -> float:
     """The matching stage alone: every name against the 50 rules, first match wins."""
-    from wmap import patterns as P
+    from wmap.lang import patterns as P
     spec = parse_spec(spec_text())
     matcher = P.MultiMatcher(tuple(P.parse(r.sources[0]) for r in spec.rules))
     names = [t.name for t in src.tensors]

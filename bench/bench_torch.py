@@ -36,7 +36,7 @@ def _write_checkpoints(folder: str, factory: str) -> tuple[str, str, str]:
     import torch
     from safetensors.torch import save_file
 
-    from wmap.formats.factory import resolve_factory
+    from wmap.run.factory import resolve_factory
     paths = tuple(os.path.join(folder, n) for n in ("big.safetensors", "big.pt", "big_transposed.safetensors"))
     st, pt, st_t = paths
     if all(os.path.exists(p) for p in paths):
@@ -60,7 +60,7 @@ def job(name: str, st: str, pt: str, st_t: str, factory: str) -> Callable[[], An
     from safetensors.torch import load_file
 
     import wmap
-    from wmap.formats.factory import resolve_factory
+    from wmap.run.factory import resolve_factory
     make = resolve_factory(factory)
     if name.startswith("identity"):
         model = make()

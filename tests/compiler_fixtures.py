@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from wmap.compiler import compile_plan
-from wmap.errors import WmapError
-from wmap.inventory import Inventory, TensorMeta
-from wmap.parse import parse_spec
-from wmap.plans import Plan
+from wmap.core.errors import WmapError
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.lang import parse_spec
+from wmap.planning.compiler import compile_plan
+from wmap.planning.plan import Plan
 
 
 def M(name: str, shape: tuple[int, ...], dtype: str = "float32", kind: str | None = None, **attrs: object

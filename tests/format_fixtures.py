@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
 
 
 def expect_wm(code: str, fn: Callable[[], Any]) -> WmapError:

@@ -14,8 +14,8 @@ st = pytest.importorskip("safetensors.torch")
 import wmap  # noqa: E402
 from tests.test_torch_apply import BACKBONE  # noqa: E402
 from tests.torch_models import Backbone, NewArch  # noqa: E402
-from wmap.checksum import checksum  # noqa: E402
-from wmap.errors import WmapError  # noqa: E402
+from wmap.core.checksum import checksum  # noqa: E402
+from wmap.core.errors import WmapError  # noqa: E402
 from wmap.formats.safetensors_file import SafetensorsFile  # noqa: E402
 
 

@@ -176,7 +176,7 @@ def test_report_checksums_are_of_what_landed_not_the_template(capsys: Cap, in_cl
     from safetensors.numpy import load_file
 
     from tests.cli_fixtures import renamed_cnn, save
-    from wmap.checksum import checksum
+    from wmap.core.checksum import checksum
 
     save(renamed_cnn(), in_cli_work / "template.safetensors")  # a template target with other values
     r = wmap(capsys, "apply", "port.wmap", "--target", "template.safetensors", "--out", "landed.safetensors",

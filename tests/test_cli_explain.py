@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_fixtures import Cap, golden, wmap
-from wmap.diagnostic_codes import CODES, lookup
+from wmap.core.codes import CODES, lookup
 
 WMAP = Path(__file__).resolve().parents[1] / "wmap"
 
@@ -38,8 +38,8 @@ def test_explain_code_any_case(capsys: Cap) -> None:
 
 
 def test_explain_lists_everything(capsys: Cap) -> None:
-    from wmap.initializers import INITIALIZERS
     from wmap.transforms import REGISTRY
+    from wmap.transforms.initializers import INITIALIZERS
 
     r = wmap(capsys, "explain")
     assert r.code == 0

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from tests.cli_fixtures import Cap, cnn, golden, mlp, wmap
-from wmap.inventory import Inventory, TensorMeta
-from wmap.spec_init import GUESS, Proposal
-from wmap.spec_init_rules import cover, fold_rules
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.scaffold.propose import GUESS, Proposal
+from wmap.scaffold.rules import cover, fold_rules
 
 pytestmark = pytest.mark.torch
 
@@ -188,7 +188,7 @@ def test_cover_patterns() -> None:
 
 
 def test_matching_on_inventories_only() -> None:
-    from wmap.spec_init import init_spec
+    from wmap.scaffold.propose import init_spec
 
     src = Inventory.from_metas([TensorMeta("module.enc.0.w", (4, 4), "float32"),
                                 TensorMeta("module.enc.1.w", (4, 4), "float32"),
@@ -203,7 +203,7 @@ def test_matching_on_inventories_only() -> None:
 
 
 def test_framework_guessed_from_parameter_names() -> None:
-    from wmap.spec_init import framework_of
+    from wmap.scaffold.propose import framework_of
 
     def inv(*names: str, fw: str | None = None) -> Inventory:
         return Inventory.from_metas([TensorMeta(n, (2,), "float32") for n in names], framework=fw)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli_fixtures import Cap, golden, wmap
 from wmap.commands.inspect import build_tree, groups, human_bytes, human_count
-from wmap.inventory import Inventory, TensorMeta
+from wmap.core.inventory import Inventory, TensorMeta
 
 pytestmark = pytest.mark.torch
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.compiler_fixtures import M, compile_text, errors_of, inv, resnetish
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
 
 
 def keras_twin() -> object:
@@ -215,7 +215,7 @@ def test_unknown_source_prefix_and_missing_target_names() -> None:
 
 
 def test_tied_alias_is_written_through_its_canonical_tensor() -> None:
-    from wmap.inventory import Inventory
+    from wmap.core.inventory import Inventory
     tgt = Inventory.from_metas([M("emb.weight", (5, 2)), M("lm_head.weight", (5, 2))],
                                tied=[("lm_head.weight", "emb.weight")])
     plan = compile_text("wmap 1\nemb -> emb.weight\n", inv(M("emb", (5, 2))), tgt)
@@ -243,7 +243,7 @@ def test_render_folds_repeats_and_ends_with_a_summary() -> None:
 
 
 def test_plan_json_round_trips() -> None:
-    from wmap.plan_json import plan_from_json
+    from wmap.planning.serialise import plan_from_json
     plan = compile_text(PORT, resnetish(), keras_twin())
     again = plan_from_json(json.loads(plan.dumps()))
     assert again.steps == plan.steps and again.spec_digest == plan.spec_digest

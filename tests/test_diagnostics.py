@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from wmap.cli import main
-from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
+from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
 
 SRC = {"s.wmap": "wmap 1\nfc.weight -> head.kernel | tranpose\n\tdrop\tx\n"}
 

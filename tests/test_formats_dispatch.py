@@ -39,7 +39,7 @@ def test_readers_import_no_framework(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys
         from wmap.formats import inventory_of, open_source
-        from wmap.formats.safetensors_writer import SafetensorsWriter
+        from wmap.sinks.safetensors_writer import SafetensorsWriter
         names = [inventory_of({str(tmp_path)!r} + "/" + f).names for f in ("a.safetensors", "b.npz", "c.weights.h5")]
         assert names[2] == ("head.kernel", "head.bias"), names
         src = open_source({str(tmp_path)!r} + "/a.safetensors")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
 from tests.format_fixtures import numpy_weights
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
 from wmap.formats import open_source
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from tests.format_fixtures import expect_wm, h5_keras2, keras_functional
+from wmap.core.inventory import normalise_name
 from wmap.formats import inventory_of, open_source
 from wmap.formats.keras_files import KerasWeightsFile
-from wmap.inventory import normalise_name
 
 keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.tf

@@ -17,10 +17,10 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from tests.format_fixtures import entry, expect_wm, numpy_weights, raw_safetensors
+from wmap.core.inventory import TensorMeta
 from wmap.formats import inventory_of, open_source
 from wmap.formats.safetensors_file import SafetensorsFile
-from wmap.formats.safetensors_writer import SafetensorsWriter
-from wmap.inventory import TensorMeta
+from wmap.sinks.safetensors_writer import SafetensorsWriter
 
 
 @pytest.fixture

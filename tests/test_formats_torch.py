@@ -13,9 +13,9 @@ import pytest
 
 from tests.format_fixtures import Evil, expect_wm, numpy_weights, tiny_torch_model, torch_weights
 from wmap.formats import inventory_of, open_source
-from wmap.formats.factory import build_factory
 from wmap.formats.memory import MappingSource, TorchModuleSource
 from wmap.formats.torch_file import TorchFile
+from wmap.run.factory import build_factory
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch

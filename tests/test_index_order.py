@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wmap
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
 
 STACK = "wmap 1\nlayers.{l:int}.experts.{e:int}.w1.weight -> layers.{l}.experts.w1 | stack(0)\n"
 STAR_STACK = "wmap 1\nlayers.{l:int}.experts.*.w1.weight -> layers.{l}.experts.w1 | stack(0)\n"
@@ -79,7 +79,7 @@ def test_the_plan_says_what_orders_a_stack() -> None:
     assert "<- layers.{0..2}.experts.{0..11}.w1.weight (2, 3) float32" in text
     assert "stacked over {e} = 0..11" in text
     assert plan.to_json()["steps"][0]["order"] == "{e} = 0..11"
-    from wmap.plan_json import plan_from_json
+    from wmap.planning.serialise import plan_from_json
     assert plan_from_json(plan.to_json()).steps[0].order == "{e} = 0..11"
 
 
@@ -124,7 +124,7 @@ def test_non_ascii_digits_are_not_an_index() -> None:
 
 
 def test_folding_keeps_numbers_as_written_and_in_numeric_order() -> None:
-    from wmap.naming import fold
+    from wmap.core.names import fold
     names = [f"layers.{i}.q" for i in (0, 1, 10, 11, 2, 3, 4, 5, 6, 7, 8, 9)]
     assert fold(names) == [("layers.{0..11}.q", 12)]
     assert fold(["target_004.conv_1.kernel"]) == [("target_004.conv_1.kernel", 1)]

@@ -144,7 +144,7 @@ def test_keras_torch_keras_is_bit_identical() -> None:
 
 
 def test_example_specs_have_yaml_twins_with_the_same_ast() -> None:
-    from wmap.parse import load_spec
+    from wmap.lang import load_spec
 
     for wm in (TORCH_TO_KERAS, KERAS_TO_TORCH, TORCH_TO_KERAS_AUTO):
         yml = Path(str(wm).removesuffix(".wmap") + ".yaml")

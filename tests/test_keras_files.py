@@ -32,8 +32,8 @@ from tests.keras_models import (  # noqa: E402
     random_torch,
     torch_out,
 )
-from wmap.errors import WmapError  # noqa: E402
-from wmap.parse import parse_spec  # noqa: E402
+from wmap.core.errors import WmapError  # noqa: E402
+from wmap.lang import parse_spec  # noqa: E402
 
 pytestmark = [pytest.mark.tf, pytest.mark.torch,
               # Keras 3.15's own `np.array(variable)` under numpy 2; not ours to fix

@@ -26,9 +26,9 @@ from tests.keras_models import (  # noqa: E402
     random_keras,
     random_torch,
 )
-from wmap.backends.keras_backend import KerasModelSink, is_keras_model  # noqa: E402
-from wmap.errors import WmapError  # noqa: E402
-from wmap.parse import parse_spec  # noqa: E402
+from wmap.core.errors import WmapError  # noqa: E402
+from wmap.lang import parse_spec  # noqa: E402
+from wmap.sinks.keras_sink import KerasModelSink, is_keras_model  # noqa: E402
 
 pytestmark = [pytest.mark.tf, pytest.mark.torch,
               # Keras 3.15's own `np.array(variable)` under numpy 2; not ours to fix
@@ -79,7 +79,7 @@ DENSE_RULES = "{i:int}.weight -> dense_{i}.kernel | linear_to_dense\n{i:int}.bia
 
 def _dense_stack() -> tuple[Any, dict[str, Any], wmap.Spec]:
     """Three Dense(512) layers: kernels of 2**18 elements, copied on the sink's worker threads."""
-    from wmap.backends.base import PARALLEL_MIN_ELEMENTS
+    from wmap.sinks.base import PARALLEL_MIN_ELEMENTS
 
     inp = keras.Input((512,))
     x = inp
@@ -207,8 +207,8 @@ def test_landed_values_share_no_memory_with_the_source() -> None:
 
 def test_numpy_and_torch_staging_land_the_same_bytes(plan: wmap.Plan, source: Any) -> None:
     """Without torch the sink stages numpy arrays; the bytes must not depend on it."""
-    from wmap.endpoints import open_sources
-    from wmap.execute import run_steps
+    from wmap.run.execute import run_steps
+    from wmap.run.resolve import open_sources
 
     landed = []
     for kind in ("torch", "numpy"):
@@ -286,7 +286,7 @@ def test_is_keras_model() -> None:
 
 
 def test_imports_stay_lazy() -> None:
-    code = ("import sys\nfrom wmap.backends.keras_backend import is_keras_model\nimport wmap.examples.models\n"
+    code = ("import sys\nfrom wmap.sinks.keras_sink import is_keras_model\nimport wmap.examples.models\n"
             "assert not is_keras_model(object())\n"
             "bad = [m for m in ('keras', 'tensorflow', 'torch') if m in sys.modules]\nassert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(ROOT))

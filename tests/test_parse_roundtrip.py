@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, find, given, settings
 from hypothesis import strategies as st
 
-from wmap.parse import format_spec, parse_spec
-from wmap.parse.grammar import KEYWORDS
-from wmap.spec import (
+from wmap.lang import format_spec, parse_spec
+from wmap.lang.grammar import KEYWORDS
+from wmap.lang.spec import (
     DEFAULT_SOURCE,
     FRAMEWORKS,
     Call,

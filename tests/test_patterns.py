@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wmap import patterns as P
+from wmap.lang import patterns as P
 
 SETTINGS = settings(max_examples=int(os.environ.get("WMAP_EXAMPLES", "150")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

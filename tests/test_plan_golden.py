@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.test_spec_examples import CHECKPOINTS, EXAMPLES
-from wmap.compiler import compile_plan
-from wmap.inventory import Inventory, TensorMeta
-from wmap.parse import load_spec
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.lang import load_spec
+from wmap.planning.compiler import compile_plan
 
 GOLDEN = Path(__file__).parent / "golden" / "plans"
 FIXTURES = Path(__file__).parent / "fixtures" / "inventories"

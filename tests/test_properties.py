@@ -31,12 +31,12 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from tests.test_transforms_properties import chains as transform_chains
-from wmap.compiler import compile_plan
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
+from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import np_dtype
-from wmap.inventory import Inventory, TensorMeta
-from wmap.parse import parse_spec
-from wmap.plans import Plan, SourceRef, Step
+from wmap.lang import parse_spec
+from wmap.planning.compiler import compile_plan
+from wmap.planning.plan import Plan, SourceRef, Step
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build, get_ops
 
 
@@ -261,7 +261,7 @@ def patterns_and_names(draw: Any) -> tuple[list[str], list[str]]:
 @given(patterns_and_names())
 def test_indexed_matching_agrees_with_plain_regex(case: tuple[list[str], list[str]]) -> None:
     """The compiler's anchored candidate index picks exactly the first pattern whose regex matches."""
-    from wmap import patterns as P
+    from wmap.lang import patterns as P
 
     texts, names = case
     pats = tuple(P.parse(t) for t in texts)

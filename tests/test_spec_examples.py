@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from wmap.cli import main
-from wmap.parse import format_spec, load_spec
-from wmap.parse.validate import check_names
+from wmap.lang import format_spec, load_spec
+from wmap.lang.validate import check_names
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

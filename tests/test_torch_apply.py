@@ -14,7 +14,7 @@ st = pytest.importorskip("safetensors.torch")
 
 import wmap  # noqa: E402
 from tests.torch_models import GPT2, Backbone, NewArch, SplitDecoder, TiedLM  # noqa: E402
-from wmap.errors import WmapError  # noqa: E402
+from wmap.core.errors import WmapError  # noqa: E402
 
 BACKBONE = """wmap 1
 conv1.weight -> stem.conv.weight
@@ -286,7 +286,7 @@ def test_a_cast_that_overflows_to_inf_is_caught_like_a_source_inf() -> None:
 def test_fresh_copy_is_contiguous_owned_and_outlives_its_mapping() -> None:
     import gc
 
-    from wmap.backends.base import PARALLEL_MIN_ELEMENTS, fresh_copy
+    from wmap.sinks.base import PARALLEL_MIN_ELEMENTS, fresh_copy
     for src in (torch.randn(1024, 1024).t(), torch.randn(700, 700).to(torch.bfloat16), torch.randn(3, 5)):
         copy = fresh_copy(src)
         gc.collect()  # nothing but the tensor holds the anonymous mapping
@@ -318,7 +318,7 @@ def test_large_transposing_copies_run_on_workers_and_keep_parameters_trainable()
     the sink's): values must be exact, and the parameters stay trainable leaves."""
     import torch
 
-    from wmap.backends.base import PARALLEL_MIN_ELEMENTS
+    from wmap.sinks.base import PARALLEL_MIN_ELEMENTS
 
     src = {f"{i}.weight": torch.randn(512, 512) for i in range(3)} | {f"{i}.bias": torch.randn(512) for i in range(3)}
     assert src["0.weight"].numel() >= PARALLEL_MIN_ELEMENTS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wmap.inventory import TensorMeta
+from wmap.core.inventory import TensorMeta
 from wmap.transforms import ArrayMeta, InferContext, TransformError, build
 
 Spec = tuple[str, tuple[int, ...], str | None]  # name, shape, kind

@@ -16,7 +16,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from wmap.inventory import TensorMeta
+from wmap.core.inventory import TensorMeta
 from wmap.transforms import REGISTRY, ArrayMeta, InferContext, Transform, build, get_ops
 from wmap.transforms.ops_numpy import np_dtype
 

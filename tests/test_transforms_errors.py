@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from wmap.inventory import TensorMeta
+from wmap.core.inventory import TensorMeta
 from wmap.transforms import REGISTRY, ArrayMeta, InferContext, TransformError, build, doc, signature
 
 

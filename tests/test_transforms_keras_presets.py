@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from wmap.inventory import TensorMeta  # noqa: E402
+from wmap.core.inventory import TensorMeta  # noqa: E402
 from wmap.transforms import ArrayMeta, InferContext, build, get_ops  # noqa: E402
 
 pytestmark = pytest.mark.tf

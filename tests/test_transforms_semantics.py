@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wmap.inventory import TensorMeta
+from wmap.core.inventory import TensorMeta
 from wmap.transforms import ArrayMeta, InferContext, Transform, build, get_ops
 
 NP = get_ops("numpy")

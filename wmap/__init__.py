@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from wmap.errors import Diagnostic, Span, WmapError
-from wmap.inventory import Inventory, TensorMeta
-from wmap.parse import load_spec, parse_spec
-from wmap.spec import Spec
+from wmap.core.errors import Diagnostic, Span, WmapError
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.lang import load_spec, parse_spec
+from wmap.lang.spec import Spec
 
 if TYPE_CHECKING:
     from wmap.api import apply, inventory_of, load_plan, plan, verify
-    from wmap.execute import ApplyReport
-    from wmap.plans import Plan
+    from wmap.planning.plan import Plan
+    from wmap.run.execute import ApplyReport
 
 _LAZY = {
     "plan": "wmap.api", "apply": "wmap.api", "verify": "wmap.api", "inventory_of": "wmap.api",
-    "load_plan": "wmap.api", "Plan": "wmap.plans", "ApplyReport": "wmap.execute",
+    "load_plan": "wmap.api", "Plan": "wmap.planning.plan", "ApplyReport": "wmap.run.execute",
 }
 
 __all__ = [

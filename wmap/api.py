@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from wmap.errors import WmapError
-from wmap.execute import ApplyReport, apply_plan
-from wmap.inventory import Inventory
-from wmap.plans import Plan
-from wmap.spec import Spec
+from wmap.core.errors import WmapError
+from wmap.core.inventory import Inventory
+from wmap.lang.spec import Spec
+from wmap.planning.plan import Plan
+from wmap.run.execute import ApplyReport, apply_plan
 
 SpecLike = Spec | str | os.PathLike[str]
 
 
 def _spec(spec: SpecLike) -> Spec:
-    from wmap.parse import load_spec
+    from wmap.lang import load_spec
     return spec if isinstance(spec, Spec) else load_spec(spec)
 
 
@@ -32,14 +32,14 @@ def plan(spec: SpecLike, source: Any = None, target: Any = None) -> Plan:
     `target`: a path (template checkpoint), a model, or a `module:callable`. Both default to
     what the spec names. Raises WmapError listing every problem.
     """
-    from wmap.endpoints import source_inventories
+    from wmap.run.resolve import source_inventories
 
     s = _checked_spec(spec)
     return _compile(s, source_inventories(s, source), source, target)[0]
 
 
 def _checked_spec(spec: SpecLike) -> Spec:
-    from wmap.parse.validate import check_names
+    from wmap.lang.validate import check_names
     s = _spec(spec)
     check_names(s)
     return s
@@ -49,8 +49,8 @@ def _compile(s: Spec, sources: dict[str, Inventory], source: Any, target: Any) -
     """The plan bound to the endpoints it was made for, and the target inventory it was made from."""
     import dataclasses
 
-    from wmap.compiler import compile_plan
-    from wmap.endpoints import target_inventory
+    from wmap.planning.compiler import compile_plan
+    from wmap.run.resolve import target_inventory
 
     target_inv = target_inventory(s, target)
     p = compile_plan(s, sources, target_inv)
@@ -61,8 +61,8 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     """A plan saved with `wmap plan -o plan.json`."""
     import json
 
-    from wmap.errors import error
-    from wmap.plan_json import plan_from_json
+    from wmap.core.errors import error
+    from wmap.planning.serialise import plan_from_json
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -77,7 +77,7 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
     (for a `module:callable` target, the model wmap built) or the output path."""
     if isinstance(spec, Plan):
         return apply_plan(spec, source=source, target=target, out=out, **kw)
-    from wmap.endpoints import open_spec_sources
+    from wmap.run.resolve import open_spec_sources
 
     s = _checked_spec(spec)
     # Opened once: the plan is compiled from these readers' inventories and executed from the
@@ -93,7 +93,7 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
 
 def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None) -> Any:
     """Check that `target` holds exactly what the plan puts there (recomputed from the sources)."""
-    from wmap.verification import verify_plan
+    from wmap.run.verify import verify_plan
     p = spec if isinstance(spec, Plan) else plan(spec, source, target)
     return verify_plan(p, source=source, target=target)
 

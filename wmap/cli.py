@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from wmap import __version__
 from wmap.commands import COMMANDS
 from wmap.commands.common import Output
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
 
 EXIT_OK, EXIT_ERRORS, EXIT_WARNINGS, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3, 64, 130
 

@@ -77,8 +77,8 @@ SNIPPETS = [
 
 def seeds() -> list[tuple[str, str]]:
     """(syntax, text) seeds: files in the repo, the snippets above, and the YAML form of each `.wmap`."""
-    from wmap.errors import WmapError
-    from wmap.parse import format_spec, parse_spec
+    from wmap.core.errors import WmapError
+    from wmap.lang import format_spec, parse_spec
 
     out: list[tuple[str, str]] = []
     for pattern in ("specs/**/*.wmap", "specs/**/*.yaml", "tests/golden/**/*.wmap", "tests/golden/**/*.yaml"):
@@ -102,8 +102,8 @@ class Target:
     """Runs one input; records findings (one per distinct cause) and counts."""
 
     def __init__(self, roundtrip: bool, slow: float, save: bool = True):
-        from wmap.errors import WmapError
-        from wmap.parse import format_spec, parse_spec
+        from wmap.core.errors import WmapError
+        from wmap.lang import format_spec, parse_spec
 
         self.parse, self.format, self.WmapError = parse_spec, format_spec, WmapError
         self.roundtrip, self.slow, self.save = roundtrip, slow, save
@@ -314,7 +314,7 @@ def generate(rnd: random.Random) -> str:
 
 def generated(rnd: random.Random) -> tuple[str, str]:
     """A generated spec, as `.wmap`, or (when it parses) converted to YAML."""
-    from wmap.parse import format_spec, parse_spec
+    from wmap.lang import format_spec, parse_spec
 
     text = generate(rnd)
     if rnd.randrange(3) == 0:
@@ -432,10 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     if engine == "atheris":  # coverage for libFuzzer: instrument the parsers before importing them
         import atheris
         with atheris.instrument_imports(include=["wmap", "lark", "yaml"]):
-            import wmap.parse.dsl  # noqa: F401
-            import wmap.parse.fmt  # noqa: F401
-            import wmap.parse.yaml_spec  # noqa: F401
-            import wmap.patterns  # noqa: F401
+            import wmap.lang.dsl  # noqa: F401
+            import wmap.lang.fmt  # noqa: F401
+            import wmap.lang.patterns  # noqa: F401
+            import wmap.lang.yaml_spec  # noqa: F401
 
     target = Target(args.roundtrip, args.slow, save=args.replay is None)
     if args.replay is not None:

@@ -1024,7 +1024,7 @@ def output_directory_is_a_file(w: Work) -> Setup:
 
 def _mkstemp_fails(err: OSError) -> Callable[[pytest.MonkeyPatch], None]:
     def patch(mp: pytest.MonkeyPatch) -> None:
-        import wmap.formats.safetensors_writer as sw
+        import wmap.sinks.safetensors_writer as sw
 
         def mkstemp(*a: Any, **k: Any) -> Any:
             raise err
@@ -1065,7 +1065,7 @@ class _FullDisk:
 
 def _disk_full_after(writes: int) -> Callable[[pytest.MonkeyPatch], None]:
     def patch(mp: pytest.MonkeyPatch) -> None:
-        import wmap.formats.safetensors_writer as sw
+        import wmap.sinks.safetensors_writer as sw
         real = os.fdopen
         mp.setattr(sw.os, "fdopen", lambda fd, *a, **k: _FullDisk(real(fd, *a, **k), writes))
     return patch
@@ -1085,7 +1085,7 @@ def output_disk_full_at_fsync(w: Work) -> Setup:
     s = w.apply()
 
     def patch(mp: pytest.MonkeyPatch) -> None:
-        import wmap.formats.safetensors_writer as sw
+        import wmap.sinks.safetensors_writer as sw
 
         def fsync(fd: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -1100,7 +1100,7 @@ def output_rename_refused(w: Work) -> Setup:
     s = w.apply()
 
     def patch(mp: pytest.MonkeyPatch) -> None:
-        import wmap.formats.safetensors_writer as sw
+        import wmap.sinks.safetensors_writer as sw
 
         def replace(a: Any, b: Any) -> None:
             raise PermissionError(errno.EACCES, "Permission denied")
@@ -1122,7 +1122,7 @@ def output_sharded_rename_fails_midway(w: Work) -> Setup:
     s.watch = [ckpt]
 
     def patch(mp: pytest.MonkeyPatch) -> None:
-        import wmap.formats.safetensors_writer as sw
+        import wmap.sinks.safetensors_writer as sw
         real = os.replace
         calls = {"n": 0}
 
@@ -1150,7 +1150,7 @@ def plan_save_disk_full(w: Work) -> Setup:
     out = w.file("out/plan.json", '{"old": "plan"}\n')
 
     def patch(mp: pytest.MonkeyPatch) -> None:
-        import wmap.atomic as at
+        import wmap.core.atomic as at
 
         def replace(a: Any, b: Any) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")

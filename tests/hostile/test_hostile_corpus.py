@@ -20,7 +20,7 @@ import pytest
 
 from tests.hostile.cases import CASES, CATEGORIES, Case, Payload, Setup, Work
 from wmap.cli import main
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def _available(module: str) -> bool:
 
 
 def _checksums(model: Any) -> dict[str, str]:
-    from wmap.checksum import checksum
+    from wmap.core.checksum import checksum
     return {k: checksum(v) for k, v in model.state_dict().items()}
 
 
@@ -110,7 +110,7 @@ def test_hostile_case(c: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_the_corpus_is_large_and_codes_are_known() -> None:
-    from wmap.diagnostic_codes import CODES
+    from wmap.core.codes import CODES
     assert len(CASES) >= 60, len(CASES)
     assert len({c.id for c in CASES}) == len(CASES)
     assert all(c.code in CODES for c in CASES), [c.code for c in CASES if c.code not in CODES]
@@ -221,7 +221,7 @@ def test_check_never_imports_factories(tmp_path: Path, capsys: pytest.CaptureFix
 def test_every_fuzz_finding_stays_fixed() -> None:
     """Each input the parser fuzzer saved parses to a Spec or a WmapError (never another exception),
     and a Spec prints back to text that parses to the same Spec."""
-    from wmap.parse import format_spec, parse_spec
+    from wmap.lang import format_spec, parse_spec
 
     findings = sorted((ROOT / "tests" / "fuzz" / "findings").glob("found-*"))
     assert findings, "the fuzz findings are kept as regression inputs"

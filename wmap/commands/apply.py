@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.api import apply, load_plan
-    from wmap.errors import error
+    from wmap.core.errors import error
 
     if not args.out:
         raise error("WM521", "`wmap apply` writes a file: say where with --out",
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.report:
         import json
 
-        from wmap.atomic import write_text_atomic
+        from wmap.core.atomic import write_text_atomic
         write_text_atomic(args.report, json.dumps(data, indent=2) + "\n")
     if out.fmt == "json":
         out.json(data)

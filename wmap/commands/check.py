@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
-from wmap.errors import Diagnostic, WmapError
+from wmap.core.errors import Diagnostic, WmapError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from wmap.parse import load_spec
+    from wmap.lang import load_spec
 
     diags: list[Diagnostic] = []
     sources: dict[str, str] = {}

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from wmap.errors import Diagnostic
+from wmap.core.errors import Diagnostic
 
 
 @dataclass
@@ -95,6 +95,6 @@ def parse_sources(values: Sequence[str] | None) -> Any:
         else:
             plain.append(v)
     if plain and (named or len(plain) > 1):
-        from wmap.errors import error
+        from wmap.core.errors import error
         raise error("WM521", "give several sources as NAME=PATH", hint="e.g. --source base=a.pt --source tuned=b.pt")
     return named or plain[0]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
 
 if TYPE_CHECKING:
-    from wmap.plans import Plan
+    from wmap.planning.plan import Plan
 
 EXIT_EQUAL, EXIT_DIFFERENT = 0, 2
 
@@ -42,8 +42,8 @@ def _load(path: str, args: argparse.Namespace) -> Plan:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from wmap.errors import Diagnostic, WmapError
-    from wmap.plan_diff import diff_plans, render_text
+    from wmap.core.errors import Diagnostic, WmapError
+    from wmap.planning.diff import diff_plans, render_text
 
     plans: list[Plan] = []
     diags: list[Diagnostic] = []

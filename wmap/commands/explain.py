@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 def lookup(name: str) -> list[Entry]:
     """Every entry called `name` (a transform and an initialiser may share one); WM521 when none is."""
-    from wmap.errors import did_you_mean, error
+    from wmap.core.errors import did_you_mean, error
 
     key = name.strip()
     found = [e for e in (_transform(key), _initialiser(key), _option(key), _code(key)) if e is not None]
@@ -87,10 +87,10 @@ def lookup(name: str) -> list[Entry]:
 
 
 def all_entries() -> list[Entry]:
-    from wmap.diagnostic_codes import CODES
-    from wmap.initializers import INITIALIZERS
-    from wmap.spec import OPTIONS
+    from wmap.core.codes import CODES
+    from wmap.lang.spec import OPTIONS
     from wmap.transforms import REGISTRY
+    from wmap.transforms.initializers import INITIALIZERS
 
     out: list[Entry] = []
     out += [e for n in sorted(REGISTRY) if (e := _transform(n)) is not None]
@@ -121,7 +121,7 @@ def _transform(name: str) -> Entry | None:
 
 
 def _initialiser(name: str) -> Entry | None:
-    from wmap.initializers import DOCS, INITIALIZERS
+    from wmap.transforms.initializers import DOCS, INITIALIZERS
 
     if name not in INITIALIZERS:
         return None
@@ -138,8 +138,8 @@ def _initialiser(name: str) -> Entry | None:
 
 
 def _option(name: str) -> Entry | None:
-    from wmap.parse.fmt import value_text
-    from wmap.spec import OPTIONS
+    from wmap.lang.fmt import value_text
+    from wmap.lang.spec import OPTIONS
 
     if name not in OPTIONS:
         return None
@@ -150,7 +150,7 @@ def _option(name: str) -> Entry | None:
 
 
 def _code(name: str) -> Entry | None:
-    from wmap.diagnostic_codes import lookup as code_lookup
+    from wmap.core.codes import lookup as code_lookup
 
     c = code_lookup(name) if re.fullmatch(r"(?i)(wm)?\d{3}", name) else None
     if c is None:

@@ -22,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from wmap.atomic import write_text_atomic
-    from wmap.parse import format_spec, load_spec, syntax_for
+    from wmap.core.atomic import write_text_atomic
+    from wmap.lang import format_spec, load_spec, syntax_for
 
     changed: list[str] = []
     for path in args.specs:

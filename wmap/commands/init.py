@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from wmap.commands.common import Output, add_format
 
 if TYPE_CHECKING:
-    from wmap.spec_init import InitResult
+    from wmap.scaffold.propose import InitResult
 
 FRAMEWORK_CHOICES = ["torch", "keras", "tf", "numpy", "safetensors"]
 
@@ -40,12 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from wmap.endpoints import _ensure_cwd_importable
-    from wmap.errors import error
+    from wmap.core.errors import error
     from wmap.formats import inventory_of
-    from wmap.parse import syntax_for
-    from wmap.spec_init import init_spec
-    from wmap.spec_init_rules import relative_location
+    from wmap.lang import syntax_for
+    from wmap.run.resolve import _ensure_cwd_importable
+    from wmap.scaffold.propose import init_spec
+    from wmap.scaffold.rules import relative_location
 
     if args.out and os.path.exists(args.out) and not args.force:
         raise error("WM521", f"`{args.out}` exists; wmap init does not overwrite a spec",
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                        relative_location(args.target, args.out), args.source_framework, args.target_framework,
                        syntax_for(args.out) if args.out else "wmap")
     if args.out:
-        from wmap.atomic import write_text_atomic
+        from wmap.core.atomic import write_text_atomic
         write_text_atomic(args.out, result.text)
     if out.fmt == "json":
         out.json(_json(result, args.out))
@@ -71,8 +71,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _summary(result: InitResult, path: str | None) -> str:
-    from wmap.parse import syntax_for
-    from wmap.spec_init import GUESS
+    from wmap.lang import syntax_for
+    from wmap.scaffold.propose import GUESS
 
     m = result.matching
     counts: dict[str, int] = {}

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from wmap.commands.common import Output, add_format
-from wmap.inventory import Inventory, TensorMeta
-from wmap.naming import fold, template_of
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.names import fold, template_of
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,8 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from wmap.endpoints import _ensure_cwd_importable
     from wmap.formats import inventory_of
+    from wmap.run.resolve import _ensure_cwd_importable
 
     _ensure_cwd_importable()
     inv = inventory_of(args.checkpoint, args.framework)

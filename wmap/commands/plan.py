@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     p = plan(args.spec, parse_sources(args.source), args.target)
     if args.save:
-        from wmap.atomic import write_text_atomic
+        from wmap.core.atomic import write_text_atomic
         write_text_atomic(args.save, p.dumps())
     if out.fmt == "json":
         out.print(p.dumps())

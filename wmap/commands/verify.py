@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.api import load_plan, plan
-    from wmap.verification import verify_plan
+    from wmap.run.verify import verify_plan
 
     sources = parse_sources(args.source)
     p = load_plan(args.spec) if args.spec.endswith(".json") else plan(args.spec, sources, args.target)

@@ -22,10 +22,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from wmap.errors import did_you_mean
+from wmap.core.errors import did_you_mean
+from wmap.core.inventory import Inventory
 from wmap.formats._common import canonical_framework, fail
 from wmap.formats.base import ArrayKind, TensorSource
-from wmap.inventory import Inventory
 
 __all__ = ["ArrayKind", "TensorSource", "inventory_of", "open_source"]
 
@@ -45,7 +45,7 @@ def open_source(obj: Any, framework: str | None = None, *, keras_model: Any = No
     if isinstance(obj, (str, os.PathLike)):
         text = os.fspath(obj)
         if isinstance(obj, str):
-            from wmap.formats.factory import build_factory, is_factory_spec
+            from wmap.run.factory import build_factory, is_factory_spec
 
             if is_factory_spec(text) and not os.path.exists(text):
                 return open_source(build_factory(text, framework=fw), fw)

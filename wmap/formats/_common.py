@@ -19,8 +19,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from wmap.errors import WmapError, did_you_mean, error
-from wmap.inventory import DTYPE_BITS, TensorMeta
+from wmap.core.errors import WmapError, did_you_mean, error
+from wmap.core.inventory import DTYPE_BITS, TensorMeta
 
 # numpy/ml_dtypes spellings wmap plans with; anything else is refused with WM506.
 _NP_DTYPES: dict[str, np.dtype[Any]] = {

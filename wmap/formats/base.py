@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from wmap.inventory import Inventory
+from wmap.core.inventory import Inventory
 
 ArrayKind = Literal["numpy", "torch"]
 

@@ -16,7 +16,7 @@ from typing import IO, Any, cast
 import ml_dtypes
 import numpy as np
 
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
 from wmap.formats._common import dtype_name, fail, require
 
 

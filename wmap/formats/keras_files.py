@@ -31,12 +31,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
+from wmap.core.inventory import Inventory, TensorMeta, normalise_name
 from wmap.formats._common import as_kind, canonical_framework, check_unique, fail, missing, require, shown
 from wmap.formats.base import ArrayKind
 from wmap.formats.h5_util import damaged, dataset, dataset_dtype, open_h5, read_dataset, text_attr, zip_member
 from wmap.formats.keras_layers import class_from_key, sublayer_class, variable_names
-from wmap.inventory import Inventory, TensorMeta, normalise_name
 
 CONFIG_LIMIT = 64 * 1024 * 1024
 WEIGHTS_LIMIT = 16 * 1024**3

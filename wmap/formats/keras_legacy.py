@@ -17,13 +17,13 @@ import os
 from collections import Counter
 from typing import Any
 
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
+from wmap.core.inventory import Inventory, TensorMeta, normalise_name
 from wmap.formats._common import as_kind, canonical_framework, check_unique, fail, missing, shown
 from wmap.formats.base import ArrayKind
 from wmap.formats.h5_util import damaged, dataset, dataset_dtype, open_h5, read_dataset, text_attr
 from wmap.formats.keras_files import LayerConfig, layer_attrs
 from wmap.formats.keras_layers import class_from_key
-from wmap.inventory import Inventory, TensorMeta, normalise_name
 
 
 def is_legacy_h5(f: Any) -> bool:

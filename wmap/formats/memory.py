@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta, normalise_name
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -25,7 +26,6 @@ from wmap.formats._common import (
 )
 from wmap.formats.base import ArrayKind
 from wmap.formats.keras_layers import WEIGHTLESS
-from wmap.inventory import DTYPE_BITS, Inventory, TensorMeta, normalise_name
 
 Attrs = tuple[tuple[str, object], ...]
 

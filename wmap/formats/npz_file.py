@@ -19,7 +19,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
+from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -31,7 +32,6 @@ from wmap.formats._common import (
     unmap,
 )
 from wmap.formats.base import ArrayKind
-from wmap.inventory import Inventory, TensorMeta
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -42,7 +43,6 @@ from wmap.formats._common import (
     unmap,
 )
 from wmap.formats.base import ArrayKind
-from wmap.inventory import Inventory, TensorMeta
 
 MAX_HEADER = 100 * 1024 * 1024
 

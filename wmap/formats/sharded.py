@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wmap.errors import WmapError
+from wmap.core.errors import WmapError
+from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import canonical_framework, fail, missing, shown
 from wmap.formats.base import ArrayKind, TensorSource
-from wmap.inventory import Inventory, TensorMeta
 
 INDEX_SUFFIX = ".index.json"
 

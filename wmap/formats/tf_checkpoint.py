@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -28,7 +29,6 @@ from wmap.formats._common import (
     shown,
 )
 from wmap.formats.base import ArrayKind
-from wmap.inventory import DTYPE_BITS, Inventory, TensorMeta
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _BOOKKEEPING = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter", "global_step")

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -31,7 +32,6 @@ from wmap.formats._common import (
     torch_dtype_name,
 )
 from wmap.formats.base import ArrayKind
-from wmap.inventory import DTYPE_BITS, Inventory, TensorMeta
 
 WRAPPER_KEYS = ("state_dict", "model")
 _GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)

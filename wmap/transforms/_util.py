@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from wmap.inventory import DTYPE_BITS, FLOAT_DTYPES, Shape
+from wmap.core.inventory import DTYPE_BITS, FLOAT_DTYPES, Shape
 from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, TransformError
 
 
@@ -82,7 +82,7 @@ def targets_shapes(ctx: InferContext, name: str, param: str) -> tuple[Shape, ...
 
 def check_dtype(dtype: str, name: str) -> str:
     if dtype not in DTYPE_BITS:
-        from wmap.errors import did_you_mean
+        from wmap.core.errors import did_you_mean
         raise TransformError(f"`{name}`: unknown dtype `{dtype}`",
                              did_you_mean(dtype, DTYPE_BITS) or "known: " + ", ".join(sorted(DTYPE_BITS)))
     return dtype

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wmap.inventory import TensorMeta
+from wmap.core.inventory import TensorMeta
 from wmap.transforms import _util as U
 from wmap.transforms.base import REGISTRY, ArrayMeta, InferContext, Transform, TransformError, register
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-from wmap.inventory import Shape, TensorMeta
+from wmap.core.inventory import Shape, TensorMeta
 
 Arity = Literal["1:1", "n:1", "1:n"]
 
@@ -173,7 +173,7 @@ def build(name: str, args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]) -> 
 
     Raises TransformError (WM103 unknown name, WM104 bad parameters).
     """
-    from wmap.errors import did_you_mean
+    from wmap.core.errors import did_you_mean
 
     cls = REGISTRY.get(name)
     if cls is None:

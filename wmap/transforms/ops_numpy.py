@@ -15,7 +15,7 @@ import einops
 import ml_dtypes
 import numpy as np
 
-from wmap.inventory import FLOAT_DTYPES, Shape
+from wmap.core.inventory import FLOAT_DTYPES, Shape
 
 
 def np_dtype(name: str) -> np.dtype[Any]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wmap.inventory import Shape
+from wmap.core.inventory import Shape
 
 _DTYPES: dict[str, torch.dtype] = {
     "bool": torch.bool, "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,

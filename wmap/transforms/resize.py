@@ -39,7 +39,7 @@ class Pad(Transform):
 
     def __post_init__(self) -> None:
         if self.init not in _INITS:
-            from wmap.errors import did_you_mean
+            from wmap.core.errors import did_you_mean
             raise TransformError(f"`pad`: unknown init `{self.init}`",
                                  did_you_mean(self.init, _INITS) or "one of: " + ", ".join(_INITS))
         if self.side not in ("end", "start"):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wmap import patterns as P
-from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
-from wmap.spec import (
+from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
+from wmap.lang import patterns as P
+from wmap.lang.spec import (
     DTYPE_POLICIES,
     FRAMEWORKS,
     NONFINITE_POLICIES,
@@ -218,7 +218,7 @@ def check_option(opt: Option, bag: DiagnosticBag, parts: Sequence[Span] | None =
 
 def _value(v: Any) -> str:
     """A value as the spec would write it (`"zero"`, `[1, 2]`, `true`)."""
-    from wmap.parse.fmt import quote, value_text
+    from wmap.lang.fmt import quote, value_text
     try:
         return quote(v) if isinstance(v, str) else value_text(v)
     except (TypeError, ValueError):
@@ -287,8 +287,8 @@ def check_names(spec: Spec) -> None:
 
 def check_names_into(spec: Spec, bag: DiagnosticBag) -> None:
     """`check_names`, adding to `bag` instead of raising."""
-    from wmap.initializers import INITIALIZERS
     from wmap.transforms import REGISTRY, TransformError, build, signature
+    from wmap.transforms.initializers import INITIALIZERS
 
     for rule in spec.rules:
         for call in rule.via:
@@ -321,7 +321,7 @@ def _unresolved(bag: DiagnosticBag, what: str, span: Span, hint: str) -> None:
 
 
 def _check_init(call: Call, span: Span, bag: DiagnosticBag, transforms: object) -> None:
-    from wmap.initializers import DOCS, INITIALIZERS, InitError, make_initializer
+    from wmap.transforms.initializers import DOCS, INITIALIZERS, InitError, make_initializer
 
     where = call.span if call.span.line else span
     if call.name not in INITIALIZERS:

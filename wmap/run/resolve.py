@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wmap.errors import error
-from wmap.inventory import Inventory, TensorMeta
-from wmap.plans import Plan
-from wmap.spec import DEFAULT_SOURCE, Spec
+from wmap.core.errors import error
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.lang.spec import DEFAULT_SOURCE, Spec
+from wmap.planning.plan import Plan
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -191,23 +191,23 @@ def model_sink(plan: Plan, model: Any, planned: Inventory | None = None) -> Any:
     inv = planned if planned is not None else inventory_of(model)
     _check_fingerprint("the target", inv, plan.target_fingerprint)
     if "keras" in sys.modules:  # first: with Keras' torch backend a Keras model is an nn.Module too
-        from wmap.backends.keras_backend import KerasModelSink, is_keras_model
+        from wmap.sinks.keras_sink import KerasModelSink, is_keras_model
         if is_keras_model(model):
             return KerasModelSink(model, inv)
     if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module):
-        from wmap.backends.torch_backend import TorchModuleSink
+        from wmap.sinks.torch_sink import TorchModuleSink
         return TorchModuleSink(model, inv)
     raise error("WM521", f"cannot write into a {type(model).__name__}",
                 hint="targets are torch modules, Keras models, `module:callable` factories, or --out files")
 
 
 def _factory_sink(plan: Plan, factory: str, fw: str | None) -> Any:
-    from wmap.formats.factory import build_factory
+    from wmap.run.factory import build_factory
     _ensure_cwd_importable()
     needs_values = any(s.kind == "keep" for s in plan.steps)
     model = build_factory(factory, device="cpu" if needs_values else "meta", framework=fw)
     if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module) and not needs_values:
-        from wmap.backends.torch_backend import meta_leftovers
+        from wmap.sinks.torch_sink import meta_leftovers
         state = set(model.state_dict().keys())
         if any(n not in state for n in meta_leftovers(model)):
             # non-persistent buffers no checkpoint carries: only a real build computes them
@@ -217,16 +217,16 @@ def _factory_sink(plan: Plan, factory: str, fw: str | None) -> Any:
 
 def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> Any:
     from wmap import __version__
-    from wmap.backends.file_sink import SafetensorsSink
     from wmap.formats import inventory_of, open_source
-    from wmap.parse.validate import parse_size
+    from wmap.lang.validate import parse_size
+    from wmap.sinks.files import SafetensorsSink
 
     if out.endswith((".h5", ".keras")):
-        from wmap.backends.keras_backend import keras_file_sink
+        from wmap.sinks.keras_sink import keras_file_sink
         return keras_file_sink(plan, obj, fw, out)
     template = None
     if is_factory(obj):
-        from wmap.formats.factory import build_factory
+        from wmap.run.factory import build_factory
         _ensure_cwd_importable()
         inv = inventory_of(build_factory(obj, device="meta", framework=fw))
     else:

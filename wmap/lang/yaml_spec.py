@@ -17,10 +17,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
-from wmap.parse.dsl import parse_call
-from wmap.parse.validate import assemble, check_endpoint, check_lr_factor, check_option, sort_diagnostics
-from wmap.spec import (
+from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
+from wmap.lang.dsl import parse_call
+from wmap.lang.spec import (
     DEFAULT_SOURCE,
     Call,
     Init,
@@ -32,6 +31,7 @@ from wmap.spec import (
     Spec,
     TargetDecl,
 )
+from wmap.lang.validate import assemble, check_endpoint, check_lr_factor, check_option, sort_diagnostics
 
 PathKey = tuple[object, ...]
 MAX_DEPTH = 64

@@ -7,11 +7,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wmap.errors import Diagnostic, DiagnosticBag, Severity
-from wmap.inventory import Shape, TensorMeta, is_widening
-from wmap.naming import detect_prefix, fold_text, nearest
-from wmap.plans import SourceRef, Step
-from wmap.spec import Rule, Spec
+from wmap.core.errors import Diagnostic, DiagnosticBag, Severity
+from wmap.core.inventory import Shape, TensorMeta, is_widening
+from wmap.core.names import detect_prefix, fold_text, nearest
+from wmap.lang.spec import Rule, Spec
+from wmap.planning.plan import SourceRef, Step
 
 # ---------------------------------------------------------------------------------------------
 # coverage

@@ -37,9 +37,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from wmap.core.inventory import TensorMeta
 from wmap.formats._common import dtype_name, fail, is_torch_tensor, shown, to_numpy, torch_dtype_name
 from wmap.formats.safetensors_file import NAME_TO_ST
-from wmap.inventory import TensorMeta
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from wmap.errors import Diagnostic, Span, WmapError
-from wmap.spec import Spec
+from wmap.core.errors import Diagnostic, Span, WmapError
+from wmap.lang.spec import Spec
 
 Syntax = Literal["wmap", "yaml"]
 MAX_SPEC_BYTES = 4 * 1024 * 1024
@@ -32,10 +32,10 @@ def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, n
         raise _too_big(len(text), path, "a mapping spec is a few hundred lines; generate rules with patterns")
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if syntax == "yaml":
-        from wmap.parse.yaml_spec import parse_yaml
+        from wmap.lang.yaml_spec import parse_yaml
         return parse_yaml(text, path, names=names)
     if syntax == "wmap":
-        from wmap.parse.dsl import parse_wmap
+        from wmap.lang.dsl import parse_wmap
         return parse_wmap(text, path, names=names)
     raise ValueError(f"unknown syntax {syntax!r}: use 'wmap' or 'yaml'")
 
@@ -65,7 +65,7 @@ def load_spec(path: str | os.PathLike[str], *, names: bool = True) -> Spec:
 
 
 def _nearby(p: Path) -> str:
-    from wmap.errors import did_you_mean
+    from wmap.core.errors import did_you_mean
     try:
         names = [q.name for q in p.parent.iterdir() if q.suffix.lower() in (".wmap", ".yaml", ".yml")]
     except OSError:
@@ -74,5 +74,5 @@ def _nearby(p: Path) -> str:
 
 
 def format_spec(spec: Spec, syntax: Syntax) -> str:
-    from wmap.parse.fmt import to_wmap, to_yaml
+    from wmap.lang.fmt import to_wmap, to_yaml
     return to_yaml(spec) if syntax == "yaml" else to_wmap(spec)

@@ -46,7 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from wmap.backends.base import (
+from wmap.core.errors import WmapError, error
+from wmap.core.inventory import Inventory, TensorMeta, normalise_name
+from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
+from wmap.sinks.base import (
     PARALLEL_MIN_ELEMENTS,
     ArrayKind,
     StagedValues,
@@ -54,9 +57,6 @@ from wmap.backends.base import (
     fresh_copy,
     worker_pool,
 )
-from wmap.errors import WmapError, error
-from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
-from wmap.inventory import Inventory, TensorMeta, normalise_name
 
 _BUILD_HINT = ("build the model before planning: give it an input (`keras.Input(shape)` in a Functional model), "
                "call `model.build((None, ...))`, or call it once on a batch; a `module:callable` factory must "
@@ -495,10 +495,10 @@ def keras_file_sink(plan: Any, obj: Any, fw: str | None, out: str) -> KerasFileS
 
 def _target_model(obj: Any, fw: str | None, kind: str, out: str) -> Any:
     """A private built Keras model to apply into: from a factory, a template file, or a copy of a model."""
-    from wmap.endpoints import is_factory
+    from wmap.run.resolve import is_factory
 
     if is_factory(obj):
-        from wmap.formats.factory import build_factory
+        from wmap.run.factory import build_factory
 
         model = build_factory(obj, device=None)
         if not is_keras_model(model):

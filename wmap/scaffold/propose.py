@@ -23,10 +23,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wmap.errors import Diagnostic
-from wmap.inventory import Inventory, TensorMeta, is_widening
-from wmap.naming import detect_prefix, nearest
-from wmap.spec import Call, Spec
+from wmap.core.errors import Diagnostic
+from wmap.core.inventory import Inventory, TensorMeta, is_widening
+from wmap.core.names import detect_prefix, nearest
+from wmap.lang.spec import Call, Spec
 
 EXACT, PREFIX, RENAME, GUESS = "exact", "prefix", "rename", "guess: shape+order"
 NBT = "num_batches_tracked"
@@ -369,8 +369,8 @@ def init_spec(source: Inventory, target: Inventory, source_location: str, target
     The self-check is what makes a folded pattern rule trustworthy beyond its own proof: if the
     compiler disagrees, the spec is written again one rule per tensor.
     """
-    from wmap.parse import format_spec
-    from wmap.spec_init_rules import Endpoint, build_spec
+    from wmap.lang import format_spec
+    from wmap.scaffold.rules import Endpoint, build_spec
 
     m = match(source, target, source_framework, target_framework)
     ends = (Endpoint(source_location, _declared(source_framework, source)),
@@ -384,15 +384,15 @@ def init_spec(source: Inventory, target: Inventory, source_location: str, target
 
 
 def _declared(flag: str | None, inv: Inventory) -> str | None:
-    from wmap.spec import FRAMEWORKS
+    from wmap.lang.spec import FRAMEWORKS
 
     fw = framework_of(inv, flag)
     return fw if fw in FRAMEWORKS else None
 
 
 def _self_check(spec: Spec, source: Inventory, target: Inventory) -> tuple[Diagnostic, ...]:
-    from wmap.compiler import compile_plan
-    from wmap.errors import WmapError
+    from wmap.core.errors import WmapError
+    from wmap.planning.compiler import compile_plan
 
     try:
         compile_plan(spec, {"src": source}, target)

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from wmap.backends.base import PARALLEL_MIN_ELEMENTS, StagedValues, defer_sigint, worker_pool
-from wmap.errors import error
-from wmap.inventory import Inventory, TensorMeta
+from wmap.core.errors import error
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.sinks.base import PARALLEL_MIN_ELEMENTS, StagedValues, defer_sigint, worker_pool
 from wmap.transforms.ops_torch import torch_dtype
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from wmap.errors import Span
+from wmap.core.errors import Span
 
 Scalar = Union[int, float, str, bool, None]  # noqa: UP007 (runtime alias, recursive below)
 Value = Union[Scalar, tuple["Value", ...]]  # noqa: UP007 (a string forward reference needs Union)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from wmap.inventory import Shape
-from wmap.spec import Call, Value
+from wmap.core.inventory import Shape
+from wmap.lang.spec import Call, Value
 
 
 class InitError(ValueError):

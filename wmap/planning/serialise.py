@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from wmap.errors import Diagnostic, Span, WmapError
-from wmap.initializers import Initializer
-from wmap.inventory import TensorMeta
-from wmap.plans import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
+from wmap.core.errors import Diagnostic, Span, WmapError
+from wmap.core.inventory import TensorMeta
+from wmap.planning.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
+from wmap.transforms.initializers import Initializer
 
 
 def _meta(d: dict[str, Any]) -> TensorMeta:

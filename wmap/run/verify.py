@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from wmap.checksum import checksum
-from wmap.execute import compute_step
+from wmap.core.checksum import checksum
 from wmap.formats.base import ArrayKind
-from wmap.plans import Plan
+from wmap.planning.plan import Plan
+from wmap.run.execute import compute_step
 from wmap.transforms import get_ops
 
 
@@ -41,8 +41,8 @@ class VerifyReport:
 
 
 def verify_plan(plan: Plan, source: Any = None, target: Any = None) -> VerifyReport:
-    from wmap.endpoints import model_sink, open_sources, target_object
     from wmap.formats import open_source
+    from wmap.run.resolve import model_sink, open_sources, target_object
 
     source = plan.bound[0] if source is None else source
     target = plan.bound[1] if target is None else target

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wmap.errors import Diagnostic, WmapError, error
+from wmap.core.errors import Diagnostic, WmapError, error
+from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats.base import TensorSource
-from wmap.inventory import Inventory, TensorMeta
-from wmap.plans import Plan, Step
+from wmap.planning.plan import Plan, Step
 from wmap.transforms import get_ops
 
 StepHook = Callable[[int, Step], None]
@@ -53,7 +53,7 @@ class ApplyReport:
     def checksums(self) -> dict[str, str]:
         """sha256 (first 16 hex digits) of each landed tensor's bytes, computed on first use."""
         if not self._checksums and self._reader is not None:
-            from wmap.checksum import checksum
+            from wmap.core.checksum import checksum
             for entry in self.landed:
                 self._checksums[entry.target] = checksum(self._reader(entry.target))
         return dict(self._checksums)
@@ -160,7 +160,7 @@ class _Scans:
 
     def submit(self, value: Any, meta: TensorMeta, step: Step) -> None:
         if self._pool is None:
-            from wmap.backends.base import worker_pool
+            from wmap.sinks.base import worker_pool
             self._pool = worker_pool("wmap-scan")
         self.pending.append((self._pool.submit(_nonfinite, self.ops, value).result, meta, step))
         while len(self.pending) > self.ahead:
@@ -236,8 +236,8 @@ def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = No
     `opened`: the readers and target inventory the plan was compiled from just now (by
     `wmap.apply`); they are used as they are instead of being opened and checked again.
     """
-    from wmap.endpoints import open_sink, open_sources
-    from wmap.progress import progress_bar
+    from wmap.commands.progress import progress_bar
+    from wmap.run.resolve import open_sink, open_sources
 
     source = plan.bound[0] if source is None else source
     target = plan.bound[1] if target is None else target

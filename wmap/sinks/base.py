@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from wmap.inventory import Inventory, TensorMeta
+from wmap.core.inventory import Inventory, TensorMeta
 
 ArrayKind = Literal["numpy", "torch"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from wmap import patterns as P
-from wmap.naming import WRAPPER_PREFIXES, detect_prefix, nearest
+from wmap.core.names import WRAPPER_PREFIXES, detect_prefix, nearest
+from wmap.lang import patterns as P
 
 
 def _prefix_hint(pat: P.Pattern, names: Sequence[str], option: str) -> str | None:

@@ -11,9 +11,9 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from wmap.errors import Diagnostic, Span
-from wmap.naming import fold, template_of
-from wmap.plans import Plan, Step
+from wmap.core.errors import Diagnostic, Span
+from wmap.core.names import fold, template_of
+from wmap.planning.plan import Plan, Step
 from wmap.transforms.base import Transform
 
 LEGEND = "legend: = copy   ~ transformed   + initialised   . kept   - dropped   * frozen   lr=x multiplier"

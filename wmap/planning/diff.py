@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from wmap.naming import fold, template_of
-from wmap.plans import Plan
+from wmap.core.names import fold, template_of
+from wmap.planning.plan import Plan
 
 # Compared one by one when the kind of step is the same; a changed kind is one "receives" change.
 FIELDS = ("shape", "source", "transforms", "init", "seed", "frozen", "lr")

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from wmap.errors import error
+from wmap.core.errors import error
+from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats.base import TensorSource
-from wmap.formats.safetensors_writer import SafetensorsWriter
-from wmap.inventory import Inventory, TensorMeta
+from wmap.sinks.safetensors_writer import SafetensorsWriter
 
 
 class SafetensorsSink:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from wmap.errors import error
+from wmap.core.errors import error
 
 
 def write_text_atomic(path: str, text: str) -> None:

@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wmap.errors import Diagnostic, Span
-from wmap.initializers import Initializer
-from wmap.inventory import Shape, TensorMeta
-from wmap.spec import Spec
+from wmap.core.errors import Diagnostic, Span
+from wmap.core.inventory import Shape, TensorMeta
+from wmap.lang.spec import Spec
 from wmap.transforms.base import Transform
+from wmap.transforms.initializers import Initializer
 
 FORMAT_VERSION = 1
 StepKind = Literal["map", "init", "keep"]
@@ -137,28 +137,28 @@ class Plan:
     # -- rendering (kept in report.py; these are the conveniences users call) ------------------
 
     def render(self, fmt: str = "text", color: bool = False) -> str:
-        from wmap.report import render_plan
+        from wmap.planning.render import render_plan
         return render_plan(self, fmt, color=color)
 
     def to_json(self) -> dict[str, Any]:
-        from wmap.plan_json import plan_to_json
+        from wmap.planning.serialise import plan_to_json
         return plan_to_json(self)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
 
     def apply(self, source: Any = None, target: Any = None, out: Any = None, **kw: Any) -> Any:
-        from wmap.execute import apply_plan
+        from wmap.run.execute import apply_plan
         return apply_plan(self, source=source, target=target, out=out, **kw)
 
     def param_groups(self, model: Any, base_lr: float, **extra: Any) -> list[dict[str, Any]]:
-        from wmap.backends.torch_backend import param_groups
+        from wmap.sinks.torch_sink import param_groups
         return param_groups(self, model, base_lr, **extra)
 
 
 def spec_digest(spec: Spec) -> str:
     """A digest of what the spec means (its canonical YAML), independent of syntax, layout and comments."""
-    from wmap.parse.fmt import to_yaml
+    from wmap.lang.fmt import to_yaml
     return "sha256:" + hashlib.sha256(to_yaml(spec).encode()).hexdigest()[:32]
 
 

@@ -14,16 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wmap import patterns as P
-from wmap.compile_checks import coverage_errors, dtype_check, shape_mismatch_diag, trap_warnings
-from wmap.compile_hints import no_match_hint, target_missing_hint
-from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError
-from wmap.initializers import Initializer, make_initializer
-from wmap.inventory import Inventory, TensorMeta
-from wmap.naming import natural_key, ranges_text
-from wmap.plans import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
-from wmap.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
+from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.names import natural_key, ranges_text
+from wmap.lang import patterns as P
+from wmap.lang.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
+from wmap.planning.checks import coverage_errors, dtype_check, shape_mismatch_diag, trap_warnings
+from wmap.planning.hints import no_match_hint, target_missing_hint
+from wmap.planning.plan import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
+from wmap.transforms.initializers import Initializer, make_initializer
 
 
 @dataclass
@@ -294,7 +294,7 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
 
 
 def _fold(names: Sequence[str]) -> str:
-    from wmap.naming import fold_text
+    from wmap.core.names import fold_text
     return fold_text(names)
 
 
@@ -542,7 +542,7 @@ def _infer_each(t: Transform, metas: tuple[ArrayMeta, ...], src_metas: tuple[Ten
 
 
 def _note(errors: dict[str, tuple[TransformError, str]], e: TransformError, example: str) -> None:
-    from wmap.naming import template_of
+    from wmap.core.names import template_of
     key = template_of(e.message)[0]
     errors.setdefault(key, (e, example))
 
@@ -611,7 +611,7 @@ def _copy_source(st: _State, init: Initializer, span: Span) -> SourceRef | None:
     src, _, name = text.rpartition(":") if ":" in text else (st.primary, "", text)
     ref = st.src_names.get(src, {}).get(name)
     if ref is None:
-        from wmap.naming import nearest
+        from wmap.core.names import nearest
         near = nearest(name, list(st.src_names.get(src, {})))
         st.bag.add("WM207", f"`copy(\"{text}\")`: source `{src}` has no tensor `{name}`", span,
                    ("did you mean " + " or ".join(f"`{n}`" for n in near) + "?") if near else None)

@@ -13,10 +13,10 @@ from typing import Any
 from lark import Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from wmap.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
-from wmap.parse.grammar import KEYWORDS, parser
-from wmap.parse.validate import assemble
-from wmap.spec import Call, Init, LrScale, Option, PatternStmt, Rule, SourceDecl, Spec, TargetDecl, Value
+from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
+from wmap.lang.grammar import KEYWORDS, parser
+from wmap.lang.spec import Call, Init, LrScale, Option, PatternStmt, Rule, SourceDecl, Spec, TargetDecl, Value
+from wmap.lang.validate import assemble
 
 Node = Any
 
@@ -125,7 +125,7 @@ class _Builder(Transformer[Token, Node]):
         words = [str(t) for t in names]
         loc = _unquote(next(t for t in items if t is not None and t.type == "STRING"))
         span = self._span(meta)
-        from wmap.spec import DEFAULT_SOURCE, FRAMEWORKS
+        from wmap.lang.spec import DEFAULT_SOURCE, FRAMEWORKS
         if names:
             self.part_spans[span] = (self._tok_span(names[-1]),)  # where the framework is written
         if len(words) == 2:
@@ -533,7 +533,7 @@ def _codepoint(ch: str) -> str:
 
 def _brace_diag(src_line: str, col: int, line: int, path: str | None) -> Diagnostic | None:
     """An unbalanced or nested brace: report it as the pattern error it is (as a quoted pattern would)."""
-    from wmap import patterns as P
+    from wmap.lang import patterns as P
 
     i = col - 1
     start = i

@@ -1,0 +1,1 @@
+"""The bottom layer: errors and diagnostic codes, inventories, names, frameworks, atomic files."""

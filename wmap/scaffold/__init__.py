@@ -1,0 +1,1 @@
+"""`wmap init`: a starting spec proposed from two inventories."""
