@@ -16,6 +16,7 @@ from wmap.formats import inventory_of, open_source
 from wmap.formats.memory import MappingSource, TorchModuleSource
 from wmap.formats.torch_file import TorchFile
 from wmap.run.factory import build_factory
+from wmap.run.resolve import read_inventory
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -166,7 +167,7 @@ def test_factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         model = build_factory(f"{mod}:big")
         assert model.weight.device.type == "meta"
-        inv = inventory_of(f"{mod}:Zoo.tiny")
+        inv = read_inventory(f"{mod}:Zoo.tiny")
         assert inv.names == ("0.weight", "0.bias") and inv["0.weight"].kind == "Linear"
         assert build_factory(f"{mod}:big", device=None).weight.device.type == "cpu"
         assert "bad width" in expect_wm("WM511", lambda: build_factory(f"{mod}:broken")).diagnostics[0].message

@@ -37,6 +37,7 @@ from wmap.formats._common import np_dtype
 from wmap.lang import parse_spec
 from wmap.planning.compiler import compile_plan
 from wmap.planning.plan import Plan, SourceRef, Step
+from wmap.run.execute import apply_plan
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build, get_ops
 
 
@@ -341,7 +342,7 @@ def test_chains_through_the_pipeline(chain: tuple[tuple[int, ...], list[Transfor
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "y.safetensors"
         zeros = {"y": np.zeros(metas[-1].shape, np_dtype(metas[-1].dtype))}
-        plan.apply(source={"x": x}, target=zeros, out=str(out))
+        apply_plan(plan, source={"x": x}, target=zeros, out=str(out))
         with SafetensorsFile(out) as f:
             got = np.array(f.read("y"))
     assert got.shape == metas[-1].shape
@@ -532,8 +533,8 @@ def test_invertible_plans_round_trip_bit_for_bit(case: tuple[str, list[TensorMet
     data = {m.name: _random_bits(m, rng) for m in smetas}
     with tempfile.TemporaryDirectory() as d:
         fwd, rev = Path(d) / "fwd.safetensors", Path(d) / "rev.safetensors"
-        plan.apply(source=data, target={m.name: np.zeros(m.shape, np_dtype(m.dtype)) for m in tmetas}, out=str(fwd))
-        back.apply(source=str(fwd), target={m.name: np.zeros(m.shape, np_dtype(m.dtype)) for m in smetas},
+        apply_plan(plan, source=data, target={m.name: np.zeros(m.shape, np_dtype(m.dtype)) for m in tmetas}, out=str(fwd))
+        apply_plan(back, source=str(fwd), target={m.name: np.zeros(m.shape, np_dtype(m.dtype)) for m in smetas},
                    out=str(rev))
         with SafetensorsFile(rev) as f:
             for m in smetas:
@@ -553,9 +554,9 @@ def test_the_round_trip_check_can_fail() -> None:
                                                   for s in back.steps))
     data = {"s0": np.arange(4, dtype=np.float32).reshape(2, 2)}
     with tempfile.TemporaryDirectory() as d:
-        plan.apply(source=data, target={"t0": np.zeros((2, 2), np.float32)}, out=f"{d}/f.safetensors")
+        apply_plan(plan, source=data, target={"t0": np.zeros((2, 2), np.float32)}, out=f"{d}/f.safetensors")
         for p, same in ((back, True), (wrong, False)):
-            p.apply(source=f"{d}/f.safetensors", target={"s0": np.zeros((2, 2), np.float32)}, out=f"{d}/r.safetensors")
+            apply_plan(p, source=f"{d}/f.safetensors", target={"s0": np.zeros((2, 2), np.float32)}, out=f"{d}/r.safetensors")
             from wmap.formats.safetensors_file import SafetensorsFile
             with SafetensorsFile(f"{d}/r.safetensors") as f:
                 assert (np.array(f.read("s0")).tobytes() == data["s0"].tobytes()) is same

@@ -13,21 +13,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from wmap.core.errors import Diagnostic, Span, WmapError
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.version import VERSION as __version__
 from wmap.lang import load_spec, parse_spec
 from wmap.lang.spec import Spec
 
 if TYPE_CHECKING:
-    from wmap.api import apply, inventory_of, load_plan, plan, verify
-    from wmap.planning.plan import Plan
+    from wmap.api import Plan, apply, inventory_of, load_plan, plan, verify
     from wmap.run.execute import ApplyReport
 
 _LAZY = {
     "plan": "wmap.api", "apply": "wmap.api", "verify": "wmap.api", "inventory_of": "wmap.api",
-    "load_plan": "wmap.api", "Plan": "wmap.planning.plan", "ApplyReport": "wmap.run.execute",
+    "load_plan": "wmap.api", "Plan": "wmap.api", "ApplyReport": "wmap.run.execute",
 }
 
 __all__ = [

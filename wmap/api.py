@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory
 from wmap.lang.spec import Spec
-from wmap.planning.plan import Plan
+from wmap.planning import plan as _plan
 from wmap.run.execute import ApplyReport, apply_plan
 
 SpecLike = Spec | str | os.PathLike[str]
+
+
+class Plan(_plan.Plan):
+    """A reviewed plan you can run: the plan's data (`wmap.planning.plan.Plan`) plus execution.
+
+    The data class knows nothing of execution, so the planning layer never imports it; every plan
+    the API hands out (`wmap.plan`, `wmap.load_plan`) is one of these."""
+
+    @classmethod
+    def of(cls, p: _plan.Plan) -> Plan:
+        if isinstance(p, cls):
+            return p
+        return cls(**{f.name: getattr(p, f.name) for f in dataclasses.fields(p)})
+
+    def apply(self, source: Any = None, target: Any = None, out: Any = None, **kw: Any) -> ApplyReport:
+        """Execute this plan (see `wmap.apply`); `source`/`target` default to what it was planned with."""
+        return apply_plan(self, source=source, target=target, out=out, **_with_progress(kw))
+
+    def param_groups(self, model: Any, base_lr: float, **extra: Any) -> list[dict[str, Any]]:
+        """Optimizer parameter groups for `model`: lr multipliers applied, frozen parameters left out."""
+        from wmap.sinks.torch_sink import param_groups
+        return param_groups(self, model, base_lr, **extra)
 
 
 def _spec(spec: SpecLike) -> Spec:
@@ -21,8 +44,8 @@ def _spec(spec: SpecLike) -> Spec:
 
 def inventory_of(obj: Any, framework: str | None = None) -> Inventory:
     """Names, shapes and dtypes of a checkpoint, model, factory or state dict; reads no weight data."""
-    from wmap.formats import inventory_of
-    return inventory_of(obj, framework)
+    from wmap.run.resolve import read_inventory
+    return read_inventory(obj, framework)
 
 
 def plan(spec: SpecLike, source: Any = None, target: Any = None) -> Plan:
@@ -47,14 +70,12 @@ def _checked_spec(spec: SpecLike) -> Spec:
 
 def _compile(s: Spec, sources: dict[str, Inventory], source: Any, target: Any) -> tuple[Plan, Inventory]:
     """The plan bound to the endpoints it was made for, and the target inventory it was made from."""
-    import dataclasses
-
     from wmap.planning.compiler import compile_plan
     from wmap.run.resolve import target_inventory
 
     target_inv = target_inventory(s, target)
     p = compile_plan(s, sources, target_inv)
-    return dataclasses.replace(p, bound=(source, target)), target_inv
+    return Plan.of(dataclasses.replace(p, bound=(source, target))), target_inv
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
@@ -68,14 +89,15 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
             data = json.load(f)
     except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested past the stack
         raise error("WM520", f"cannot read plan `{os.fspath(path)}`: {e}") from None
-    return plan_from_json(data, os.fspath(path))
+    return Plan.of(plan_from_json(data, os.fspath(path)))
 
 
 def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: Any = None,
           **kw: Any) -> ApplyReport:
     """Plan (unless given a Plan) and execute. Returns the report; `report.target` is the filled model
     (for a `module:callable` target, the model wmap built) or the output path."""
-    if isinstance(spec, Plan):
+    kw = _with_progress(kw)
+    if isinstance(spec, _plan.Plan):
         return apply_plan(spec, source=source, target=target, out=out, **kw)
     from wmap.run.resolve import open_spec_sources
 
@@ -91,10 +113,20 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
             r.close()
 
 
+def _with_progress(kw: dict[str, Any]) -> dict[str, Any]:
+    """`show_progress=None` (the default): a bar on a terminal for transfers that take a second or more."""
+    import functools
+
+    from wmap.commands.progress import progress_bar
+    show = kw.pop("show_progress", None)
+    kw.setdefault("progress", functools.partial(progress_bar, show=show))
+    return kw
+
+
 def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None) -> Any:
     """Check that `target` holds exactly what the plan puts there (recomputed from the sources)."""
     from wmap.run.verify import verify_plan
-    p = spec if isinstance(spec, Plan) else plan(spec, source, target)
+    p = spec if isinstance(spec, _plan.Plan) else plan(spec, source, target)
     return verify_plan(p, source=source, target=target)
 
 

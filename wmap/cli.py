@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from wmap import __version__
 from wmap.commands import COMMANDS
 from wmap.commands.common import Output
 from wmap.core.errors import WmapError
+from wmap.core.version import VERSION
 
 EXIT_OK, EXIT_ERRORS, EXIT_WARNINGS, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3, 64, 130
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wmap", description="Declarative weight mapping: check, plan and apply mapping specs.",
                 epilog="Exit codes: 0 ok, 1 errors, 2 warnings (plan --detailed-exitcode), 3 internal error, "
                        "64 usage, 130 interrupted.")
-    p.add_argument("--version", action="version", version=f"wmap {__version__}")
+    p.add_argument("--version", action="version", version=f"wmap {VERSION}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for cmd in COMMANDS:

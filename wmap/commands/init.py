@@ -41,18 +41,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.core.errors import error
-    from wmap.formats import inventory_of
     from wmap.lang import syntax_for
-    from wmap.run.resolve import _ensure_cwd_importable
+    from wmap.run.resolve import read_inventory
     from wmap.scaffold.propose import init_spec
     from wmap.scaffold.rules import relative_location
 
     if args.out and os.path.exists(args.out) and not args.force:
         raise error("WM521", f"`{args.out}` exists; wmap init does not overwrite a spec",
                     hint="pass --force to replace it, or choose another --out")
-    _ensure_cwd_importable()
-    source = inventory_of(args.source, args.source_framework)
-    target = inventory_of(args.target, args.target_framework)
+    source = read_inventory(args.source, args.source_framework)
+    target = read_inventory(args.target, args.target_framework)
     result = init_spec(source, target, relative_location(args.source, args.out),
                        relative_location(args.target, args.out), args.source_framework, args.target_framework,
                        syntax_for(args.out) if args.out else "wmap")

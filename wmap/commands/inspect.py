@@ -31,11 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from wmap.formats import inventory_of
-    from wmap.run.resolve import _ensure_cwd_importable
+    from wmap.run.resolve import read_inventory
 
-    _ensure_cwd_importable()
-    inv = inventory_of(args.checkpoint, args.framework)
+    inv = read_inventory(args.checkpoint, args.framework)
     if out.fmt == "json":
         data = {"format_version": 1, **inv.to_json(), "summary": totals(inv).to_json(),
                 "groups": [g.to_json() for g in groups(inv)]}

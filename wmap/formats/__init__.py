@@ -6,9 +6,11 @@
   `.pt/.pth/.bin/.ckpt`; `.npz`; Keras `.keras`, `.weights.h5`, sharded `.weights.json`,
   legacy `.h5`; a TensorFlow checkpoint prefix, its `.index`, or its directory; a
   directory holding one of these (Hugging Face names first); unknown suffixes by magic bytes;
-- a `module:callable` string: a factory, built on the meta device (see `factory`);
 - an `nn.Module`, a built Keras model, or a `Mapping[str, array]`;
 - an object that already is a `TensorSource`.
+
+A `module:callable` string names a model to build, which is not a reader's business: `run/resolve.py`
+builds it and hands the model here.
 
 Importing this package imports no framework: torch, TensorFlow and Keras objects are
 recognised through `sys.modules`, and framework readers import lazily.
@@ -43,13 +45,7 @@ def open_source(obj: Any, framework: str | None = None, *, keras_model: Any = No
     """
     fw = canonical_framework(framework)
     if isinstance(obj, (str, os.PathLike)):
-        text = os.fspath(obj)
-        if isinstance(obj, str):
-            from wmap.run.factory import build_factory, is_factory_spec
-
-            if is_factory_spec(text) and not os.path.exists(text):
-                return open_source(build_factory(text, framework=fw), fw)
-        return _open_path(text, fw, keras_model)
+        return _open_path(os.fspath(obj), fw, keras_model)
     if isinstance(obj, TensorSource):
         return obj
     keras = sys.modules.get("keras")

@@ -8,12 +8,9 @@ comment lines (`# ...`); one that starts with a space was on the node's own line
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from wmap.core.errors import Span
-
-Scalar = Union[int, float, str, bool, None]  # noqa: UP007 (runtime alias, recursive below)
-Value = Union[Scalar, tuple["Value", ...]]  # noqa: UP007 (a string forward reference needs Union)
+from wmap.core.values import Value
 
 NO_SPAN = Span(None, 0, 0)
 DEFAULT_SOURCE = "src"

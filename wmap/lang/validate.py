@@ -329,7 +329,7 @@ def _check_init(call: Call, span: Span, bag: DiagnosticBag, transforms: object) 
                 did_you_mean(call.name, INITIALIZERS) or "known: " + ", ".join(sorted(INITIALIZERS)))
         return
     try:
-        make_initializer(call)
+        make_initializer(call.name, call.args, call.kwargs)
     except InitError as e:
         bag.add("WM113", str(e), where, e.hint or DOCS.get(call.name))
 

@@ -551,7 +551,7 @@ def _build_init_keep(st: _State) -> None:
     for i, init in enumerate(st.spec.init):
         pat = P.parse(init.pattern)
         try:
-            initializer = make_initializer(init.call)
+            initializer = make_initializer(init.call.name, init.call.args, init.call.kwargs)
         except ValueError as e:  # already reported by check_names when parsed from text
             st.bag.add("WM113", str(e), init.span)
             continue

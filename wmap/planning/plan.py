@@ -134,7 +134,9 @@ class Plan:
         counts["dropped"] = len(self.dropped)
         return counts
 
-    # -- rendering (kept in report.py; these are the conveniences users call) ------------------
+    # -- rendering and saving (planning/render.py, planning/serialise.py) ----------------------
+    # Executing a plan is not the plan's business: `wmap.Plan` (api.py) adds `apply` and
+    # `param_groups` on top of this data, so the planning layer never imports execution.
 
     def render(self, fmt: str = "text", color: bool = False) -> str:
         from wmap.planning.render import render_plan
@@ -147,13 +149,6 @@ class Plan:
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
 
-    def apply(self, source: Any = None, target: Any = None, out: Any = None, **kw: Any) -> Any:
-        from wmap.run.execute import apply_plan
-        return apply_plan(self, source=source, target=target, out=out, **kw)
-
-    def param_groups(self, model: Any, base_lr: float, **extra: Any) -> list[dict[str, Any]]:
-        from wmap.sinks.torch_sink import param_groups
-        return param_groups(self, model, base_lr, **extra)
 
 
 def spec_digest(spec: Spec) -> str:

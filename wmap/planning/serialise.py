@@ -26,7 +26,7 @@ def _span(d: dict[str, Any] | None) -> Span | None:
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
-    from wmap import __version__
+    from wmap.core.version import VERSION
     steps = []
     for s in plan.steps:
         steps.append({
@@ -44,7 +44,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         })
     return {
         "format_version": FORMAT_VERSION,
-        "wmap_version": __version__,
+        "wmap_version": VERSION,
         "spec_digest": plan.spec_digest,
         "sources": [{"name": n, "fingerprint": fp, "framework": dict(plan.source_frameworks).get(n),
                      "label": dict(plan.source_labels).get(n)} for n, fp in plan.source_fingerprints],

@@ -9,8 +9,10 @@ an in-memory target is unchanged and no output file appears.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,8 @@ from wmap.planning.plan import Plan, Step
 from wmap.transforms import get_ops
 
 StepHook = Callable[[int, Step], None]
+Advance = Callable[[int], None]
+Progress = Callable[[int], AbstractContextManager[Advance | None]]
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,11 @@ class ApplyReport:
         return dict(self._checksums)
 
     def to_json(self, with_checksums: bool = True) -> dict[str, Any]:
-        from wmap import __version__
+        from wmap.core.version import VERSION
         sums = self.checksums() if with_checksums else {}
         return {
             "format_version": 1,
-            "wmap_version": __version__,
+            "wmap_version": VERSION,
             "spec_digest": self.plan.spec_digest,
             "sources": {n: fp for n, fp in self.plan.source_fingerprints},
             "target_fingerprint": self.plan.target_fingerprint,
@@ -229,14 +233,15 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_ste
 
 
 def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = None, *,
-               on_step: StepHook | None = None, show_progress: bool | None = None,
+               on_step: StepHook | None = None, progress: Progress | None = None,
                opened: tuple[Mapping[str, TensorSource], Inventory] | None = None) -> ApplyReport:
     """Execute a checked plan. See `wmap.apply` for the arguments.
 
+    `progress`: given the total bytes, a context manager yielding an `advance(nbytes)` callback (or
+    None); the faces build it (a terminal bar), execution only reports to it.
     `opened`: the readers and target inventory the plan was compiled from just now (by
     `wmap.apply`); they are used as they are instead of being opened and checked again.
     """
-    from wmap.commands.progress import progress_bar
     from wmap.run.resolve import open_sink, open_sources
 
     source = plan.bound[0] if source is None else source
@@ -250,7 +255,7 @@ def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = No
         raise
     total = sum(s.nbytes for s in plan.steps)
     try:
-        with progress_bar(total, show_progress) as advance:
+        with (progress(total) if progress is not None else contextlib.nullcontext(None)) as advance:
             warnings = run_steps(plan, readers, sink, on_step, advance)
         sink.commit()
     except BaseException:

@@ -28,6 +28,13 @@ def is_factory_spec(text: str) -> bool:
     return bool(_SPEC.match(text))
 
 
+def is_factory(obj: object) -> bool:
+    """A `module:callable` reference rather than a path: the syntax matches and no such file exists
+    (a checkpoint may be called `a:b` on POSIX; the file wins)."""
+    import os
+    return isinstance(obj, str) and is_factory_spec(obj) and not os.path.exists(obj)
+
+
 @contextlib.contextmanager
 def _cwd_on_path() -> Iterator[None]:
     added = "" not in sys.path

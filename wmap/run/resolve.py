@@ -8,7 +8,6 @@ checked against every endpoint's fingerprint before anything is read.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,14 +15,29 @@ from typing import Any
 
 from wmap.core.errors import error
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.formats.base import TensorSource
 from wmap.lang.spec import DEFAULT_SOURCE, Spec
 from wmap.planning.plan import Plan
+from wmap.run.factory import build_factory, is_factory
 
-_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+def open_reader(obj: Any, framework: str | None = None) -> TensorSource:
+    """A reader for anything a spec or a call may name: a `module:callable` is built first (torch
+    models on the meta device), everything else goes to the format readers as it is."""
+    from wmap.formats import open_source
+    if is_factory(obj):
+        return open_source(build_factory(obj, framework=framework), framework)
+    return open_source(obj, framework)
 
 
-def is_factory(obj: Any) -> bool:
-    return isinstance(obj, str) and bool(_FACTORY.match(obj)) and not os.path.exists(obj)
+def read_inventory(obj: Any, framework: str | None = None) -> Inventory:
+    """The inventory of anything `open_reader` opens (a reader opened here is closed again)."""
+    src = open_reader(obj, framework)
+    try:
+        return src.inventory()
+    finally:
+        if src is not obj:
+            src.close()
 
 
 def _locate(location: str, spec: Spec | None) -> str:
@@ -74,23 +88,16 @@ def target_object(spec: Spec | None, target: Any) -> tuple[Any, str | None]:
     return _locate(spec.target.location, spec), fw
 
 
-def _ensure_cwd_importable() -> None:
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-
-
 def source_inventories(spec: Spec | None, source: Any) -> dict[str, Inventory]:
-    from wmap.formats import inventory_of
-    return {n: inventory_of(obj, fw) for n, (obj, fw) in source_objects(spec, source).items()}
+    return {n: read_inventory(obj, fw) for n, (obj, fw) in source_objects(spec, source).items()}
 
 
 def open_spec_sources(spec: Spec, source: Any) -> dict[str, Any]:
     """A reader for every source of the spec; the caller closes them (all closed on a failure)."""
-    from wmap.formats import open_source
     readers: dict[str, Any] = {}
     try:
         for n, (obj, fw) in source_objects(spec, source).items():
-            readers[n] = open_source(obj, fw)
+            readers[n] = open_reader(obj, fw)
     except BaseException:
         for r in readers.values():
             r.close()
@@ -99,10 +106,8 @@ def open_spec_sources(spec: Spec, source: Any) -> dict[str, Any]:
 
 
 def target_inventory(spec: Spec | None, target: Any) -> Inventory:
-    from wmap.formats import inventory_of
     obj, fw = target_object(spec, target)
-    _ensure_cwd_importable()
-    return inventory_of(obj, fw)
+    return read_inventory(obj, fw)
 
 
 def _check_fingerprint(what: str, inv: Inventory, expected: str) -> None:
@@ -112,7 +117,6 @@ def _check_fingerprint(what: str, inv: Inventory, expected: str) -> None:
 
 
 def open_sources(plan: Plan, source: Any) -> dict[str, Any]:
-    from wmap.formats import open_source
     readers: dict[str, Any] = {}
     objs = source_objects(plan.spec, source) if (plan.spec is not None or source is not None) else {}
     expected = dict(plan.source_fingerprints)
@@ -125,7 +129,7 @@ def open_sources(plan: Plan, source: Any) -> dict[str, Any]:
     try:
         for name in expected:
             obj, fw = objs[name]
-            reader = open_source(obj, fw)
+            reader = open_reader(obj, fw)
             readers[name] = reader
             _check_fingerprint(f"source `{name}`", reader.inventory(), expected[name])
         invs = {n: r.inventory() for n, r in readers.items()}
@@ -202,8 +206,6 @@ def model_sink(plan: Plan, model: Any, planned: Inventory | None = None) -> Any:
 
 
 def _factory_sink(plan: Plan, factory: str, fw: str | None) -> Any:
-    from wmap.run.factory import build_factory
-    _ensure_cwd_importable()
     needs_values = any(s.kind == "keep" for s in plan.steps)
     model = build_factory(factory, device="cpu" if needs_values else "meta", framework=fw)
     if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module) and not needs_values:
@@ -216,27 +218,25 @@ def _factory_sink(plan: Plan, factory: str, fw: str | None) -> Any:
 
 
 def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> Any:
-    from wmap import __version__
-    from wmap.formats import inventory_of, open_source
+    from wmap.core.version import VERSION
+    from wmap.formats import inventory_of
     from wmap.lang.validate import parse_size
     from wmap.sinks.files import SafetensorsSink
 
     if out.endswith((".h5", ".keras")):
-        from wmap.sinks.keras_sink import keras_file_sink
+        from wmap.run.keras_target import keras_file_sink
         return keras_file_sink(plan, obj, fw, out)
     template = None
     if is_factory(obj):
-        from wmap.run.factory import build_factory
-        _ensure_cwd_importable()
         inv = inventory_of(build_factory(obj, device="meta", framework=fw))
     else:
-        template = open_source(obj, fw) if any(s.kind == "keep" for s in plan.steps) else None
+        template = open_reader(obj, fw) if any(s.kind == "keep" for s in plan.steps) else None
         inv = template.inventory() if template is not None else inventory_of(obj, fw)
     _check_fingerprint("the target", inv, plan.target_fingerprint)
     order = [t for s in plan.steps for t in s.targets]
     metadata = {
         "format": "pt",
-        "wmap_version": __version__,
+        "wmap_version": VERSION,
         "wmap_spec_digest": plan.spec_digest,
         "wmap_sources": ",".join(f"{n}={fp}" for n, fp in plan.source_fingerprints),
     }

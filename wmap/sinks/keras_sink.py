@@ -24,10 +24,10 @@ Where the work happens, and why:
   which Keras 3 honours in `trainable_weights`. Keras fixes the trainable set when it
   compiles, so the notes say to compile again.
 
-`keras_file_sink` writes `.weights.h5`, `.keras` or legacy `.h5` outputs: it builds the
-Keras target in memory (from a factory, a `.keras`/full-model `.h5` template, or a copy of
-a given model), applies there, then saves with Keras itself to a temporary file in the
-output's folder and renames it into place. An abort leaves nothing behind.
+`KerasFileSink` writes `.weights.h5`, `.keras` or legacy `.h5` outputs: it applies into a
+built Keras model it is handed (how that model is built, from a factory, a template or a
+copy, is `run/keras_target.py`'s business), then saves with Keras itself to a temporary file
+in the output's folder and renames it into place. An abort leaves nothing behind.
 
 Keras is never imported here unless the caller already has a Keras object or asks for a
 Keras output file.
@@ -58,7 +58,7 @@ from wmap.sinks.base import (
     worker_pool,
 )
 
-_BUILD_HINT = ("build the model before planning: give it an input (`keras.Input(shape)` in a Functional model), "
+BUILD_HINT = ("build the model before planning: give it an input (`keras.Input(shape)` in a Functional model), "
                "call `model.build((None, ...))`, or call it once on a batch; a `module:callable` factory must "
                "return a built model")
 
@@ -97,7 +97,7 @@ class KerasModelSink:
     def __init__(self, model: Any, inventory: Inventory, array_kind: ArrayKind | None = None):
         if not getattr(model, "built", True):
             raise error("WM502", f"Keras model `{getattr(model, 'name', '?')}` has no variables yet (it is not "
-                        "built)", hint=_BUILD_HINT)
+                        "built)", hint=BUILD_HINT)
         self.model = model
         self._inventory = inventory
         self.array_kind: ArrayKind = array_kind or ("torch" if _torch_available() else "numpy")
@@ -350,7 +350,7 @@ def _tf_from_torch(t: Any) -> Any:
 _KINDS = ((".weights.h5", "weights"), (".keras", "keras"), (".h5", "h5"), (".hdf5", "h5"))
 
 
-def _output_kind(out: str) -> tuple[str, str]:
+def output_kind(out: str) -> tuple[str, str]:
     lower = out.lower()
     for suffix, kind in _KINDS:
         if lower.endswith(suffix):
@@ -415,7 +415,7 @@ class KerasFileSink:
         self._tmp = tmp
         model = self.inner.model
         try:
-            with _quiet_keras():
+            with quiet_keras():
                 if self.kind == "weights":
                     model.save_weights(tmp, overwrite=True)
                 else:
@@ -464,7 +464,7 @@ def _fsync(path: str) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_keras() -> Iterator[None]:
+def quiet_keras() -> Iterator[None]:
     """Keras warns that `.h5` is a legacy format; the user asked for it by name."""
     import logging
     import warnings
@@ -478,78 +478,3 @@ def _quiet_keras() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-def keras_file_sink(plan: Any, obj: Any, fw: str | None, out: str) -> KerasFileSink:
-    """The sink for a Keras output file: builds the target model in memory, checks it against the plan."""
-    from wmap.formats import inventory_of
-
-    kind, suffix = _output_kind(out)
-    model = _target_model(obj, fw, kind, out)
-    inv = inventory_of(model)
-    if inv.fingerprint() != plan.target_fingerprint:
-        raise error("WM604", f"the target built for `{out}` (fingerprint {inv.fingerprint()}) is not the one the plan "
-                    f"was made for ({plan.target_fingerprint})", hint="make the plan again against this target")
-    return KerasFileSink(KerasModelSink(model, inv), out, kind, suffix, set(plan.frozen), dict(plan.options))
-
-
-def _target_model(obj: Any, fw: str | None, kind: str, out: str) -> Any:
-    """A private built Keras model to apply into: from a factory, a template file, or a copy of a model."""
-    from wmap.run.resolve import is_factory
-
-    if is_factory(obj):
-        from wmap.run.factory import build_factory
-
-        model = build_factory(obj, device=None)
-        if not is_keras_model(model):
-            raise error("WM521", f"`{out}` is a Keras file, but the factory `{obj}` built a "
-                        f"{type(model).__module__}.{type(model).__name__}",
-                        hint="write a PyTorch target to `.safetensors`, or name a Keras factory")
-        return _built(model, obj)
-    if isinstance(obj, (str, os.PathLike)):
-        return _load_template(os.fspath(obj), out)
-    if is_keras_model(obj):
-        return _copy_model(_built(obj, getattr(obj, "name", "model")))
-    raise error("WM521", f"`{out}` is a Keras file, but the target is a {type(obj).__module__}.{type(obj).__name__}",
-                hint="give the target as a Keras model, a `module:callable` Keras factory, or a `.keras` file")
-
-
-def _built(model: Any, what: str) -> Any:
-    if not getattr(model, "built", False):
-        raise error("WM502", f"Keras model `{what}` has no variables yet (it is not built)", hint=_BUILD_HINT)
-    return model
-
-
-def _load_template(path: str, out: str) -> Any:
-    lower = path.lower()
-    if lower.endswith(".keras") or (lower.endswith((".h5", ".hdf5")) and not lower.endswith(".weights.h5")):
-        import keras
-
-        try:
-            with _quiet_keras():
-                model = keras.saving.load_model(path, compile=False)
-        except Exception as e:
-            raise error("WM521", f"cannot rebuild a Keras model from `{path}` to write `{out}`: "
-                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                        hint="a `.h5` file holding only weights has no architecture: name a `module:callable` "
-                        "Keras factory as the target instead") from None
-        return _built(model, path)
-    raise error("WM521", f"`{path}` holds weights but no architecture, so wmap cannot build the Keras model that "
-                f"writes `{out}`", hint="name the target as a `module:callable` Keras factory or a `.keras` file")
-
-
-def _copy_model(model: Any) -> Any:
-    """A copy of a Keras model with its current weights, so writing a file leaves the caller's model alone."""
-    import keras
-
-    try:
-        clone = keras.models.clone_model(model)
-    except Exception as e:
-        raise error("WM521", f"cannot copy Keras model `{model.name}` to write a file: {type(e).__name__}: {e}",
-                    hint="apply into the model itself (no --out) and save it with `model.save(...)`") from None
-    if not clone.built or len(clone.weights) != len(model.weights):
-        raise error("WM521", f"the copy of Keras model `{model.name}` does not have its variables",
-                    hint="apply into the model itself (no --out) and save it with `model.save(...)`")
-    for src, dst in zip(model.weights, clone.weights, strict=True):
-        dst.assign(src.value)
-    return clone

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from wmap.core.inventory import Shape
-from wmap.lang.spec import Call, Value
+from wmap.core.values import Value
 
 
 class InitError(ValueError):
@@ -147,27 +147,28 @@ DOCS: dict[str, str] = {
 }
 
 
-def make_initializer(call: Call) -> Initializer:
-    if call.name not in INITIALIZERS:
-        raise InitError(f"unknown initialiser `{call.name}`")
-    positional, allowed, required = INITIALIZERS[call.name]
-    if len(call.args) > len(positional):
-        raise InitError(f"`{call.name}` takes at most {len(positional)} positional argument(s)",
+def make_initializer(name: str, args: Sequence[Value] = (), kwargs: Sequence[tuple[str, Value]] = ()) -> Initializer:
+    """The initialiser `name(args..., key=value...)`, its parameters checked (InitError otherwise)."""
+    if name not in INITIALIZERS:
+        raise InitError(f"unknown initialiser `{name}`")
+    positional, allowed, required = INITIALIZERS[name]
+    if len(args) > len(positional):
+        raise InitError(f"`{name}` takes at most {len(positional)} positional argument(s)",
                         f"use keywords: {', '.join(sorted(allowed)) or 'none'}")
-    params: dict[str, Value] = dict(zip(positional, call.args))
-    for k, v in call.kwargs:
+    params: dict[str, Value] = dict(zip(positional, args))
+    for k, v in kwargs:
         if k not in allowed:
-            raise InitError(f"`{call.name}` has no parameter `{k}`", f"parameters: {', '.join(sorted(allowed)) or 'none'}")
+            raise InitError(f"`{name}` has no parameter `{k}`", f"parameters: {', '.join(sorted(allowed)) or 'none'}")
         params[k] = v
     missing = required - params.keys()
     if missing:
-        raise InitError(f"`{call.name}` needs {', '.join(sorted(missing))}", DOCS.get(call.name))
+        raise InitError(f"`{name}` needs {', '.join(sorted(missing))}", DOCS.get(name))
     for k, v in params.items():
         if k in ("mode", "nonlinearity", "name"):
             if not isinstance(v, str):
-                raise InitError(f"`{call.name}`: `{k}` must be a string")
+                raise InitError(f"`{name}`: `{k}` must be a string")
         elif not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise InitError(f"`{call.name}`: `{k}` must be a number, not {v!r}")
-    if call.name in ("normal", "trunc_normal") and float(params.get("std", 1.0)) < 0:  # type: ignore[arg-type]
-        raise InitError(f"`{call.name}`: std must be >= 0")
-    return Initializer(call.name, tuple(sorted(params.items())))
+            raise InitError(f"`{name}`: `{k}` must be a number, not {v!r}")
+    if name in ("normal", "trunc_normal") and float(params.get("std", 1.0)) < 0:  # type: ignore[arg-type]
+        raise InitError(f"`{name}`: std must be >= 0")
+    return Initializer(name, tuple(sorted(params.items())))
