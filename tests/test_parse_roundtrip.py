@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, find, given, settings
 from hypothesis import strategies as st
 
+from wmap.core.frameworks import FRAMEWORKS
 from wmap.lang import format_spec, parse_spec
 from wmap.lang.grammar import KEYWORDS
 from wmap.lang.spec import (
     DEFAULT_SOURCE,
-    FRAMEWORKS,
     Call,
     Init,
     LrScale,

@@ -1024,11 +1024,11 @@ def output_directory_is_a_file(w: Work) -> Setup:
 
 def _mkstemp_fails(err: OSError) -> Callable[[pytest.MonkeyPatch], None]:
     def patch(mp: pytest.MonkeyPatch) -> None:
-        import wmap.sinks.safetensors_writer as sw
+        import wmap.core.atomic as at
 
         def mkstemp(*a: Any, **k: Any) -> Any:
             raise err
-        mp.setattr(sw.tempfile, "mkstemp", mkstemp)
+        mp.setattr(at.tempfile, "mkstemp", mkstemp)
     return patch
 
 

@@ -20,6 +20,7 @@ import ml_dtypes
 import numpy as np
 
 from wmap.core.errors import WmapError, did_you_mean, error
+from wmap.core.frameworks import layout_of
 from wmap.core.inventory import DTYPE_BITS, TensorMeta
 
 # numpy/ml_dtypes spellings wmap plans with; anything else is refused with WM506.
@@ -29,7 +30,6 @@ _NP_DTYPES: dict[str, np.dtype[Any]] = {
 }
 _LINUX_NORESERVE = 0x4000 if sys.platform == "linux" and platform.machine() in {"x86_64", "aarch64"} else 0
 _MAP_NORESERVE: int = getattr(mmap, "MAP_NORESERVE", _LINUX_NORESERVE)
-_FRAMEWORKS = {"torch": "torch", "pytorch": "torch", "keras": "keras", "tf": "keras", "tensorflow": "keras"}
 
 
 def fail(code: str, message: str, hint: str | None = None, notes: Iterable[str] = ()) -> WmapError:
@@ -43,14 +43,8 @@ def shown(path: str | os.PathLike[str]) -> str:
 
 
 def canonical_framework(framework: str | None) -> str | None:
-    """`torch` / `keras` / None; aliases (`pytorch`, `tf`, `tensorflow`) fold in."""
-    if framework is None:
-        return None
-    try:
-        return _FRAMEWORKS[framework.lower()]
-    except KeyError:
-        raise fail("WM501", f"unknown framework `{framework}`",
-                   hint="use `torch` or `keras` (or leave it out for framework-neutral files)") from None
+    """The layout a reader tags its inventory with: `torch` / `keras` / None (see core/frameworks)."""
+    return layout_of(framework)
 
 
 def map_private(path: str) -> mmap.mmap:

@@ -125,7 +125,8 @@ class _Builder(Transformer[Token, Node]):
         words = [str(t) for t in names]
         loc = _unquote(next(t for t in items if t is not None and t.type == "STRING"))
         span = self._span(meta)
-        from wmap.lang.spec import DEFAULT_SOURCE, FRAMEWORKS
+        from wmap.core.frameworks import FRAMEWORKS
+        from wmap.lang.spec import DEFAULT_SOURCE
         if names:
             self.part_spans[span] = (self._tok_span(names[-1]),)  # where the framework is written
         if len(words) == 2:

@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from wmap.core.frameworks import FRAMEWORKS
 from wmap.lang.grammar import KEYWORDS
-from wmap.lang.spec import DEFAULT_SOURCE, FRAMEWORKS, Call, Spec, Value
+from wmap.lang.spec import DEFAULT_SOURCE, Call, Spec, Value
 
 _PATTERN_RE = re.compile(r"\??([A-Za-z_][A-Za-z0-9_]*:)?([A-Za-z0-9_*/.]|-(?!>)|\{[^{}\n]*\})+")
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

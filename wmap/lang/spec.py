@@ -14,7 +14,6 @@ from wmap.core.values import Value
 
 NO_SPAN = Span(None, 0, 0)
 DEFAULT_SOURCE = "src"
-FRAMEWORKS = ("torch", "keras", "tf", "numpy", "safetensors")
 
 
 def _span() -> Span:

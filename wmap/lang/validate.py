@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
+from wmap.core.frameworks import FRAMEWORKS, unknown_hint
 from wmap.lang import patterns as P
 from wmap.lang.spec import (
     DTYPE_POLICIES,
-    FRAMEWORKS,
     NONFINITE_POLICIES,
     OPTIONS,
     Call,
@@ -169,16 +169,11 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
 
-FRAMEWORK_ALIASES = {"pytorch": "torch", "tensorflow": "tf", "np": "numpy", "st": "safetensors"}
-
-
 def check_endpoint(decl: SourceDecl | TargetDecl, bag: DiagnosticBag, framework_span: Span | None = None) -> None:
     what = f"source `{decl.name}`" if isinstance(decl, SourceDecl) else "the target"
     if decl.framework is not None and decl.framework not in FRAMEWORKS:
-        alias = FRAMEWORK_ALIASES.get(decl.framework.lower())
         bag.add("WM110", f"unknown framework `{decl.framework}` for {what}", framework_span or decl.span,
-                (f"write `{alias}`" if alias else did_you_mean(decl.framework, FRAMEWORKS)) or
-                "frameworks: " + ", ".join(FRAMEWORKS))
+                unknown_hint(decl.framework))
     if isinstance(decl, SourceDecl) and decl.framework is None and decl.name in FRAMEWORKS:
         # `source torch "x"` means framework torch, so this source could not be written in .wmap
         bag.add("WM110", f"source `{decl.name}` is named like a framework but has none", decl.span,

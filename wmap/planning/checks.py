@@ -7,7 +7,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wmap.core.errors import Diagnostic, DiagnosticBag, Severity
+from wmap.core.errors import Diagnostic, DiagnosticBag, Severity, WmapError
+from wmap.core.frameworks import layout_of
 from wmap.core.inventory import Shape, TensorMeta, is_widening
 from wmap.core.names import detect_prefix, fold_text, nearest
 from wmap.lang.spec import Rule, Spec
@@ -166,7 +167,8 @@ def trap_warnings(step: Step, rule: Rule, src_fw: str | None, tgt_fw: str | None
             out.append(Diagnostic(code, "warning", msg, rule.span, hint))
             seen.add((code, rule.span))
 
-    cross = src_fw is not None and tgt_fw is not None and _fw_family(src_fw) != _fw_family(tgt_fw)
+    src_layout, tgt_layout = _layout(src_fw), _layout(tgt_fw)
+    cross = src_layout is not None and tgt_layout is not None and src_layout != tgt_layout
     tgt = step.targets[0]
     chose_layout = any(c.name == "layout" for c in rule.via)  # layout(auto) decided, even if on identity
     layout_named = chose_layout or any(n in _LAYOUT or "_to_" in n or "_from_" in n for n in names)
@@ -201,8 +203,11 @@ def _eps(meta: TensorMeta) -> object:
     return meta.attr("epsilon") if eps is None else eps
 
 
-def _fw_family(fw: str) -> str:
-    return {"tf": "keras"}.get(fw, fw)
+def _layout(fw: str | None) -> str | None:
+    try:
+        return layout_of(fw)
+    except WmapError:  # an unknown name was reported where it was written
+        return None
 
 
 def _permutation_invariant(shape: Shape) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wmap.core.errors import error
+from wmap.core.frameworks import installed
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats.base import TensorSource
 from wmap.lang.spec import DEFAULT_SOURCE, Spec
@@ -240,13 +241,5 @@ def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> Any:
         "wmap_spec_digest": plan.spec_digest,
         "wmap_sources": ",".join(f"{n}={fp}" for n, fp in plan.source_fingerprints),
     }
-    kind = "torch" if _has_torch() else "numpy"
+    kind = "torch" if installed("torch") else "numpy"
     return SafetensorsSink(out, order, inv, metadata, parse_size(str(plan.option("shard_size"))), template, kind)
-
-
-def _has_torch() -> bool:
-    try:
-        import importlib.util
-        return importlib.util.find_spec("torch") is not None
-    except ValueError:
-        return False

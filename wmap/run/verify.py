@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wmap.core.checksum import checksum
+from wmap.core.frameworks import installed
 from wmap.formats.base import ArrayKind
 from wmap.planning.plan import Plan
 from wmap.run.execute import compute_step
@@ -50,7 +51,7 @@ def verify_plan(plan: Plan, source: Any = None, target: Any = None) -> VerifyRep
     obj, fw = target_object(plan.spec, target)
     if isinstance(obj, (str, os.PathLike)):
         file = open_source(obj, fw)
-        kind: ArrayKind = "torch" if _torch_ok() else "numpy"
+        kind: ArrayKind = "torch" if installed("torch") else "numpy"
 
         def current(meta: Any) -> Any:
             return file.read(meta.name, kind)
@@ -87,8 +88,3 @@ def verify_plan(plan: Plan, source: Any = None, target: Any = None) -> VerifyRep
             if p is not None and p.requires_grad:
                 report.mismatches.append((name, "should be frozen but requires_grad is True"))
     return report
-
-
-def _torch_ok() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("torch") is not None

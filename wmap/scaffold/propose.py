@@ -384,7 +384,7 @@ def init_spec(source: Inventory, target: Inventory, source_location: str, target
 
 
 def _declared(flag: str | None, inv: Inventory) -> str | None:
-    from wmap.lang.spec import FRAMEWORKS
+    from wmap.core.frameworks import FRAMEWORKS
 
     fw = framework_of(inv, flag)
     return fw if fw in FRAMEWORKS else None

@@ -18,11 +18,10 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from wmap.core.inventory import Inventory, TensorMeta
-
-ArrayKind = Literal["numpy", "torch"]
+from wmap.formats.base import ArrayKind
 
 # Copies at least this large (1 MiB of float32) may run on worker threads: a strided
 # (transposing) copy runs on one core in torch's blocked kernel, so several at once use

@@ -36,17 +36,17 @@ Keras output file.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from wmap.core.atomic import fsync_path, new_file_mode, sweep, temp_file
 from wmap.core.errors import WmapError, error
+from wmap.core.frameworks import installed
 from wmap.core.inventory import Inventory, TensorMeta, normalise_name
 from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
 from wmap.sinks.base import (
@@ -71,15 +71,6 @@ def is_keras_model(obj: Any) -> bool:
     return layer_cls is not None and isinstance(obj, layer_cls)
 
 
-def _torch_available() -> bool:
-    if "torch" in sys.modules:
-        return True
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except (ValueError, ImportError):
-        return False
-
-
 def _backend() -> str:
     keras = sys.modules.get("keras")
     try:
@@ -100,7 +91,7 @@ class KerasModelSink:
                         "built)", hint=BUILD_HINT)
         self.model = model
         self._inventory = inventory
-        self.array_kind: ArrayKind = array_kind or ("torch" if _torch_available() else "numpy")
+        self.array_kind: ArrayKind = array_kind or ("torch" if installed("torch") else "numpy")
         self.variables: dict[str, Any] = {}
         for v in model.weights:
             native = getattr(v, "path", None) or v.name
@@ -405,9 +396,9 @@ class KerasFileSink:
         self._save()
 
     def _save(self) -> None:
-        folder = os.path.dirname(os.path.abspath(self.path))
+        sweep(os.path.dirname(os.path.abspath(self.path)))
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=self.suffix, dir=folder)
+            fd, tmp = temp_file(self.path, self.suffix)
         except OSError as e:
             raise error("WM512", f"cannot write `{self.path}`: {e.strerror}",
                         hint="check the folder exists and is writable") from None
@@ -420,8 +411,8 @@ class KerasFileSink:
                     model.save_weights(tmp, overwrite=True)
                 else:
                     model.save(tmp, overwrite=True)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
-            _fsync(tmp)
+            os.chmod(tmp, new_file_mode())  # Keras writes the file anew: give it an ordinary file's permissions
+            fsync_path(tmp)
             os.replace(tmp, self.path)
         except WmapError:
             raise
@@ -447,20 +438,6 @@ class KerasFileSink:
 def _keras_version() -> str:
     keras = sys.modules.get("keras")
     return str(getattr(keras, "__version__", "?"))
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

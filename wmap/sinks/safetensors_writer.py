@@ -30,13 +30,13 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 
+from wmap.core.atomic import fsync_dir, sweep, temp_file
 from wmap.core.inventory import TensorMeta
 from wmap.formats._common import dtype_name, fail, is_torch_tensor, shown, to_numpy, torch_dtype_name
 from wmap.formats.safetensors_file import NAME_TO_ST
@@ -51,12 +51,6 @@ class _Shard:
     filename: str
     metas: tuple[TensorMeta, ...]
     header: bytes
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _nbytes(meta: TensorMeta) -> int:
@@ -153,14 +147,13 @@ class SafetensorsWriter:
                            hint="end the path in `.safetensors` for a single file, or choose a directory")
             else:
                 os.makedirs(self.path, exist_ok=True)
+            sweep(self.directory)  # temporaries a killed run left behind
             for shard in self._shards:
-                fd, tmp = tempfile.mkstemp(prefix=f".{shard.filename}.", suffix=".tmp", dir=self.directory)
+                fd, tmp = temp_file(os.path.join(self.directory, shard.filename))
                 self._temps[shard.filename] = tmp
-                os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
                 self._files.append(os.fdopen(fd, "wb"))
             if len(self._shards) > 1:
-                fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_NAME}.", suffix=".tmp", dir=self.directory)
-                os.fchmod(fd, 0o666 & ~_umask())
+                fd, tmp = temp_file(os.path.join(self.directory, INDEX_NAME))
                 os.close(fd)
                 self._temps[INDEX_NAME] = tmp
             for f, shard in zip(self._files, self._shards, strict=True):
@@ -255,7 +248,7 @@ class SafetensorsWriter:
                     raise
                 del self._temps[name]
                 placed.append((dest, old))
-            self._sync_dir()
+            fsync_dir(self.directory)
         except OSError as exc:
             for dest, old in reversed(placed):
                 with contextlib.suppress(OSError):
@@ -278,7 +271,7 @@ class SafetensorsWriter:
         """Rename an existing `dest` to a hidden name beside it; returns that name (None if absent)."""
         if not os.path.lexists(dest):
             return None
-        fd, old = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".old", dir=self.directory)
+        fd, old = temp_file(dest, ".old")
         os.close(fd)
         try:
             os.replace(dest, old)
@@ -293,14 +286,6 @@ class SafetensorsWriter:
         total = sum(_nbytes(m) for m in self.metas)
         doc = {"metadata": {**self.metadata, "total_size": total}, "weight_map": weight_map}
         return (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("utf-8")
-
-    def _sync_dir(self) -> None:
-        with contextlib.suppress(OSError):  # not every platform can fsync a directory
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
     def _remove_stale(self) -> None:
         keep = {s.filename for s in self._shards} | ({INDEX_NAME} if len(self._shards) > 1 else set())
