@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from wmap.core.frameworks import FRAMEWORKS
 from wmap.lang import format_spec, parse_spec
-from wmap.lang.grammar import KEYWORDS
+from wmap.lang.statements import KEYWORDS
 from wmap.lang.spec import (
     DEFAULT_SOURCE,
     Call,

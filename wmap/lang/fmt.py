@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from wmap.core.frameworks import FRAMEWORKS
-from wmap.lang.grammar import KEYWORDS
 from wmap.lang.spec import DEFAULT_SOURCE, Call, Spec, Value
+from wmap.lang.statements import KEYWORDS
 
 _PATTERN_RE = re.compile(r"\??([A-Za-z_][A-Za-z0-9_]*:)?([A-Za-z0-9_*/.]|-(?!>)|\{[^{}\n]*\})+")
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

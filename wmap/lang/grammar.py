@@ -7,8 +7,6 @@ from importlib import resources
 
 from lark import Lark
 
-KEYWORDS = ("wmap", "source", "target", "option", "optional", "drop", "init", "keep", "freeze", "lr")
-
 
 def grammar_text() -> str:
     return (resources.files("wmap") / "grammar" / "wmap.lark").read_text(encoding="utf-8")

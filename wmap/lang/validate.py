@@ -27,6 +27,7 @@ from wmap.lang.spec import (
     Spec,
     TargetDecl,
 )
+from wmap.lang.statements import Statement, StatementList, VersionLine
 
 SUPPORTED_VERSIONS = (1,)
 UNRESOLVED = "unresolved"
@@ -40,7 +41,7 @@ PartSpans = Mapping[Span, Sequence[Span]]
 template. An option: its name, then its value."""
 
 
-def assemble(statements: Sequence[tuple[Any, list[str]]], trailing: Sequence[str], path: str | None,
+def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequence[str], path: str | None,
              text: str | None, bag: DiagnosticBag, *, names: bool = False,
              part_spans: PartSpans | None = None) -> Spec:
     """Statements (in file order, with their comments) -> a checked Spec.
@@ -48,7 +49,7 @@ def assemble(statements: Sequence[tuple[Any, list[str]]], trailing: Sequence[str
     With `names`, transform and initialiser names are resolved too, so one run reports the
     structural and the name problems together, in file order.
     """
-    version: int | None = None
+    version: object = None
     version_span: Span | None = None
     sources: list[SourceDecl] = []
     target: TargetDecl | None = None
@@ -57,16 +58,16 @@ def assemble(statements: Sequence[tuple[Any, list[str]]], trailing: Sequence[str
     lists: dict[str, list[Any]] = {"drop": [], "init": [], "keep": [], "freeze": [], "lr": []}
     for node, comments in statements:
         cm = tuple(comments)
-        if isinstance(node, tuple) and node[0] == "version":
+        if isinstance(node, VersionLine):
             if version is not None:
-                bag.add("WM107", "the version line appears twice", node[2], "keep the first `wmap 1`")
-            version, version_span = node[1], node[2]
+                bag.add("WM107", "the version line appears twice", node.span, "keep the first `wmap 1`")
+            version, version_span = node.number, node.span
             continue
-        if isinstance(node, tuple):
-            kind, items = node
+        if isinstance(node, StatementList):
+            items = list(node.items)
             if items:
                 items[0] = _with_comments(items[0], cm)
-            lists[kind].extend(items)
+            lists[node.kind].extend(items)
             continue
         node = _with_comments(node, cm)
         if isinstance(node, SourceDecl):
@@ -101,7 +102,7 @@ def assemble(statements: Sequence[tuple[Any, list[str]]], trailing: Sequence[str
         bag.add("WM102", f"wmap language version {version} is not supported", version_span,
                 "this wmap reads version 1")
     spec = Spec(
-        version=version or 1, sources=tuple(sources), target=target, options=tuple(options),
+        version=version if isinstance(version, int) else 1, sources=tuple(sources), target=target, options=tuple(options),
         rules=tuple(rules), drop=tuple(lists["drop"]), init=tuple(lists["init"]), keep=tuple(lists["keep"]),
         freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), path=path, text=text,
         trailing_comments=tuple(trailing),

@@ -31,6 +31,7 @@ from wmap.lang.spec import (
     Spec,
     TargetDecl,
 )
+from wmap.lang.statements import ListKind, Statement, StatementList, VersionLine
 from wmap.lang.validate import assemble, check_endpoint, check_lr_factor, check_option, sort_diagnostics
 
 PathKey = tuple[object, ...]
@@ -335,7 +336,7 @@ def _as_list(v: Any) -> list[Any]:
 
 
 def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | None, bag: DiagnosticBag,
-                part_spans: dict[Span, tuple[Span, ...]]) -> Iterator[Any]:
+                part_spans: dict[Span, tuple[Span, ...]]) -> Iterator[Statement]:
     def sp(*key: object) -> Span:
         return _near(spans, tuple(key)) or Span(path, 1, 1)
 
@@ -348,7 +349,12 @@ def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | No
                 bag.extend(e.diagnostics)
         return tuple(out)
 
-    yield ("version", data.get("wmap"), sp("wmap"))
+    def patterns(kind: ListKind) -> StatementList:
+        pats = _as_list(data.get(kind) or [])
+        return StatementList(kind, tuple(PatternStmt(p, sp(kind, k) if isinstance(data[kind], list) else sp(kind))
+                                         for k, p in enumerate(pats)))
+
+    yield VersionLine(data.get("wmap"), sp("wmap"))
     endpoints: list[tuple[Any, str | None, Any, PathKey]] = []
     if "source" in data:
         endpoints.append((SourceDecl, DEFAULT_SOURCE, data["source"], ("source",)))
@@ -374,19 +380,14 @@ def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | No
             else [sp("rules", i, "from")]
         part_spans[rule.span] = (*froms, sp("rules", i, "to"))
         yield rule
-    for kind in ("drop",):
-        pats = _as_list(data.get(kind) or [])
-        yield (kind, [PatternStmt(p, sp(kind, k) if isinstance(data[kind], list) else sp(kind))
-                      for k, p in enumerate(pats)])
+    yield patterns("drop")
     inits = data.get("init") or {}
     init_calls = [(p, calls([c], [("init", p)])) for p, c in inits.items()]
-    yield ("init", [Init(p, c[0], sp("init", p, "__key__")) for p, c in init_calls if c])
-    for kind in ("keep", "freeze"):
-        pats = _as_list(data.get(kind) or [])
-        yield (kind, [PatternStmt(p, sp(kind, k) if isinstance(data[kind], list) else sp(kind))
-                      for k, p in enumerate(pats)])
+    yield StatementList("init", tuple(Init(p, c[0], sp("init", p, "__key__")) for p, c in init_calls if c))
+    yield patterns("keep")
+    yield patterns("freeze")
     lrs = data.get("lr") or {}
-    yield ("lr", [LrScale(p, float(f), sp("lr", p, "__key__")) for p, f in lrs.items()])
+    yield StatementList("lr", tuple(LrScale(p, float(f), sp("lr", p, "__key__")) for p, f in lrs.items()))
 
 
 def _endpoint(cls: Any, name: str | None, ep: Any, span: Span) -> Any:

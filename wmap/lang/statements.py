@@ -1,0 +1,59 @@
+"""The statements of the `.wmap` syntax, and what a front end hands to `assemble`.
+
+`STATEMENTS` is the one table of statement keywords with the usage line each error message
+shows; the grammar (`grammar/wmap.lark`) spells the same keywords, and a test holds the two
+to each other. The front ends (the `.wmap` tree builder, the YAML reader) turn text into a
+list of `Statement`s in file order; `validate.assemble` turns that list into a Spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+from wmap.core.errors import Span
+from wmap.lang.spec import Init, LrScale, Option, PatternStmt, Rule, SourceDecl, TargetDecl
+
+STATEMENTS: dict[str, str] = {
+    "wmap": "the version line reads `wmap 1`",
+    "source": 'a source reads `source [NAME] [FRAMEWORK] "location"`, e.g. `source base torch "base.safetensors"`',
+    "target": 'a target reads `target [FRAMEWORK] "location"`, e.g. `target keras "pkg.models:build"`',
+    "option": "an option reads `option NAME = VALUE`, e.g. `option seed = 0`",
+    "drop": "`drop` takes patterns: `drop **.num_batches_tracked, aux.**`",
+    "init": "an init reads `init PATTERN = initialiser`, e.g. `init head.bias = zeros`",
+    "keep": "`keep` takes patterns: `keep decoder.**`",
+    "freeze": "`freeze` takes patterns: `freeze conv1.**, layer1.**`",
+    "lr": "an lr multiplier reads `lr PATTERN * FACTOR`, e.g. `lr head.** * 10`",
+}
+"""Statement keyword -> its usage line. A rule (`SOURCE -> TARGET`) has no keyword."""
+
+USAGE: dict[str, str] = {
+    **STATEMENTS,
+    "rule": "a rule reads `SOURCE[, SOURCE] -> TARGET | transform | ...`",
+    "call": "a transform call reads `name` or `name(arg, key=value)`",
+}
+
+# Words that start a statement (or mark a rule `optional`): a bare pattern spelled like one of them
+# must be quoted when printed (`fmt`), and an unknown first word is compared with them.
+KEYWORDS: tuple[str, ...] = (*STATEMENTS, "optional")
+
+ListKind = Literal["drop", "init", "keep", "freeze", "lr"]
+
+
+@dataclass(frozen=True)
+class VersionLine:
+    """`wmap 1` (YAML `wmap: 1`): the number as written; `assemble` checks it."""
+
+    number: object
+    span: Span
+
+
+@dataclass(frozen=True)
+class StatementList:
+    """One `drop`/`init`/`keep`/`freeze`/`lr` statement: several patterns, each its own AST node."""
+
+    kind: ListKind
+    items: tuple[PatternStmt | Init | LrScale, ...]
+
+
+Statement = Union[VersionLine, StatementList, SourceDecl, TargetDecl, Option, Rule]  # noqa: UP007
