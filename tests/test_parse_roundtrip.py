@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from wmap.core.frameworks import FRAMEWORKS
 from wmap.lang import format_spec, parse_spec
-from wmap.lang.statements import KEYWORDS
 from wmap.lang.spec import (
     DEFAULT_SOURCE,
     Call,
@@ -33,6 +32,7 @@ from wmap.lang.spec import (
     Spec,
     TargetDecl,
 )
+from wmap.lang.statements import KEYWORDS
 
 # WMAP_EXAMPLES=2000 runs a deeper search (the default keeps the suite fast)
 SETTINGS = settings(max_examples=int(os.environ.get("WMAP_EXAMPLES", "40")), deadline=None,
