@@ -20,6 +20,7 @@ from wmap.core.errors import Diagnostic, WmapError, error
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats.base import TensorSource
 from wmap.planning.plan import Plan, Step
+from wmap.sinks.base import LandedReader, TargetSink
 from wmap.transforms import get_ops
 
 StepHook = Callable[[int, Step], None]
@@ -47,7 +48,7 @@ class ApplyReport:
     result: Any
     notes: list[str] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
-    _reader: Callable[[str], Any] | None = None
+    _landed: Callable[[], AbstractContextManager[LandedReader]] | None = None
     _checksums: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -56,10 +57,12 @@ class ApplyReport:
 
     def checksums(self) -> dict[str, str]:
         """sha256 (first 16 hex digits) of each landed tensor's bytes, computed on first use."""
-        if not self._checksums and self._reader is not None:
+        if not self._checksums and self._landed is not None:
             from wmap.core.checksum import checksum
-            for entry in self.landed:
-                self._checksums[entry.target] = checksum(self._reader(entry.target))
+            metas = {t.name: t for s in self.plan.steps for t in s.targets}
+            with self._landed() as read:  # one open of the output for every tensor
+                for entry in self.landed:
+                    self._checksums[entry.target] = checksum(read(metas[entry.target]))
         return dict(self._checksums)
 
     def to_json(self, with_checksums: bool = True) -> dict[str, Any]:
@@ -193,13 +196,13 @@ class _Scans:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_step: StepHook | None = None,
+def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: TargetSink, on_step: StepHook | None = None,
               progress: Any = None) -> list[Diagnostic]:
     """Stage every step's values in the sink; raises on the first failure (the caller aborts)."""
     ops = get_ops(sink.array_kind)
     policy = plan.option("nonfinite")
     scans = _Scans(ops, policy) if policy != "allow" else None
-    fused = bool(getattr(sink, "checks_while_staging", False))
+    fused = sink.checks_while_staging
     try:
         for i, step in enumerate(plan.steps):
             if on_step is not None:
@@ -220,7 +223,9 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: Any, on_ste
                 if scans is None or step.kind != "map":
                     sink.stage(meta, v)
                 elif fused:
-                    scans.track(sink.stage(meta, v, check=scans.check), meta, step)
+                    verdict = sink.stage(meta, v, check=scans.check)
+                    assert verdict is not None, "a sink that checks while staging returns its verdict"
+                    scans.track(verdict, meta, step)
                 else:
                     scans.submit(v, meta, step)  # what lands is checked: a narrowing cast's overflow too
                     sink.stage(meta, v)
@@ -274,6 +279,4 @@ def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = No
                tuple(x.describe() for x in s.transforms), t.shape, t.dtype)
         for s in plan.steps for t in s.targets
     )
-    metas = {t.name: t for s in plan.steps for t in s.targets}
-    return ApplyReport(plan, landed, sink.result, notes, warnings,
-                       _reader=lambda name: getattr(sink, "read_landed", sink.read_current)(metas[name]))
+    return ApplyReport(plan, landed, sink.result, notes, warnings, _landed=sink.landed)

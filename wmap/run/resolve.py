@@ -16,10 +16,11 @@ from typing import Any
 from wmap.core.errors import error
 from wmap.core.frameworks import installed
 from wmap.core.inventory import Inventory, TensorMeta
-from wmap.formats.base import TensorSource
+from wmap.formats.base import ArrayKind, TensorSource
 from wmap.lang.spec import DEFAULT_SOURCE, Spec
 from wmap.planning.plan import Plan
 from wmap.run.factory import build_factory, is_factory
+from wmap.sinks.base import TargetSink
 
 
 def open_reader(obj: Any, framework: str | None = None) -> TensorSource:
@@ -93,9 +94,9 @@ def source_inventories(spec: Spec | None, source: Any) -> dict[str, Inventory]:
     return {n: read_inventory(obj, fw) for n, (obj, fw) in source_objects(spec, source).items()}
 
 
-def open_spec_sources(spec: Spec, source: Any) -> dict[str, Any]:
+def open_spec_sources(spec: Spec, source: Any) -> dict[str, TensorSource]:
     """A reader for every source of the spec; the caller closes them (all closed on a failure)."""
-    readers: dict[str, Any] = {}
+    readers: dict[str, TensorSource] = {}
     try:
         for n, (obj, fw) in source_objects(spec, source).items():
             readers[n] = open_reader(obj, fw)
@@ -117,8 +118,8 @@ def _check_fingerprint(what: str, inv: Inventory, expected: str) -> None:
                     f"{expected})", hint="make the plan again against what you are applying it to")
 
 
-def open_sources(plan: Plan, source: Any) -> dict[str, Any]:
-    readers: dict[str, Any] = {}
+def open_sources(plan: Plan, source: Any) -> dict[str, TensorSource]:
+    readers: dict[str, TensorSource] = {}
     objs = source_objects(plan.spec, source) if (plan.spec is not None or source is not None) else {}
     expected = dict(plan.source_fingerprints)
     if source is not None and not isinstance(source, Mapping) and plan.spec is None and len(expected) == 1:
@@ -158,7 +159,7 @@ def _check_step(plan: Plan, i: int, what: str, want: TensorMeta, have: TensorMet
                 hint="the plan file was edited or damaged; make it again with `wmap plan SPEC -o plan.json`")
 
 
-def open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None = None) -> Any:
+def open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None = None) -> TargetSink:
     """The sink for this apply, checked against the plan's target fingerprint and steps.
 
     `planned`: the inventory the plan was compiled from a moment ago, for an in-memory model
@@ -177,7 +178,7 @@ def open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None = Non
     return sink
 
 
-def _open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None) -> Any:
+def _open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None) -> TargetSink:
     if plan.spec is None and target is None:
         raise error("WM521", "applying a saved plan needs the target", hint="pass --target")
     obj, fw = target_object(plan.spec, target)
@@ -191,7 +192,7 @@ def _open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None) -> 
     return model_sink(plan, obj, planned)
 
 
-def model_sink(plan: Plan, model: Any, planned: Inventory | None = None) -> Any:
+def model_sink(plan: Plan, model: Any, planned: Inventory | None = None) -> TargetSink:
     from wmap.formats import inventory_of
     inv = planned if planned is not None else inventory_of(model)
     _check_fingerprint("the target", inv, plan.target_fingerprint)
@@ -206,7 +207,7 @@ def model_sink(plan: Plan, model: Any, planned: Inventory | None = None) -> Any:
                 hint="targets are torch modules, Keras models, `module:callable` factories, or --out files")
 
 
-def _factory_sink(plan: Plan, factory: str, fw: str | None) -> Any:
+def _factory_sink(plan: Plan, factory: str, fw: str | None) -> TargetSink:
     needs_values = any(s.kind == "keep" for s in plan.steps)
     model = build_factory(factory, device="cpu" if needs_values else "meta", framework=fw)
     if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module) and not needs_values:
@@ -218,7 +219,7 @@ def _factory_sink(plan: Plan, factory: str, fw: str | None) -> Any:
     return model_sink(plan, model)
 
 
-def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> Any:
+def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> TargetSink:
     from wmap.core.version import VERSION
     from wmap.formats import inventory_of
     from wmap.lang.validate import parse_size
@@ -241,5 +242,5 @@ def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> Any:
         "wmap_spec_digest": plan.spec_digest,
         "wmap_sources": ",".join(f"{n}={fp}" for n, fp in plan.source_fingerprints),
     }
-    kind = "torch" if installed("torch") else "numpy"
+    kind: ArrayKind = "torch" if installed("torch") else "numpy"
     return SafetensorsSink(out, order, inv, metadata, parse_size(str(plan.option("shard_size"))), template, kind)

@@ -15,8 +15,9 @@ import mmap
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,9 +53,35 @@ def worker_pool(prefix: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix=prefix)
 
 
+Check = Callable[[Any], bool]
+"""A value check the executor may hand to `stage`: True when the value holds NaN or Inf."""
+Verdict = Callable[[], bool]
+"""A check's result, settled by the executor (in plan order) before `commit`."""
+LandedReader = Callable[[TensorMeta], Any]
+
+
 class TargetSink(Protocol):
-    array_kind: ArrayKind
-    framework: str | None
+    """Where a plan's values land: an in-memory model, or files. Two-phase, so a failure never
+    half-applies: `stage` takes each value (and may fail), `commit` makes them all visible at once,
+    `abort` discards what was staged. Every sink in `sinks/` satisfies this (mypy checks it where
+    `run/resolve.py` hands one out)."""
+
+    @property
+    def array_kind(self) -> ArrayKind:
+        """What the executor should compute in: `torch` tensors or `numpy` arrays."""
+        ...
+
+    @property
+    def framework(self) -> str | None:
+        """`torch`/`keras` for a model that already holds what `keep` keeps; None for files."""
+        ...
+
+    @property
+    def checks_while_staging(self) -> bool:
+        """True for a sink that copies every value it stages anyway (Keras): the executor then hands
+        `stage` its NaN/Inf check, the sink runs it on its own fresh copy while it is in cache, and
+        returns the verdict. Otherwise the executor scans values itself and `stage` returns None."""
+        ...
 
     def inventory(self) -> Inventory: ...
 
@@ -62,11 +89,8 @@ class TargetSink(Protocol):
         """The target's current value (for `keep` into files and for `verify`)."""
         ...
 
-    def stage(self, meta: TensorMeta, value: Any) -> None:
-        """Take one computed value. A sink that copies every value anyway may set
-        `checks_while_staging = True`; the executor then calls `stage(meta, value, check=...)`
-        and the sink runs `check` (NaN/Inf: True when found) on its own copy and returns the
-        verdict as a zero-argument callable, which the executor settles before `commit`."""
+    def stage(self, meta: TensorMeta, value: Any, check: Check | None = None) -> Verdict | None:
+        """Take one computed value (with `check`, see `checks_while_staging`)."""
         ...
 
     def commit(self) -> None: ...
@@ -75,6 +99,11 @@ class TargetSink(Protocol):
 
     def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
         """After commit: freezing and the like. Returns notes for the report."""
+        ...
+
+    def landed(self) -> AbstractContextManager[LandedReader]:
+        """After commit: a reader of what landed, open for the whole block, so a report that
+        checksums every tensor opens the output once (not once per tensor)."""
         ...
 
     @property

@@ -7,24 +7,29 @@ place; `abort` removes them, leaving any old file untouched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from wmap.core.errors import error
 from wmap.core.inventory import Inventory, TensorMeta
-from wmap.formats.base import TensorSource
+from wmap.formats.base import ArrayKind, TensorSource
+from wmap.sinks.base import Check, LandedReader
 from wmap.sinks.safetensors_writer import SafetensorsWriter
 
 
 class SafetensorsSink:
+    """Streams values into safetensors shards as they are staged; `commit` renames them into place."""
+
     framework = None
+    checks_while_staging = False
 
     def __init__(self, path: str, order: Sequence[TensorMeta], inventory: Inventory, metadata: dict[str, str],
-                 shard_size: int | None, template: TensorSource | None, array_kind: str = "torch"):
+                 shard_size: int | None, template: TensorSource | None, array_kind: ArrayKind = "torch"):
         self.path = path
-        self.array_kind = array_kind
+        self.array_kind: ArrayKind = array_kind
         self._inventory = inventory
         self.template = template
         self.writer = SafetensorsWriter(path, list(order), metadata=metadata, shard_size=shard_size)
@@ -40,19 +45,20 @@ class SafetensorsSink:
         if self.template is None:
             raise error("WM602", f"cannot keep `{meta.name}`: the target has no values (it is not a checkpoint)",
                         hint="keep needs a target checkpoint to copy from, e.g. `--target template.safetensors`")
-        return self.template.read(meta.name, kind=self.array_kind)  # type: ignore[arg-type]
+        return self.template.read(meta.name, kind=self.array_kind)
 
-    def read_landed(self, meta: TensorMeta) -> Any:
-        """A tensor as committed to the output (what the apply report checksums), not the template's."""
+    @contextlib.contextmanager
+    def landed(self) -> Iterator[LandedReader]:
+        """The committed output (not the template), opened once for every tensor read from it."""
         from wmap.formats import open_source
 
         src = open_source(self.path)
         try:
-            return np.array(src.read(meta.name, kind="numpy"))  # a copy: the reader closes below
+            yield lambda meta: src.read(meta.name, kind="numpy")
         finally:
             src.close()
 
-    def stage(self, meta: TensorMeta, value: Any) -> None:
+    def stage(self, meta: TensorMeta, value: Any, check: Check | None = None) -> None:
         self.writer.write(meta.name, value)
 
     def commit(self) -> None:

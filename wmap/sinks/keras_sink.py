@@ -40,6 +40,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,8 @@ from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy,
 from wmap.sinks.base import (
     PARALLEL_MIN_ELEMENTS,
     ArrayKind,
+    Check,
+    LandedReader,
     StagedValues,
     defer_sigint,
     fresh_copy,
@@ -121,8 +124,10 @@ class KerasModelSink:
         v = self._variable(meta)
         return as_kind(np.asarray(v.numpy()), self.array_kind, f"`{meta.name}`")
 
-    def stage(self, meta: TensorMeta, value: Any, check: Callable[[Any], bool] | None = None
-              ) -> Callable[[], bool]:
+    def landed(self) -> AbstractContextManager[LandedReader]:
+        return contextlib.nullcontext(self.read_current)
+
+    def stage(self, meta: TensorMeta, value: Any, check: Check | None = None) -> Callable[[], bool]:
         """Copy `value` for `meta`'s variable; with `check`, run it on that fresh copy (fused, so the
         NaN/Inf scan reads bytes already in cache). Returns the check's verdict, as a callable."""
         v = self._variable(meta)
@@ -381,8 +386,10 @@ class KerasFileSink:
     def read_current(self, meta: TensorMeta) -> Any:
         return self.inner.read_current(meta)
 
-    def stage(self, meta: TensorMeta, value: Any, check: Callable[[Any], bool] | None = None
-              ) -> Callable[[], bool]:
+    def landed(self) -> AbstractContextManager[LandedReader]:
+        return self.inner.landed()  # the file holds exactly the model that was saved
+
+    def stage(self, meta: TensorMeta, value: Any, check: Check | None = None) -> Callable[[], bool]:
         return self.inner.stage(meta, value, check)
 
     def commit(self) -> None:

@@ -12,6 +12,8 @@ Two cases, one copy each:
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -19,7 +21,15 @@ from torch import nn
 
 from wmap.core.errors import error
 from wmap.core.inventory import Inventory, TensorMeta
-from wmap.sinks.base import PARALLEL_MIN_ELEMENTS, StagedValues, defer_sigint, worker_pool
+from wmap.formats.base import ArrayKind
+from wmap.sinks.base import (
+    PARALLEL_MIN_ELEMENTS,
+    Check,
+    LandedReader,
+    StagedValues,
+    defer_sigint,
+    worker_pool,
+)
 from wmap.transforms.ops_torch import torch_dtype
 
 
@@ -36,8 +46,11 @@ def _copy_in_parallel(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
 
 
 class TorchModuleSink:
-    array_kind = "torch"
+    """Stages values for an `nn.Module`'s state; commit copies them in (or swaps meta tensors out)."""
+
+    array_kind: ArrayKind = "torch"
     framework = "torch"
+    checks_while_staging = False
 
     def __init__(self, model: nn.Module, inventory: Inventory):
         self.model = model
@@ -68,7 +81,10 @@ class TorchModuleSink:
                         hint="`keep` and `verify` need a target with real weights")
         return cur.detach()
 
-    def stage(self, meta: TensorMeta, value: torch.Tensor) -> None:
+    def landed(self) -> AbstractContextManager[LandedReader]:
+        return contextlib.nullcontext(self.read_current)
+
+    def stage(self, meta: TensorMeta, value: torch.Tensor, check: Check | None = None) -> None:
         cur = self._entry(meta)
         if tuple(value.shape) != tuple(cur.shape):
             raise error("WM602", f"`{meta.name}`: value {tuple(value.shape)} does not fit {tuple(cur.shape)}",
