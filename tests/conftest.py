@@ -1,3 +1,3 @@
-"""Fixtures shared across test modules. The CLI tests' work folder is defined in tests/cli_fixtures.py."""
+"""Fixtures shared across test modules. The CLI tests' work folder is defined in tests/support/cli_fixtures.py."""
 
-from tests.cli_fixtures import cli_work, in_cli_work  # noqa: F401  (registered as fixtures)
+from tests.support.cli_fixtures import cli_work, in_cli_work  # noqa: F401  (registered as fixtures)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import paths
+
+ROOT = paths.ROOT
 PACKAGE = ROOT / "wmap"
 
 # Bottom to top. Each entry is a layer: a folder of `wmap/`, or the faces (the package itself,

@@ -8,14 +8,14 @@ a statement added to one and not the other fails here, not in a user's error mes
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from lark import Transformer
 
+from tests.support import paths
 from wmap.lang.dsl import _Builder
 from wmap.lang.statements import KEYWORDS, STATEMENTS, USAGE
 
-GRAMMAR = (Path(__file__).resolve().parents[2] / "grammar" / "wmap.lark").read_text(encoding="utf-8")
+GRAMMAR = (paths.ROOT / "grammar" / "wmap.lark").read_text(encoding="utf-8")
 LITERALS = {"true", "false", "null"}  # values, not statements
 
 

@@ -165,10 +165,6 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
-def _flow_dict(d: dict[str, Any]) -> _Flow:
-    return _Flow(d)
-
-
 class _Flow(dict):  # type: ignore[type-arg]
     """A mapping printed on one line (`{from: a, to: b}`), as rules read best."""
 

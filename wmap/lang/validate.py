@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
+from wmap.core.errors import Diagnostic, DiagnosticBag, Span, did_you_mean
 from wmap.core.frameworks import FRAMEWORKS, unknown_hint
 from wmap.lang import patterns as P
 from wmap.lang.spec import (
@@ -330,15 +330,5 @@ def _check_init(call: Call, span: Span, bag: DiagnosticBag, transforms: object) 
         bag.add("WM113", str(e), where, e.hint or DOCS.get(call.name))
 
 
-def check_spec(spec: Spec) -> Spec:
-    """Everything that can be checked without a model: names as well as structure."""
-    check_names(spec)
-    return spec
-
-
-def raise_with_sources(err: WmapError, spec_text: str, path: str | None) -> WmapError:
-    return WmapError(err.diagnostics, {path or "<spec>": spec_text, **err.sources})
-
-
-__all__ = ["assemble", "check_names", "check_spec", "check_structure", "parse_size", "Init", "LrScale",
+__all__ = ["assemble", "check_names", "check_structure", "parse_size", "Init", "LrScale",
            "PatternStmt"]

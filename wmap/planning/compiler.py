@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError
+from wmap.core.errors import Diagnostic, DiagnosticBag, Span
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.names import natural_key, ranges_text
 from wmap.lang import patterns as P
@@ -654,13 +654,3 @@ def _unused_sources(st: _State) -> dict[str, list[SourceRef]]:
 
 def _unfilled_targets(st: _State) -> list[TensorMeta]:
     return [m for m in st.tgt_names.values() if m.name not in st.filled]
-
-
-def compile_or_diagnostics(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
-                           ) -> tuple[Plan | None, tuple[Diagnostic, ...]]:
-    """For `check`: the plan (or None) and every diagnostic, warnings included."""
-    try:
-        plan = compile_plan(spec, sources, target)
-    except WmapError as e:
-        return None, e.diagnostics
-    return plan, plan.warnings

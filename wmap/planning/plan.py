@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -55,7 +54,6 @@ class Step:
     span: Span | None = field(default=None, compare=False)
     init: Initializer | None = None
     flags: tuple[TargetFlags, ...] = ()
-    write_names: tuple[str, ...] = ()  # target names as the target backend knows them
     order: str = ""  # a fan-in's order: the captures its sources differ in and their range (`{e} = 0..11`)
 
     @property
@@ -150,20 +148,7 @@ class Plan:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
 
 
-
 def spec_digest(spec: Spec) -> str:
     """A digest of what the spec means (its canonical YAML), independent of syntax, layout and comments."""
     from wmap.lang.fmt import to_yaml
     return "sha256:" + hashlib.sha256(to_yaml(spec).encode()).hexdigest()[:32]
-
-
-def meta_json(m: TensorMeta) -> dict[str, Any]:
-    return m.to_json()
-
-
-def flags_json(flags: Sequence[TargetFlags]) -> list[dict[str, Any]]:
-    return [{"frozen": f.frozen, "lr": f.lr} for f in flags]
-
-
-def options_dict(plan: Plan) -> Mapping[str, Any]:
-    return dict(plan.options)

@@ -11,8 +11,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
 from wmap.core.errors import error
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats.base import ArrayKind, TensorSource
@@ -72,9 +70,3 @@ class SafetensorsSink:
             return [f"{len(frozen)} tensor(s) are marked frozen; a file has no trainable flag, so the plan's "
                     "`freeze` applies when the file is loaded with `wmap apply` into a model"]
         return []
-
-
-def as_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    return value.detach().cpu().numpy()  # type: ignore[no-any-return]
