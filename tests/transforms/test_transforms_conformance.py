@@ -264,3 +264,21 @@ def test_array_ops_agree(name: str, call: Any, dtype: str) -> None:
         assert g.dtype == w.dtype and g.shape == w.shape
         tol = {"bfloat16": 2e-2, "float16": 2e-3}.get(dtype, 1e-5) if name in ("interpolate", "matmul") else 0
         np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=tol, atol=tol)
+
+
+ARITH_CALLS = [
+    ("add", lambda o, x: o.add(x, o.flip(x, 0))),
+    ("mul", lambda o, x: o.mul(x, 0.3)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,call", ARITH_CALLS, ids=[c[0] for c in ARITH_CALLS])
+def test_array_ops_arithmetic_agree(name: str, call: Any, dtype: str) -> None:
+    """`add` and `mul`, numpy vs torch, bit for bit in the working precisions transforms use them in."""
+    pytest.importorskip("torch")
+    nops, tops = get_ops("numpy"), get_ops("torch")
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(dtype)
+    want, got = call(nops, x), _to_numpy(call(tops, tops.asarray(x, None)))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)

@@ -21,7 +21,7 @@ from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats.base import TensorSource
 from wmap.planning.plan import Plan, Step
 from wmap.sinks.base import LandedReader, TargetSink
-from wmap.transforms import get_ops
+from wmap.transforms import ArrayOps, get_ops
 
 StepHook = Callable[[int, Step], None]
 Advance = Callable[[int], None]
@@ -81,7 +81,7 @@ class ApplyReport:
         }
 
 
-def compute_step(step: Step, readers: Mapping[str, TensorSource], ops: Any, plan: Plan,
+def compute_step(step: Step, readers: Mapping[str, TensorSource], ops: ArrayOps[Any], plan: Plan,
                  read_target: Callable[[Any], Any] | None) -> tuple[Any, ...]:
     """The values a step produces, in its targets' order (no writes)."""
     kind = ops.name
@@ -110,7 +110,7 @@ def _read(reader: TensorSource, name: str, kind: Any) -> Any:
     return x
 
 
-def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: Any) -> tuple[Any, ...]:
+def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: ArrayOps[Any]) -> tuple[Any, ...]:
     """Run resolved transforms; a 1:1 transform after a fan-out applies to each part."""
     for tr in transforms:
         if tr.ARITY == "1:1" and len(xs) > 1:
@@ -120,7 +120,7 @@ def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: Any) -> tuple[Any, ..
     return xs
 
 
-def _nonfinite(ops: Any, x: Any) -> bool:
+def _nonfinite(ops: ArrayOps[Any], x: Any) -> bool:
     """True when x holds NaN or Inf. A sum propagates both and runs at memory speed; only a
     non-finite sum (which finite values can also reach by overflow) is confirmed exactly.
     float32/float64 torch tensors are summed through a zero-copy numpy view: numpy's sum is
@@ -154,7 +154,7 @@ class _Scans:
     `ahead` values in front of staging, which bounds the memory they keep alive. Either way
     every verdict is in before the commit, so a failed check writes nothing."""
 
-    def __init__(self, ops: Any, policy: str, ahead: int = 8):
+    def __init__(self, ops: ArrayOps[Any], policy: str, ahead: int = 8):
         from collections import deque
         self.ops, self.policy, self.ahead = ops, policy, ahead
         self._pool: Any = None

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TypeVar
 
 from wmap.core.inventory import DTYPE_BITS, FLOAT_DTYPES, Shape
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, TransformError
+from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, TransformError
+
+V = TypeVar("V")
 
 
 def fmt(shape: Sequence[int]) -> str:
@@ -118,16 +120,16 @@ def work_dtype(dtype: str) -> str:
     return "float64" if dtype == "float64" else "float32"
 
 
-def upcast(x: Any, ops: ArrayOps, dtype: str) -> Any:
+def upcast(x: A, ops: ArrayOps[A], dtype: str) -> A:
     w = work_dtype(dtype)
     return x if ops.dtype_name(x) == w else ops.cast(x, w)
 
 
-def downcast(x: Any, ops: ArrayOps, dtype: str) -> Any:
+def downcast(x: A, ops: ArrayOps[A], dtype: str) -> A:
     return x if ops.dtype_name(x) == dtype else ops.cast(x, dtype)
 
 
-def resolved(value: Any, name: str, param: str) -> Any:
+def resolved(value: V | None, name: str, param: str) -> V:
     """Guard for `apply` on a transform that never went through `infer`."""
     if value is None:
         raise TransformError(f"`{name}`: `{param}` is unresolved; run `infer` (plan) before `apply`")

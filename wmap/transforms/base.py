@@ -17,9 +17,13 @@ import inspect
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar, Union
 
 from wmap.core.inventory import Shape, TensorMeta
+from wmap.core.values import Value
+
+if TYPE_CHECKING:
+    from wmap.transforms.ops_numpy import NDArray
 
 Arity = Literal["1:1", "n:1", "1:n"]
 
@@ -59,38 +63,58 @@ class TransformError(Exception):
         self.code = code
 
 
-class ArrayOps(Protocol):
-    """The few array operations transforms need; implemented for numpy and torch."""
+A = TypeVar("A")
+"""The array type of a backend: `numpy.ndarray` for NumpyOps, `torch.Tensor` for TorchOps.
+
+`Transform.apply` is generic in it, so a transform body that only goes through `ops` is
+checked once and holds for every backend."""
+
+
+class ArrayOps(Protocol[A]):
+    """The few array operations transforms need; implemented for numpy and torch.
+
+    Transforms touch arrays only through these, arithmetic included (`add`, `mul`), never
+    through an array's own methods or operators."""
 
     name: str
 
-    def dtype_name(self, x: Any) -> str: ...
-    def shape(self, x: Any) -> Shape: ...
-    def transpose(self, x: Any, perm: Sequence[int]) -> Any: ...
-    def reshape(self, x: Any, shape: Sequence[int]) -> Any: ...
-    def concat(self, xs: Sequence[Any], dim: int) -> Any: ...
-    def stack(self, xs: Sequence[Any], dim: int) -> Any: ...
-    def split(self, x: Any, sizes: Sequence[int], dim: int) -> tuple[Any, ...]: ...
-    def slice(self, x: Any, dim: int, start: int, stop: int, step: int) -> Any: ...
-    def pad(self, x: Any, widths: Sequence[tuple[int, int]], fill: Any) -> Any: ...
-    def cast(self, x: Any, dtype: str) -> Any: ...
-    def sum(self, x: Any, dim: int, keepdim: bool) -> Any: ...
-    def mean(self, x: Any, dim: int, keepdim: bool) -> Any: ...
-    def repeat(self, x: Any, repeats: int, dim: int) -> Any: ...
-    def tile(self, x: Any, reps: Sequence[int]) -> Any: ...
-    def where_abs_below(self, x: Any, threshold: float) -> Any: ...
-    def flip(self, x: Any, dim: int) -> Any: ...
-    def interpolate(self, x: Any, size: Sequence[int], mode: str) -> Any: ...
-    def rearrange(self, x: Any, pattern: str, **axes: int) -> Any: ...
-    def full(self, shape: Sequence[int], value: float, dtype: str, like: Any) -> Any: ...
-    def matmul(self, a: Any, b: Any) -> Any: ...
-    def contiguous(self, x: Any) -> Any: ...
-    def asarray(self, values: Any, like: Any) -> Any:
+    def dtype_name(self, x: A) -> str: ...
+    def shape(self, x: A) -> Shape: ...
+    def transpose(self, x: A, perm: Sequence[int]) -> A: ...
+    def reshape(self, x: A, shape: Sequence[int]) -> A: ...
+    def concat(self, xs: Sequence[A], dim: int) -> A: ...
+    def stack(self, xs: Sequence[A], dim: int) -> A: ...
+    def split(self, x: A, sizes: Sequence[int], dim: int) -> tuple[A, ...]: ...
+    def slice(self, x: A, dim: int, start: int, stop: int, step: int) -> A: ...
+    def pad(self, x: A, widths: Sequence[tuple[int, int]], fill: float) -> A: ...
+    def cast(self, x: A, dtype: str) -> A: ...
+    def sum(self, x: A, dim: int, keepdim: bool) -> A: ...
+    def mean(self, x: A, dim: int, keepdim: bool) -> A: ...
+    def repeat(self, x: A, repeats: int, dim: int) -> A: ...
+    def tile(self, x: A, reps: Sequence[int]) -> A: ...
+    def where_abs_below(self, x: A, threshold: float) -> A: ...
+    def flip(self, x: A, dim: int) -> A: ...
+    def interpolate(self, x: A, size: Sequence[int], mode: str) -> A: ...
+    def rearrange(self, x: A, pattern: str, **axes: int) -> A: ...
+    def full(self, shape: Sequence[int], value: float, dtype: str, like: A | None) -> A: ...
+    def matmul(self, a: A, b: A) -> A: ...
+    def add(self, a: A, b: A) -> A:
+        """`a + b`, element-wise, for equal shapes and dtypes."""
+        ...
+    def mul(self, x: A, c: float) -> A:
+        """`x * c` for a Python number `c`, keeping x's dtype. Transforms call it (and `add`) in the
+        working precision, float32/float64, where the backends agree to the bit; on bf16/fp16
+        numpy rounds `c` to the dtype first and torch does not."""
+        ...
+    def contiguous(self, x: A) -> A: ...
+    def asarray(self, values: NDArray, like: A | None) -> A:
         """A numpy float32/float64 array as this backend's array, on `like`'s device (seeded fills)."""
         ...
 
 
-JSONValue = Any
+JSONValue = Union[Value, list[Value]]  # noqa: UP007 (Value is a runtime Union alias)
+"""A resolved parameter as `Transform.params` gives it: a spec value (`wmap.core.values.Value`,
+itself recursive), with an outer tuple turned into a list."""
 T = TypeVar("T", bound="Transform")
 
 
@@ -119,7 +143,7 @@ class Transform:
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
         raise NotImplementedError(f"{type(self).__name__}.infer")
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         raise NotImplementedError(f"{type(self).__name__}.apply")
 
     def inverse(self) -> Transform | None:
@@ -168,7 +192,7 @@ def register(cls: type[T]) -> type[T]:
     return cls
 
 
-def build(name: str, args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]) -> Transform:
+def build(name: str, args: Sequence[Value], kwargs: Sequence[tuple[str, Value]]) -> Transform:
     """Bind call arguments to a registered transform's fields, with type coercion.
 
     Raises TransformError (WM103 unknown name, WM104 bad parameters).
@@ -180,14 +204,14 @@ def build(name: str, args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]) -> 
         raise TransformError(f"unknown transform `{name}`", did_you_mean(name, REGISTRY), code="WM103")
     fields = [f for f in dataclasses.fields(cls) if f.init]
     hints = typing.get_type_hints(cls)
-    bound: dict[str, Any] = {}
+    bound: dict[str, Value] = {}
     if len(args) > len(fields):
         raise TransformError(f"`{name}` takes at most {len(fields)} positional argument(s), got {len(args)}",
                              f"signature: {signature(cls)}", code="WM104")
     for f, v in zip(fields, args, strict=False):
         bound[f.name] = v
     names = {f.name for f in fields}
-    extra: list[tuple[str, Any]] = []
+    extra: list[tuple[str, Value]] = []
     for k, v in kwargs:
         if k not in names and cls.EXTRA:
             extra.append((k, v))
@@ -201,10 +225,11 @@ def build(name: str, args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]) -> 
     if extra:
         assert cls.EXTRA is not None
         given = bound.get(cls.EXTRA, ())
-        if not isinstance(given, (tuple, list)) or not all(isinstance(x, (tuple, list)) for x in given):
+        pairs = [tuple(x) for x in given if isinstance(x, (tuple, list))] if isinstance(given, (tuple, list)) else []
+        if not isinstance(given, (tuple, list)) or len(pairs) != len(given):
             raise TransformError(f"`{name}`: parameter `{cls.EXTRA}` must be a list of [name, value] pairs",
                                  f"signature: {signature(cls)}", code="WM104")
-        bound[cls.EXTRA] = tuple(tuple(x) for x in given) + tuple(extra)
+        bound[cls.EXTRA] = tuple(pairs) + tuple(extra)
     for f in fields:
         if f.name not in bound and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise TransformError(f"`{name}` needs parameter `{f.name}`", f"signature: {signature(cls)}", code="WM104")
@@ -217,7 +242,7 @@ def build(name: str, args: Sequence[Any], kwargs: Sequence[tuple[str, Any]]) -> 
         raise TransformError(f"bad parameters for `{name}`: {e}", f"signature: {signature(cls)}", code="WM104") from None
 
 
-def _coerce(tname: str, key: str, value: Any, hint: Any) -> Any:
+def _coerce(tname: str, key: str, value: Value, hint: object) -> Value:
     """Coerce parsed literals to the field's annotated type (lists -> tuples, ints -> floats)."""
     if hint is None:
         return value
@@ -266,7 +291,7 @@ def _typename(v: object) -> str:
             tuple: "a list", list: "a list", type(None): "null"}.get(type(v), type(v).__name__)
 
 
-def _hint_name(h: Any) -> str:
+def _hint_name(h: object) -> str:
     return getattr(h, "__name__", None) or str(h).replace("typing.", "")
 
 

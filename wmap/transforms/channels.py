@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
 
 _ADAPT_MODES = ("auto", "tile", "zeros")
 
@@ -62,7 +61,7 @@ class AdaptChannels(Transform):
                                  "use mode=\"auto\" or `slice`")
         return AdaptChannels(d, self.mode, to), (ArrayMeta(_with(m.shape, d, to), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         (x,) = xs
         s = ops.shape(x)
         c, to = s[self.dim], U.resolved(self.to, self.NAME, "to")
@@ -78,7 +77,7 @@ class AdaptChannels(Transform):
         if self.mode == "tile":
             return (y,)
         dt = ops.dtype_name(x)
-        return (U.downcast(U.upcast(y, ops, dt) * (c / to), ops, dt),)
+        return (U.downcast(ops.mul(U.upcast(y, ops, dt), c / to), ops, dt),)
 
 
 @register
@@ -99,7 +98,7 @@ class Sum(Transform):
         shape = _with(m.shape, d, 1) if self.keepdim else m.shape[:d] + m.shape[d + 1:]
         return type(self)(d, self.keepdim), (ArrayMeta(shape, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.sum(xs[0], self.dim, self.keepdim),)
 
 
@@ -117,7 +116,7 @@ class Mean(Sum):
         U.need_float(U.one(ins, self.NAME), self.NAME)
         return super().infer(ins, ctx)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.mean(xs[0], self.dim, self.keepdim),)
 
 
@@ -150,7 +149,7 @@ class Repeat(Transform):
             raise TransformError(f"`repeat`: n must be >= 1, got {n}")
         return Repeat(n, d, self.interleave), (ArrayMeta(_with(m.shape, d, m.shape[d] * n), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         n = U.resolved(self.n, self.NAME, "n")
         if self.interleave:
             return (ops.repeat(xs[0], n, self.dim),)

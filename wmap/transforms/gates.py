@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
 
 # Letters naming the same gate in different conventions: LSTM cell candidate g (torch)
 # = c (Keras); GRU new gate n (torch) = h (Keras).
@@ -32,7 +31,7 @@ def gate_perm(order_from: str, order_to: str) -> tuple[int, ...]:
     return tuple(src.index(g) for g in dst)
 
 
-def reorder_blocks(x: Any, perm: Sequence[int], dim: int, ops: ArrayOps) -> Any:
+def reorder_blocks(x: A, perm: Sequence[int], dim: int, ops: ArrayOps[A]) -> A:
     if list(perm) == list(range(len(perm))):
         return x
     size = ops.shape(x)[dim] // len(perm)
@@ -68,7 +67,7 @@ class ReorderGates(Transform):
                                  "LSTM tensors hold 4 blocks, GRU 3; Keras kernels hold them on the last dim")
         return ReorderGates(self.order_from, self.order_to, d), (m,)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (reorder_blocks(xs[0], gate_perm(self.order_from, self.order_to), self.dim, ops),)
 
     def inverse(self) -> Transform:

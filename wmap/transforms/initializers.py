@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wmap.core.inventory import Shape
 from wmap.core.values import Value
+
+if TYPE_CHECKING:
+    from wmap.transforms.ops_numpy import NDArray
 
 
 class InitError(ValueError):
@@ -33,7 +36,7 @@ class Initializer:
     name: str
     params: tuple[tuple[str, Value], ...] = ()
 
-    def param(self, key: str) -> Any:
+    def param(self, key: str) -> Value:
         return dict(self.params)[key]
 
     def describe(self) -> str:
@@ -46,7 +49,7 @@ class Initializer:
         """For `copy(name)`: the source tensor it reads."""
         return str(self.param("name")) if self.name == "copy" else None
 
-    def generate(self, shape: Shape, seed: int, target_name: str, framework: str | None) -> np.ndarray:
+    def generate(self, shape: Shape, seed: int, target_name: str, framework: str | None) -> NDArray:
         """The values, as float32 (cast to the target dtype on landing)."""
         rng = np.random.Generator(np.random.PCG64(_seed_for(seed, target_name)))
         fn = _GENERATORS[self.name]
@@ -69,23 +72,33 @@ def fans(shape: Shape, framework: str | None) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def _gain(nonlinearity: str, a: float) -> float:
-    return {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
-            "leaky_relu": math.sqrt(2.0 / (1 + a * a)), "selu": 0.75}.get(nonlinearity, 1.0)
+def _gain(nonlinearity: Value, a: float) -> float:
+    gains = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
+             "leaky_relu": math.sqrt(2.0 / (1 + a * a)), "selu": 0.75}
+    return gains.get(nonlinearity, 1.0) if isinstance(nonlinearity, str) else 1.0
 
 
-Gen = Callable[[Shape, np.random.Generator, dict[str, Any], "str | None"], np.ndarray]
+Params = Mapping[str, Value]
+Gen = Callable[[Shape, np.random.Generator, Params, "str | None"], "NDArray"]
 
 
-def _kaiming_std(shape: Shape, p: dict[str, Any], fw: str | None) -> float:
+def _num(p: Params, key: str, default: float | None = None) -> float:
+    """A numeric parameter as a float (`make_initializer` checked it is a number); no default: required."""
+    v = p[key] if default is None else p.get(key, default)
+    if not isinstance(v, (int, float, str)):  # only from a hand-edited plan file
+        raise TypeError(f"initialiser parameter `{key}` must be a number, not {v!r}")
+    return float(v)
+
+
+def _kaiming_std(shape: Shape, p: Params, fw: str | None) -> float:
     fan_in, fan_out = fans(shape, fw)
     fan = fan_in if p.get("mode", "fan_in") == "fan_in" else fan_out
-    return _gain(p.get("nonlinearity", "leaky_relu"), float(p.get("a", 0.0))) / math.sqrt(max(fan, 1))
+    return _gain(p.get("nonlinearity", "leaky_relu"), _num(p, "a", 0.0)) / math.sqrt(max(fan, 1))
 
 
-def _trunc_normal(shape: Shape, rng: np.random.Generator, p: dict[str, Any], fw: str | None) -> np.ndarray:
-    mean, std = float(p.get("mean", 0.0)), float(p.get("std", 0.02))
-    lo, hi = float(p.get("a", -2.0)), float(p.get("b", 2.0))  # absolute bounds, as torch's trunc_normal_
+def _trunc_normal(shape: Shape, rng: np.random.Generator, p: Params, fw: str | None) -> NDArray:
+    mean, std = _num(p, "mean", 0.0), _num(p, "std", 0.02)
+    lo, hi = _num(p, "a", -2.0), _num(p, "b", 2.0)  # absolute bounds, as torch's trunc_normal_
     out = rng.normal(mean, std, size=shape)
     bad = (out < lo) | (out > hi)
     while bad.any():  # resample out-of-range values; deterministic under the same generator
@@ -97,13 +110,13 @@ def _trunc_normal(shape: Shape, rng: np.random.Generator, p: dict[str, Any], fw:
 _GENERATORS: dict[str, Gen] = {
     "zeros": lambda s, r, p, f: np.zeros(s),
     "ones": lambda s, r, p, f: np.ones(s),
-    "constant": lambda s, r, p, f: np.full(s, float(p["value"])),
-    "normal": lambda s, r, p, f: r.normal(float(p.get("mean", 0.0)), float(p.get("std", 1.0)), size=s),
+    "constant": lambda s, r, p, f: np.full(s, _num(p, "value")),
+    "normal": lambda s, r, p, f: r.normal(_num(p, "mean", 0.0), _num(p, "std", 1.0), size=s),
     "trunc_normal": _trunc_normal,
-    "uniform": lambda s, r, p, f: r.uniform(float(p.get("a", 0.0)), float(p.get("b", 1.0)), size=s),
-    "xavier_uniform": lambda s, r, p, f: r.uniform(-1, 1, size=s) * float(p.get("gain", 1.0))
+    "uniform": lambda s, r, p, f: r.uniform(_num(p, "a", 0.0), _num(p, "b", 1.0), size=s),
+    "xavier_uniform": lambda s, r, p, f: r.uniform(-1, 1, size=s) * _num(p, "gain", 1.0)
     * math.sqrt(6.0 / max(sum(fans(s, f)), 1)),
-    "xavier_normal": lambda s, r, p, f: r.normal(0, 1, size=s) * float(p.get("gain", 1.0))
+    "xavier_normal": lambda s, r, p, f: r.normal(0, 1, size=s) * _num(p, "gain", 1.0)
     * math.sqrt(2.0 / max(sum(fans(s, f)), 1)),
     "kaiming_uniform": lambda s, r, p, f: r.uniform(-1, 1, size=s) * math.sqrt(3.0) * _kaiming_std(s, p, f),
     "kaiming_normal": lambda s, r, p, f: r.normal(0, 1, size=s) * _kaiming_std(s, p, f),
@@ -111,7 +124,7 @@ _GENERATORS: dict[str, Gen] = {
 }
 
 
-def _raise_eye(shape: Shape) -> np.ndarray:
+def _raise_eye(shape: Shape) -> NDArray:
     raise InitError(f"`eye` needs a 2-D tensor, not {shape}")
 
 
@@ -169,6 +182,6 @@ def make_initializer(name: str, args: Sequence[Value] = (), kwargs: Sequence[tup
                 raise InitError(f"`{name}`: `{k}` must be a string")
         elif not isinstance(v, (int, float)) or isinstance(v, bool):
             raise InitError(f"`{name}`: `{k}` must be a number, not {v!r}")
-    if name in ("normal", "trunc_normal") and float(params.get("std", 1.0)) < 0:  # type: ignore[arg-type]
+    if name in ("normal", "trunc_normal") and _num(params, "std", 1.0) < 0:
         raise InitError(f"`{name}`: std must be >= 0")
     return Initializer(name, tuple(sorted(params.items())))

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import einops
 import numpy as np
 from einops.parsing import ParsedExpression
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import (
+    A,
+    ArrayMeta,
+    ArrayOps,
+    InferContext,
+    JSONValue,
+    Transform,
+    TransformError,
+    register,
+)
 
 
 @register
@@ -62,7 +70,7 @@ class Transpose(Transform):
         out = ArrayMeta(tuple(m.shape[p] for p in perm), m.dtype)
         return Transpose(perm), (out,)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         (x,) = xs
         perm = self.dims if self.dims is not None else (1, 0)
         if len(perm) == 2 and len(ops.shape(x)) > 2:  # an unresolved swap
@@ -95,7 +103,7 @@ class Permute(Transform):
         perm = U.check_perm(self.dims, len(m.shape), self.NAME)
         return Permute(perm), (ArrayMeta(tuple(m.shape[p] for p in perm), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.transpose(xs[0], self.dims),)
 
     def inverse(self) -> Transform:
@@ -153,7 +161,7 @@ class Rearrange(Transform):
             raise TransformError(f"`rearrange` pattern {self.pattern!r} has no `->`",
                                  'write it as in einops: "o i h w -> h w i o"')
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, JSONValue]:
         return {"pattern": self.pattern, **dict(self.axes)}
 
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
@@ -174,7 +182,7 @@ class Rearrange(Transform):
                     axes[a] = sizes[a]
         return Rearrange(self.pattern, tuple(axes.items())), (ArrayMeta(shape, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.rearrange(xs[0], self.pattern, **dict(self.axes)),)
 
     def inverse(self) -> Transform:
@@ -216,7 +224,7 @@ class Reshape(Transform):
         out = tuple(shape)
         return Reshape(out, tuple(m.shape)), (ArrayMeta(out, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.reshape(xs[0], U.resolved(self.shape, self.NAME, "shape")),)
 
     def inverse(self) -> Transform | None:
@@ -241,7 +249,7 @@ class Flip(Transform):
         m = U.one(ins, self.NAME)
         return Flip(U.norm_dim(self.dim, len(m.shape), self.NAME)), (m,)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.flip(xs[0], self.dim),)
 
     def inverse(self) -> Transform:
@@ -266,7 +274,7 @@ class Unsqueeze(Transform):
         d = U.norm_dim(self.dim, len(m.shape), self.NAME, extra=1)
         return Unsqueeze(d), (ArrayMeta(m.shape[:d] + (1,) + m.shape[d:], m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         s = ops.shape(xs[0])
         return (ops.reshape(xs[0], s[: self.dim] + (1,) + s[self.dim:]),)
 
@@ -295,7 +303,7 @@ class Squeeze(Transform):
                                  "to drop entries use `select` or `slice`")
         return Squeeze(d), (ArrayMeta(m.shape[:d] + m.shape[d + 1:], m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         s = ops.shape(xs[0])
         return (ops.reshape(xs[0], s[: self.dim] + s[self.dim + 1:]),)
 

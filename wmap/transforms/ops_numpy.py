@@ -8,17 +8,24 @@ accumulation (torch does the same, and the two agree to the last bit in practice
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 import einops
 import ml_dtypes
 import numpy as np
+import numpy.typing as npt
 
 from wmap.core.inventory import FLOAT_DTYPES, Shape
 
+NDArray: TypeAlias = npt.NDArray[Any]
+"""numpy's array type in wmap: any dtype, since bfloat16/float8 come from ml_dtypes, which numpy's
+typing cannot name."""
 
-def np_dtype(name: str) -> np.dtype[Any]:
+_Reduction: TypeAlias = Callable[..., NDArray]  # np.sum / np.mean with axis, keepdims, dtype
+
+
+def np_dtype(name: str) -> np.dtype[Any]:  # Any: the scalar type depends on `name`
     """numpy dtype for a canonical dtype name (ml_dtypes for bfloat16 / float8)."""
     if hasattr(ml_dtypes, name) and name.startswith(("bfloat", "float8")):
         return np.dtype(getattr(ml_dtypes, name))
@@ -28,63 +35,63 @@ def np_dtype(name: str) -> np.dtype[Any]:
 class NumpyOps:
     name = "numpy"
 
-    def dtype_name(self, x: Any) -> str:
+    def dtype_name(self, x: NDArray) -> str:
         return str(x.dtype)
 
-    def shape(self, x: Any) -> Shape:
+    def shape(self, x: NDArray) -> Shape:
         return tuple(int(d) for d in x.shape)
 
-    def transpose(self, x: Any, perm: Sequence[int]) -> Any:
+    def transpose(self, x: NDArray, perm: Sequence[int]) -> NDArray:
         return np.transpose(x, tuple(perm))
 
-    def reshape(self, x: Any, shape: Sequence[int]) -> Any:
+    def reshape(self, x: NDArray, shape: Sequence[int]) -> NDArray:
         return np.reshape(x, tuple(shape))
 
-    def concat(self, xs: Sequence[Any], dim: int) -> Any:
+    def concat(self, xs: Sequence[NDArray], dim: int) -> NDArray:
         return np.concatenate(list(xs), axis=dim)
 
-    def stack(self, xs: Sequence[Any], dim: int) -> Any:
+    def stack(self, xs: Sequence[NDArray], dim: int) -> NDArray:
         return np.stack(list(xs), axis=dim)
 
-    def split(self, x: Any, sizes: Sequence[int], dim: int) -> tuple[Any, ...]:
+    def split(self, x: NDArray, sizes: Sequence[int], dim: int) -> tuple[NDArray, ...]:
         cuts = np.cumsum(list(sizes))[:-1].tolist()
         return tuple(np.split(x, cuts, axis=dim))
 
-    def slice(self, x: Any, dim: int, start: int, stop: int, step: int) -> Any:
-        idx: list[Any] = [slice(None)] * x.ndim
+    def slice(self, x: NDArray, dim: int, start: int, stop: int, step: int) -> NDArray:
+        idx: list[slice] = [slice(None)] * x.ndim
         idx[dim] = slice(start, stop, step)
         return x[tuple(idx)]
 
-    def pad(self, x: Any, widths: Sequence[tuple[int, int]], fill: Any) -> Any:
+    def pad(self, x: NDArray, widths: Sequence[tuple[int, int]], fill: float) -> NDArray:
         return np.pad(x, [tuple(w) for w in widths], mode="constant", constant_values=fill)
 
-    def cast(self, x: Any, dtype: str) -> Any:
+    def cast(self, x: NDArray, dtype: str) -> NDArray:
         return x.astype(np_dtype(dtype), copy=False)
 
-    def _reduce(self, fn: Any, x: Any, dim: int, keepdim: bool) -> Any:
+    def _reduce(self, fn: _Reduction, x: NDArray, dim: int, keepdim: bool) -> NDArray:
         dt = str(x.dtype)
         acc = np.float64 if dt in FLOAT_DTYPES else np.int64
         return fn(x, axis=dim, keepdims=keepdim, dtype=acc).astype(x.dtype)
 
-    def sum(self, x: Any, dim: int, keepdim: bool) -> Any:
+    def sum(self, x: NDArray, dim: int, keepdim: bool) -> NDArray:
         return self._reduce(np.sum, x, dim, keepdim)
 
-    def mean(self, x: Any, dim: int, keepdim: bool) -> Any:
+    def mean(self, x: NDArray, dim: int, keepdim: bool) -> NDArray:
         return self._reduce(np.mean, x, dim, keepdim)
 
-    def repeat(self, x: Any, repeats: int, dim: int) -> Any:
+    def repeat(self, x: NDArray, repeats: int, dim: int) -> NDArray:
         return np.repeat(x, repeats, axis=dim)
 
-    def tile(self, x: Any, reps: Sequence[int]) -> Any:
+    def tile(self, x: NDArray, reps: Sequence[int]) -> NDArray:
         return np.tile(x, tuple(reps))
 
-    def where_abs_below(self, x: Any, threshold: float) -> Any:
+    def where_abs_below(self, x: NDArray, threshold: float) -> NDArray:
         return np.where(np.abs(x.astype(np.float64)) < threshold, np.zeros((), x.dtype), x)
 
-    def flip(self, x: Any, dim: int) -> Any:
+    def flip(self, x: NDArray, dim: int) -> NDArray:
         return np.flip(x, axis=dim)
 
-    def interpolate(self, x: Any, size: Sequence[int], mode: str) -> Any:
+    def interpolate(self, x: NDArray, size: Sequence[int], mode: str) -> NDArray:
         """Resize the last len(size) dims like torch F.interpolate(align_corners=False, antialias=False)."""
         out = x.astype(np.float64)
         k = len(size)
@@ -94,20 +101,26 @@ class NumpyOps:
             out = np.moveaxis(np.moveaxis(out, ax, -1) @ w.T, -1, ax)
         return out.astype(x.dtype)
 
-    def rearrange(self, x: Any, pattern: str, **axes: int) -> Any:
+    def rearrange(self, x: NDArray, pattern: str, **axes: int) -> NDArray:
         return einops.rearrange(x, pattern, **axes)
 
-    def full(self, shape: Sequence[int], value: float, dtype: str, like: Any) -> Any:
+    def full(self, shape: Sequence[int], value: float, dtype: str, like: NDArray | None) -> NDArray:
         return np.full(tuple(shape), value, dtype=np_dtype(dtype))
 
-    def matmul(self, a: Any, b: Any) -> Any:
+    def matmul(self, a: NDArray, b: NDArray) -> NDArray:
         return np.matmul(a, b)
 
-    def contiguous(self, x: Any) -> Any:
+    def add(self, a: NDArray, b: NDArray) -> NDArray:
+        return a + b
+
+    def mul(self, x: NDArray, c: float) -> NDArray:
+        return x * c
+
+    def contiguous(self, x: NDArray) -> NDArray:
         x = np.asarray(x)
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)  # keeps 0-d arrays 0-d
 
-    def asarray(self, values: Any, like: Any) -> Any:
+    def asarray(self, values: NDArray, like: NDArray | None) -> NDArray:
         return np.asarray(values)
 
 
@@ -126,7 +139,7 @@ def _cubic_weights(t: float) -> tuple[float, float, float, float]:
     return far(t + 1), near(t), near(1 - t), far(2 - t)
 
 
-def interp_matrix(n_in: int, n_out: int, mode: str) -> np.ndarray:
+def interp_matrix(n_in: int, n_out: int, mode: str) -> NDArray:
     """(n_out, n_in) weights reproducing torch's separable resampling along one axis."""
     w = np.zeros((n_out, n_in), dtype=np.float64)
     if mode == "nearest":  # torch computes the source index in float32

@@ -7,7 +7,7 @@ Reductions and interpolation run in float64 and round once, matching NumpyOps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import einops
 import numpy as np
@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from wmap.core.inventory import Shape
+
+if TYPE_CHECKING:
+    from wmap.transforms.ops_numpy import NDArray
 
 _DTYPES: dict[str, torch.dtype] = {
     "bool": torch.bool, "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,
@@ -40,85 +43,91 @@ def torch_dtype(name: str) -> torch.dtype:
 class TorchOps:
     name = "torch"
 
-    def dtype_name(self, x: Any) -> str:
+    def dtype_name(self, x: torch.Tensor) -> str:
         return _NAMES[x.dtype]
 
-    def shape(self, x: Any) -> Shape:
+    def shape(self, x: torch.Tensor) -> Shape:
         return tuple(int(d) for d in x.shape)
 
-    def transpose(self, x: Any, perm: Sequence[int]) -> Any:
+    def transpose(self, x: torch.Tensor, perm: Sequence[int]) -> torch.Tensor:
         return x.permute(tuple(perm))
 
-    def reshape(self, x: Any, shape: Sequence[int]) -> Any:
+    def reshape(self, x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         return x.reshape(tuple(shape))
 
-    def concat(self, xs: Sequence[Any], dim: int) -> Any:
+    def concat(self, xs: Sequence[torch.Tensor], dim: int) -> torch.Tensor:
         return torch.cat(list(xs), dim=dim)
 
-    def stack(self, xs: Sequence[Any], dim: int) -> Any:
+    def stack(self, xs: Sequence[torch.Tensor], dim: int) -> torch.Tensor:
         return torch.stack(list(xs), dim=dim)
 
-    def split(self, x: Any, sizes: Sequence[int], dim: int) -> tuple[Any, ...]:
+    def split(self, x: torch.Tensor, sizes: Sequence[int], dim: int) -> tuple[torch.Tensor, ...]:
         return tuple(torch.split(x, list(sizes), dim=dim))
 
-    def slice(self, x: Any, dim: int, start: int, stop: int, step: int) -> Any:
-        idx: list[Any] = [slice(None)] * x.dim()
+    def slice(self, x: torch.Tensor, dim: int, start: int, stop: int, step: int) -> torch.Tensor:
+        idx: list[slice] = [slice(None)] * x.dim()
         idx[dim] = slice(start, stop, step)
         return x[tuple(idx)]
 
-    def pad(self, x: Any, widths: Sequence[tuple[int, int]], fill: Any) -> Any:
+    def pad(self, x: torch.Tensor, widths: Sequence[tuple[int, int]], fill: float) -> torch.Tensor:
         flat: list[int] = []
         for lo, hi in reversed(list(widths)):
             flat += [lo, hi]
         return F.pad(x, flat, mode="constant", value=fill)
 
-    def cast(self, x: Any, dtype: str) -> Any:
+    def cast(self, x: torch.Tensor, dtype: str) -> torch.Tensor:
         return x.to(torch_dtype(dtype))
 
-    def _acc(self, x: Any) -> Any:
+    def _acc(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(torch.float64) if x.dtype in _FLOATS else x.to(torch.int64)
 
-    def sum(self, x: Any, dim: int, keepdim: bool) -> Any:
+    def sum(self, x: torch.Tensor, dim: int, keepdim: bool) -> torch.Tensor:
         return self._acc(x).sum(dim=dim, keepdim=keepdim).to(x.dtype)
 
-    def mean(self, x: Any, dim: int, keepdim: bool) -> Any:
+    def mean(self, x: torch.Tensor, dim: int, keepdim: bool) -> torch.Tensor:
         return self._acc(x).mean(dim=dim, keepdim=keepdim).to(x.dtype)
 
-    def repeat(self, x: Any, repeats: int, dim: int) -> Any:
+    def repeat(self, x: torch.Tensor, repeats: int, dim: int) -> torch.Tensor:
         return torch.repeat_interleave(x, repeats, dim=dim)
 
-    def tile(self, x: Any, reps: Sequence[int]) -> Any:
+    def tile(self, x: torch.Tensor, reps: Sequence[int]) -> torch.Tensor:
         return x.repeat(tuple(reps))
 
-    def where_abs_below(self, x: Any, threshold: float) -> Any:
+    def where_abs_below(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
         return x.masked_fill(x.to(torch.float64).abs() < threshold, 0)
 
-    def flip(self, x: Any, dim: int) -> Any:
+    def flip(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         return torch.flip(x, dims=(dim,))
 
-    def interpolate(self, x: Any, size: Sequence[int], mode: str) -> Any:
+    def interpolate(self, x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
         """Resize the last len(size) dims; leading dims are folded into the channel dim."""
         k = len(size)
         lead = tuple(x.shape[: x.dim() - k])
         flat = x.to(torch.float64).reshape(1, -1, *x.shape[x.dim() - k:])
-        extra: dict[str, Any] = {} if mode == "nearest" else {"align_corners": False}
+        extra: dict[str, bool] = {} if mode == "nearest" else {"align_corners": False}
         out = F.interpolate(flat, size=tuple(size), mode=_MODES[mode], **extra)
         return out.reshape(*lead, *size).to(x.dtype)
 
-    def rearrange(self, x: Any, pattern: str, **axes: int) -> Any:
+    def rearrange(self, x: torch.Tensor, pattern: str, **axes: int) -> torch.Tensor:
         return einops.rearrange(x, pattern, **axes)
 
-    def full(self, shape: Sequence[int], value: float, dtype: str, like: Any) -> Any:
+    def full(self, shape: Sequence[int], value: float, dtype: str, like: torch.Tensor | None) -> torch.Tensor:
         device = like.device if isinstance(like, torch.Tensor) else None
         return torch.full(tuple(shape), value, dtype=torch_dtype(dtype), device=device)
 
-    def matmul(self, a: Any, b: Any) -> Any:
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.matmul(a, b)
 
-    def contiguous(self, x: Any) -> Any:
+    def add(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+    def mul(self, x: torch.Tensor, c: float) -> torch.Tensor:
+        return x * c
+
+    def contiguous(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous()
 
-    def asarray(self, values: Any, like: Any) -> Any:
+    def asarray(self, values: NDArray, like: torch.Tensor | None) -> torch.Tensor:
         """numpy -> torch; ml_dtypes arrays (bfloat16, float8) travel as raw bits."""
         arr = np.asarray(values)
         if not arr.flags.c_contiguous:  # np.ascontiguousarray would turn a 0-d array into 1-d
@@ -130,7 +139,7 @@ class TorchOps:
             return torch.from_numpy(bits).view(torch_dtype(name)).to(device)
         return torch.from_numpy(arr).to(device)
 
-    def to_numpy(self, x: Any) -> np.ndarray:
+    def to_numpy(self, x: torch.Tensor) -> NDArray:
         """torch -> numpy, keeping bfloat16/float8 through ml_dtypes (not part of ArrayOps)."""
         from wmap.transforms.ops_numpy import np_dtype
 

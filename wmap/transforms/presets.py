@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from wmap.transforms import _util as U
 from wmap.transforms.base import (
     REGISTRY,
+    A,
     ArrayMeta,
     ArrayOps,
     InferContext,
@@ -41,7 +42,7 @@ class PermutePreset(Transform):
         p = self.perm(U.rank_in(m, self.RANKS, self.NAME, self.WHAT))
         return self, (ArrayMeta(tuple(m.shape[i] for i in p), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.transpose(xs[0], self.perm(len(ops.shape(xs[0])))),)
 
     def inverse(self) -> Transform:
@@ -178,7 +179,7 @@ class DepthwiseToKeras(Transform):
         out = (*m.shape[2:], m.shape[0] // mult, mult)
         return DepthwiseToKeras(mult), (ArrayMeta(out, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         s = ops.shape(xs[0])
         r, mult = len(s), U.resolved(self.multiplier, self.NAME, "multiplier")
         y = ops.transpose(xs[0], (*range(2, r), 0, 1))
@@ -210,7 +211,7 @@ class DepthwiseFromKeras(Transform):
         out = (m.shape[-2] * m.shape[-1], 1, *m.shape[:-2])
         return DepthwiseFromKeras(m.shape[-1]), (ArrayMeta(out, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         s = ops.shape(xs[0])
         r = len(s)
         y = ops.reshape(xs[0], (*s[:-2], s[-2] * s[-1], 1))
@@ -249,7 +250,7 @@ class PreluToKeras(Transform):
                                  "the Keras alpha's last dim is the channel dim")
         return PreluToKeras(shape), (ArrayMeta(shape, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         shape = U.resolved(self.keras_shape, self.NAME, "keras_shape")
         c = ops.shape(xs[0])[0]
         y = ops.reshape(xs[0], (1,) * (len(shape) - 1) + (c,))
@@ -284,7 +285,7 @@ class PreluFromKeras(Transform):
                                  "holds one value per channel", "build the Keras PReLU with shared_axes=[1, 2]")
         return PreluFromKeras(tuple(m.shape)), (ArrayMeta((m.shape[-1],), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.reshape(xs[0], (ops.shape(xs[0])[-1],)),)
 
     def inverse(self) -> Transform:
@@ -328,7 +329,7 @@ class FlattenDenseToKeras(Transform):
         c, h, w = _chw(self.c, self.h, self.w, m.shape[1], self.NAME)
         return type(self)(c, h, w), (ArrayMeta((m.shape[1], m.shape[0]), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         out = ops.shape(xs[0])[0]
         c, h, w = (U.resolved(v, self.NAME, "c, h, w") for v in (self.c, self.h, self.w))
         y = ops.transpose(ops.reshape(xs[0], (out, c, h, w)), (2, 3, 1, 0))
@@ -355,7 +356,7 @@ class FlattenDenseFromKeras(FlattenDenseToKeras):
         c, h, w = _chw(self.c, self.h, self.w, m.shape[0], self.NAME)
         return type(self)(c, h, w), (ArrayMeta((m.shape[1], m.shape[0]), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         out = ops.shape(xs[0])[1]
         c, h, w = (U.resolved(v, self.NAME, "c, h, w") for v in (self.c, self.h, self.w))
         y = ops.transpose(ops.reshape(xs[0], (h, w, c, out)), (3, 2, 0, 1))

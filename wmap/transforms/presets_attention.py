@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
 
 
 def _heads(given: int | None, ctx: InferContext, name: str, axis: int, rank: int) -> int:
@@ -58,7 +57,7 @@ class MhaInToKeras(Transform):
         part = ArrayMeta((m.shape[1], nh, dh), m.dtype)
         return MhaInToKeras(nh), (part, part, part)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         o, e = ops.shape(xs[0])
         nh = U.resolved(self.num_heads, self.NAME, "num_heads")
         y = ops.transpose(ops.reshape(xs[0], (3, nh, o // 3 // nh, e)), (0, 3, 1, 2))
@@ -94,7 +93,7 @@ class MhaInFromKeras(Transform):
             raise TransformError(f"`{self.NAME}`: kernels have {nh} heads, the rule says {self.num_heads}")
         return MhaInFromKeras(nh), (ArrayMeta((3 * nh * dh, e), ins[0].dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         e, nh, dh = ops.shape(xs[0])
         y = ops.transpose(ops.stack(xs, 0), (0, 2, 3, 1))
         return (ops.reshape(y, (3 * nh * dh, e)),)
@@ -127,7 +126,7 @@ class MhaInBiasToKeras(Transform):
         part = ArrayMeta((nh, dh), m.dtype)
         return MhaInBiasToKeras(nh), (part, part, part)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         nh = U.resolved(self.num_heads, self.NAME, "num_heads")
         dh = ops.shape(xs[0])[0] // 3 // nh
         return tuple(ops.reshape(p, (nh, dh)) for p in ops.split(xs[0], [nh * dh] * 3, 0))
@@ -160,7 +159,7 @@ class MhaInBiasFromKeras(Transform):
             raise TransformError(f"`{self.NAME}`: biases have {nh} heads, the rule says {self.num_heads}")
         return MhaInBiasFromKeras(nh), (ArrayMeta((3 * nh * dh,), ins[0].dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         nh, dh = ops.shape(xs[0])
         return (ops.reshape(ops.stack(xs, 0), (3 * nh * dh,)),)
 
@@ -189,7 +188,7 @@ class MhaOutToKeras(Transform):
         dh = _divide(m.shape[1], nh, self.NAME, m.shape)
         return MhaOutToKeras(nh), (ArrayMeta((nh, dh, m.shape[0]), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         e, i = ops.shape(xs[0])
         nh = U.resolved(self.num_heads, self.NAME, "num_heads")
         return (ops.transpose(ops.reshape(xs[0], (e, nh, i // nh)), (1, 2, 0)),)
@@ -219,7 +218,7 @@ class MhaOutFromKeras(Transform):
             raise TransformError(f"`{self.NAME}`: kernel has {nh} heads, the rule says {self.num_heads}")
         return MhaOutFromKeras(nh), (ArrayMeta((e, nh * dh), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         nh, dh, e = ops.shape(xs[0])
         return (ops.reshape(ops.transpose(xs[0], (2, 0, 1)), (e, nh * dh)),)
 
@@ -250,7 +249,7 @@ class MhaProjToKeras(Transform):
         out = (m.shape[1], nh, dh) if r == 2 else (nh, dh)
         return MhaProjToKeras(nh), (ArrayMeta(out, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         s = ops.shape(xs[0])
         nh = U.resolved(self.num_heads, self.NAME, "num_heads")
         if len(s) == 1:
@@ -283,7 +282,7 @@ class MhaProjFromKeras(Transform):
         out = (nh * dh, m.shape[0]) if r == 3 else (nh * dh,)
         return MhaProjFromKeras(nh), (ArrayMeta(out, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         s = ops.shape(xs[0])
         if len(s) == 2:
             return (ops.reshape(xs[0], (s[0] * s[1],)),)

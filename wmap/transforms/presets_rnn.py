@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
 from wmap.transforms.gates import reorder_blocks
 
 _GRU_SWAP = (1, 0, 2)  # r,z,n <-> z,r,h: its own inverse
@@ -48,7 +47,7 @@ class LstmKernelToKeras(Transform):
                    f"{'(G*H, in)' if self.TORCH else '(in, G*H)'} with G = {self.GATES}")
         return self, (ArrayMeta((m.shape[1], m.shape[0]), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.transpose(xs[0], (1, 0)),)
 
     def inverse(self) -> Transform:
@@ -93,9 +92,9 @@ class LstmBiasToKeras(Transform):
                                  "differ")
         return self, (ArrayMeta(ins[0].shape, U.promote([m.dtype for m in ins], self.NAME)),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         dtype = U.promote([ops.dtype_name(x) for x in xs], self.NAME)
-        return (U.downcast(U.upcast(xs[0], ops, dtype) + U.upcast(xs[1], ops, dtype), ops, dtype),)
+        return (U.downcast(ops.add(U.upcast(xs[0], ops, dtype), U.upcast(xs[1], ops, dtype)), ops, dtype),)
 
 
 @register
@@ -117,7 +116,7 @@ class LstmBiasFromKeras(Transform):
         _gate_rows(m, 4, 0, self.NAME, "(4H,)")
         return self, (m, m)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         x = xs[0]
         return (x, ops.full(ops.shape(x), 0.0, ops.dtype_name(x), x))
 
@@ -144,7 +143,7 @@ class GruKernelToKeras(Transform):
         _gate_rows(m, 3, 0 if self.TORCH else 1, self.NAME, "(3H, in)" if self.TORCH else "(in, 3H)")
         return self, (ArrayMeta((m.shape[1], m.shape[0]), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         if self.TORCH:
             return (ops.transpose(reorder_blocks(xs[0], _GRU_SWAP, 0, ops), (1, 0)),)
         return (reorder_blocks(ops.transpose(xs[0], (1, 0)), _GRU_SWAP, 0, ops),)
@@ -190,7 +189,7 @@ class GruBiasToKeras(Transform):
             raise TransformError(f"`{self.NAME}`: bias_ih {ins[0]} and bias_hh {ins[1]} differ")
         return self, (ArrayMeta((2, ins[0].shape[0]), ins[0].dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.stack([reorder_blocks(x, _GRU_SWAP, 0, ops) for x in xs], 0),)
 
     def inverse(self) -> Transform:
@@ -220,7 +219,7 @@ class GruBiasFromKeras(Transform):
         part = ArrayMeta((m.shape[1],), m.dtype)
         return self, (part, part)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         n = ops.shape(xs[0])[1]
         rows = ops.split(xs[0], [1, 1], 0)
         return tuple(reorder_blocks(ops.reshape(r, (n,)), _GRU_SWAP, 0, ops) for r in rows)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
 
 _INITS = ("zeros", "constant", "mean", "normal")
 
@@ -68,7 +67,7 @@ class Pad(Transform):
         shape[d] = to
         return dataclasses.replace(self, dim=d, to=to), (ArrayMeta(tuple(shape), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         (x,) = xs
         shape = list(ops.shape(x))
         extra = U.resolved(self.to, self.NAME, "to") - shape[self.dim]
@@ -118,7 +117,7 @@ class Truncate(Transform):
         shape[d] = size
         return Truncate(d, size), (ArrayMeta(tuple(shape), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.slice(xs[0], self.dim, 0, U.resolved(self.size, self.NAME, "size"), 1),)
 
 
@@ -190,7 +189,7 @@ class Resize(Transform):
         shape = m.shape[:-2] + (p + size[0] * size[1], m.shape[-1])
         return Resize(size, self.mode, p, "tokens", tuple(grid)), (ArrayMeta(shape, m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         (x,) = xs
         size = U.resolved(self.size, self.NAME, "size")
         s = ops.shape(x)

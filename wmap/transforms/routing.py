@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
 
 
 def _with(shape: Sequence[int], dim: int, size: int) -> tuple[int, ...]:
@@ -66,7 +65,7 @@ class Split(Transform):
         outs = tuple(ArrayMeta(_with(m.shape, d, s), m.dtype) for s in sizes)
         return Split(d, tuple(sizes)), outs
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return ops.split(xs[0], U.resolved(self.sizes, self.NAME, "sizes"), self.dim)
 
     def inverse(self) -> Transform:
@@ -99,7 +98,7 @@ class Chunk(Transform):
         part = ArrayMeta(_with(m.shape, d, m.shape[d] // n), m.dtype)
         return Chunk(n, d), (part,) * n
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         n = U.resolved(self.n, self.NAME, "n")
         size = ops.shape(xs[0])[self.dim] // n
         return ops.split(xs[0], [size] * n, self.dim)
@@ -148,7 +147,7 @@ class Concat(Transform):
                                  f"the rule says {list(self.sizes)}")
         return Concat(d, sizes), (ArrayMeta(_with(ins[0].shape, d, sum(sizes)), ins[0].dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.concat(xs, self.dim),)
 
     def inverse(self) -> Transform:
@@ -175,7 +174,7 @@ class Stack(Transform):
         s = ins[0].shape
         return Stack(d), (ArrayMeta(s[:d] + (len(ins),) + s[d:], ins[0].dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.stack(xs, self.dim),)
 
     def inverse(self) -> Transform:
@@ -205,7 +204,7 @@ class Unstack(Transform):
         part = ArrayMeta(m.shape[:d] + m.shape[d + 1:], m.dtype)
         return Unstack(d), (part,) * m.shape[d]
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         s = ops.shape(xs[0])
         rest = s[: self.dim] + s[self.dim + 1:]
         return tuple(ops.reshape(p, rest) for p in ops.split(xs[0], [1] * s[self.dim], self.dim))
@@ -242,7 +241,7 @@ class Slice(Transform):
         stop = start + (n - 1) * step + 1
         return Slice(d, start, stop, step), (ArrayMeta(_with(m.shape, d, n), m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         stop = self.stop if self.stop is not None else ops.shape(xs[0])[self.dim]
         return (ops.slice(xs[0], self.dim, self.start, stop, self.step),)
 
@@ -268,7 +267,7 @@ class Select(Transform):
                                  f"of {U.fmt(m.shape)}")
         return Select(d, self.index % m.shape[d]), (ArrayMeta(m.shape[:d] + m.shape[d + 1:], m.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         s = ops.shape(xs[0])
         i = self.index % s[self.dim]
         part = ops.slice(xs[0], self.dim, i, i + 1, 1)

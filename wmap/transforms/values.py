@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
 
 
 @register
@@ -31,7 +30,7 @@ class Identity(Transform):
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
         return self, (U.one(ins, self.NAME),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (xs[0],)
 
     def inverse(self) -> Transform:
@@ -57,7 +56,7 @@ class Cast(Transform):
         m = U.one(ins, self.NAME)
         return self, (ArrayMeta(m.shape, self.dtype),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (U.downcast(xs[0], ops, self.dtype),)
 
 
@@ -77,9 +76,9 @@ class Scale(Transform):
         U.need_float(m, self.NAME)
         return self, (m,)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         dt = ops.dtype_name(xs[0])
-        return (U.downcast(U.upcast(xs[0], ops, dt) * self.a, ops, dt),)
+        return (U.downcast(ops.mul(U.upcast(xs[0], ops, dt), self.a), ops, dt),)
 
 
 @register
@@ -102,7 +101,7 @@ class Prune(Transform):
         U.need_float(m, self.NAME)
         return self, (m,)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         return (ops.where_abs_below(xs[0], self.threshold),)
 
 
@@ -114,14 +113,15 @@ def _same_shapes(ins: Sequence[ArrayMeta], name: str) -> ArrayMeta:
     return ArrayMeta(ins[0].shape, U.promote([m.dtype for m in ins], name))
 
 
-def _combine(xs: Sequence[Any], coeffs: Sequence[float], ops: ArrayOps, dtype: str) -> Any:
+def _combine(xs: Sequence[A], coeffs: Sequence[float], ops: ArrayOps[A], dtype: str) -> A:
     """sum(c_i * x_i) in the working precision, rounded once to `dtype`."""
     w = U.work_dtype(dtype)
-    acc: Any = None
+    acc: A | None = None
     for x, c in zip(xs, coeffs, strict=True):
         term = U.upcast(x, ops, w)
-        term = term if c == 1.0 else term * c
-        acc = term if acc is None else acc + term
+        term = term if c == 1.0 else ops.mul(term, c)
+        acc = term if acc is None else ops.add(acc, term)
+    assert acc is not None  # `infer` takes at least one input
     return U.downcast(acc, ops, dtype)
 
 
@@ -141,7 +141,7 @@ class _Arith(Transform):
         self._count(ins)
         return self, (_same_shapes(ins, self.NAME),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         dtype = U.promote([ops.dtype_name(x) for x in xs], self.NAME)
         return (_combine(xs, self.coeffs(len(xs)), ops, dtype),)
 
@@ -269,9 +269,9 @@ class Lora(Transform):
                                  "W + B @ A", hint)
         return self, (ArrayMeta(w.shape, U.promote([w.dtype, a.dtype, b.dtype], self.NAME)),)
 
-    def apply(self, xs: Sequence[Any], ops: ArrayOps) -> tuple[Any, ...]:
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         w, a, b = xs
         dtype = U.promote([ops.dtype_name(x) for x in xs], self.NAME)
         wd = U.work_dtype(dtype)
         delta = ops.matmul(U.upcast(b, ops, wd), U.upcast(a, ops, wd))
-        return (U.downcast(U.upcast(w, ops, wd) + delta * self.scale, ops, dtype),)
+        return (U.downcast(ops.add(U.upcast(w, ops, wd), ops.mul(delta, self.scale)), ops, dtype),)
