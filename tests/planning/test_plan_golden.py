@@ -53,8 +53,11 @@ FIXTURE_PAIRS: dict[str, tuple[dict[str, str], str]] = {
 STEMS = sorted(p.stem for p in EXAMPLES.glob("*.wmap"))
 
 
-def test_every_example_has_a_golden_plan() -> None:
-    assert len(STEMS) >= 9
+def test_every_example_has_a_golden_plan_and_every_golden_an_example() -> None:
+    goldens = {p.name for p in GOLDEN.iterdir()}
+    expected = {f"{stem}.{ext}" for stem in STEMS for ext in ("txt", "md", "json")}
+    assert goldens == expected, {"missing": sorted(expected - goldens), "orphaned": sorted(goldens - expected)}
+    assert {p.stem for p in EXAMPLES.glob("*.yaml")} == set(STEMS)  # each is also checked in YAML below
 
 
 @pytest.mark.parametrize("stem", STEMS)
