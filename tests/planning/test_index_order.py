@@ -130,3 +130,116 @@ def test_folding_keeps_numbers_as_written_and_in_numeric_order() -> None:
     assert fold(["target_004.conv_1.kernel"]) == [("target_004.conv_1.kernel", 1)]
     assert fold([f"e.{i:03d}" for i in range(12)]) == [("e.{000..011}", 12)]
     assert fold(["e.1", "e.01"]) == [("e.{01,1}", 2)]
+
+
+# == indices that fan out: a capture only the target has is bound by the target names ==============
+
+UNSTACK = "wmap 1\nlayers.{l:int}.experts.w1 -> layers.{l}.experts.{e:int}.w1.weight | unstack(0)\n"
+
+
+def test_unstack_fills_enumerated_experts_in_numeric_order(tmp_path) -> None:
+    n = 16
+    src = {f"layers.{lay}.experts.w1": np.stack([np.full((2, 3), e + 1000 * lay, np.float32) for e in range(n)])
+           for lay in range(2)}
+    got = landed(UNSTACK, src, experts(n, layers=2), tmp_path)
+    for lay in range(2):
+        assert [got[f"layers.{lay}.experts.{e}.w1.weight"][0, 0] for e in range(n)] == [e + 1000 * lay for e in range(n)]
+
+
+def test_the_plan_says_what_an_unstack_is_unstacked_over() -> None:
+    src = {"layers.0.experts.w1": np.zeros((12, 2, 3), np.float32)}
+    text = wmap.plan(wmap.parse_spec(UNSTACK), source=src, target=experts(12)).render()
+    assert "~ layers.0.experts.{0..11}.w1.weight (2, 3) float32" in text
+    assert "unstacked over {e} = 0..11" in text and "| unstack -> (2, 3) x12" in text
+    assert "WM311" not in text  # the index orders the parts: no equal-block warning
+
+
+def test_an_unstack_into_a_target_with_a_gap_names_the_missing_index() -> None:
+    tgt = experts(12)
+    del tgt["layers.0.experts.7.w1.weight"]
+    (msg,) = _errors(UNSTACK, {"layers.0.experts.w1": np.zeros((12, 2, 3), np.float32)}, tgt)
+    assert msg.startswith("WM211") and "enumerated by {e}, which has a gap: no 7" in msg
+
+
+def test_a_fan_out_whose_size_differs_from_the_enumerated_targets_gives_both_counts() -> None:
+    msgs = _errors(UNSTACK, {"layers.0.experts.w1": np.zeros((12, 2, 3), np.float32)}, experts(10))
+    assert any("gives 12 parts" in m and "10 targets" in m for m in msgs), msgs
+
+
+def test_a_target_only_capture_without_a_fan_out_transform_is_still_a_typo() -> None:
+    with pytest.raises(WmapError) as e:
+        wmap.parse_spec("wmap 1\nlayer{i}.w -> block{j}.w\n")
+    assert e.value.diagnostics[0].code == "WM109"
+    with pytest.raises(WmapError) as e:  # arithmetic on an index the targets enumerate
+        wmap.parse_spec("wmap 1\nw -> e.{k+1}.w | unstack(0)\n")
+    assert "cannot be computed with" in e.value.diagnostics[0].message
+
+
+def test_stack_then_unstack_gives_back_every_expert_bit_for_bit(tmp_path) -> None:
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(0)
+    per = {f"layers.{lay}.experts.{e}.w1.weight": rng.standard_normal((2, 3)).astype(np.float32)
+           for lay in range(2) for e in range(16)}
+    save_file(per, str(tmp_path / "per.safetensors"))
+    stacked = landed(STACK, {k: v for k, v in per.items()}, stacked_targets(16, layers=2), tmp_path)
+    save_file(stacked, str(tmp_path / "stacked.safetensors"))
+    out = tmp_path / "back.safetensors"
+    wmap.apply(wmap.parse_spec(UNSTACK), source=str(tmp_path / "stacked.safetensors"),
+               target=str(tmp_path / "per.safetensors"), out=out)
+    from safetensors.numpy import load_file
+    back = load_file(str(out))
+    assert sorted(back) == sorted(per) and all(np.array_equal(back[k], per[k]) for k in per)
+
+
+torch = pytest.importorskip("torch")
+
+
+class PerExpert(torch.nn.Module):
+    """A mixture of 16 experts, one Linear each (HF-style `experts.{e}.w1`)."""
+
+    def __init__(self, n: int = 16):
+        super().__init__()
+        self.experts = torch.nn.ModuleList([torch.nn.ModuleDict({"w1": torch.nn.Linear(3, 2, bias=False)})
+                                            for _ in range(n)])
+
+
+class Stacked(torch.nn.Module):
+    """The same experts as one (16, 2, 3) parameter (a grouped-GEMM layout)."""
+
+    def __init__(self, n: int = 16):
+        super().__init__()
+        self.w1 = torch.nn.Parameter(torch.zeros(n, 2, 3))
+
+
+def test_sixteen_experts_into_and_out_of_a_torch_model_value_by_value() -> None:
+    torch.manual_seed(0)
+    per, stacked = PerExpert(), Stacked()
+    wmap.apply(wmap.parse_spec("wmap 1\nexperts.{e:int}.w1.weight -> w1 | stack(0)\n"), source=per, target=stacked)
+    for e in range(16):
+        assert torch.equal(stacked.w1[e], per.experts[e]["w1"].weight), e
+    again = PerExpert()
+    wmap.apply(wmap.parse_spec("wmap 1\nw1 -> experts.{e:int}.w1.weight | unstack(0)\n"), source=stacked, target=again)
+    for e in range(16):
+        assert torch.equal(again.experts[e]["w1"].weight, per.experts[e]["w1"].weight), e
+
+
+def test_sixteen_experts_into_and_out_of_a_keras_model_value_by_value() -> None:
+    keras = pytest.importorskip("keras")
+    inp = keras.Input((3,))
+    per = keras.Model(inp, [keras.layers.Dense(2, use_bias=False, name=f"expert_{e}")(inp) for e in range(16)],
+                      name="per")
+    stacked_in = keras.Input((3,))
+    stacked = keras.Model(stacked_in, keras.layers.EinsumDense("bi,eio->beo", (16, 2), name="experts")(stacked_in),
+                          name="stacked")
+    torch.manual_seed(1)
+    src = PerExpert()
+    # torch Linear stores (out, in); the Keras einsum kernel is (expert, in, out)
+    wmap.apply(wmap.parse_spec("wmap 1\nexperts.{e:int}.w1.weight -> experts.kernel | stack(0) | permute([0, 2, 1])\n"),
+               source=src, target=stacked)
+    kernel = np.asarray(stacked.get_layer("experts").kernel.numpy())
+    for e in range(16):
+        assert np.array_equal(kernel[e], src.experts[e]["w1"].weight.detach().numpy().T), e
+    wmap.apply(wmap.parse_spec("wmap 1\nexperts.kernel -> expert_{e:int}.kernel | unstack(0)\n"), source=stacked,
+               target=per)
+    for e in range(16):
+        assert np.array_equal(np.asarray(per.get_layer(f"expert_{e}").kernel.numpy()), kernel[e]), e

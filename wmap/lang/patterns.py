@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -446,12 +446,28 @@ def check_template(template: Pattern, sources: tuple[Pattern, ...]) -> list[str]
     return [message for message, _ in template_problems(template, sources)]
 
 
-def template_problems(template: Pattern, sources: tuple[Pattern, ...]) -> list[tuple[str, str]]:
-    """Like `check_template`, each problem with a hint saying what to write: (message, hint)."""
+def template_problems(template: Pattern, sources: tuple[Pattern, ...], fans_out: bool = False
+                      ) -> list[tuple[str, str]]:
+    """Like `check_template`, each problem with a hint saying what to write: (message, hint).
+
+    `fans_out`: the rule's chain has a fan-out transform (`unstack`, `split`, ...), so a capture
+    that no source binds is an index the target names enumerate (`w1 -> experts.{e}.w | unstack`),
+    not a mistake; arithmetic on such an index, or using it twice, still is."""
     problems: list[tuple[str, str]] = []
+    free = set(free_captures(template, sources)) if fans_out else set()
+    for name in free:
+        uses = [p for p in template.pieces if p.kind in ("cap", "int", "path", "expr") and p.text == name]
+        if any(p.kind == "expr" for p in uses):
+            problems.append((f"`{{{name}}}` is enumerated from the target names, so it cannot be computed with",
+                             f"capture it in the source pattern to compute with it, or write `{{{name}}}` alone"))
+        elif len(uses) > 1:
+            problems.append((f"the fan-out index `{{{name}}}` appears twice in the target template",
+                             "an index the target names enumerate may appear once"))
     for src in sources:
         caps = src.captures
         for p in template.pieces:
+            if p.text in free:
+                continue
             if p.kind in ("cap", "int", "path", "expr") and p.text not in caps:
                 hint = (did_you_mean_capture(p.text, caps) or
                         (f"`{src.text}` captures " + ", ".join(f"`{{{c}}}`" for c in caps) if caps else
@@ -534,6 +550,67 @@ def order_values(pieces: tuple[OrderPiece, ...], m: Match, source: Pattern) -> t
             v = caps[str(p.index)]
             out.append("" if v is None else str(v))
     return tuple(out)
+
+
+def free_captures(template: Pattern, sources: Sequence[Pattern]) -> tuple[str, ...]:
+    """Captures of a target template that no source pattern binds: fan-out indices, whose values
+    come from the target names that match (`w1 -> experts.{e:int}.weight | unstack(0)`)."""
+    bound: set[str] = set()
+    for s in sources:
+        bound.update(s.captures)
+    return tuple(c for c in template.captures if c not in bound)
+
+
+FREE_MARK = "\x00"  # never in a tensor name: stands for a fan-out index in an enumeration key
+
+
+@functools.lru_cache(maxsize=256)
+def fan_out_key_template(template: Pattern, free: tuple[str, ...]) -> Pattern:
+    """`template` with each fan-out index replaced by FREE_MARK: rendered from a source match, it
+    gives the key under which `enumerate_targets` files the target names that index covers."""
+    segs = tuple(tuple(Piece("lit", FREE_MARK) if p.kind in ("cap", "int", "path") and p.text in free else p
+                       for p in seg) for seg in template.segments)
+    return Pattern(template.text, None, segs)
+
+
+def enumerate_targets(template: Pattern, free: tuple[str, ...], names: Iterable[str]
+                      ) -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """The target names a template with fan-out indices can render to, filed by key (the name
+    with each index replaced by FREE_MARK), each with the index values it binds, in order.
+
+    One pass over the names for a whole rule: a rule that unstacks 256 experts in 61 layers
+    matches the target inventory once, not once per source tensor."""
+    k = 0
+    segs = []
+    for seg in template.segments:
+        new: list[Piece] = []
+        for p in seg:
+            if p.kind in ("cap", "int", "path") and p.text in free:
+                new.append(p)
+            elif p.kind in ("cap", "path"):
+                new.append(Piece(p.kind, f"_bound{k}"))
+                k += 1
+            elif p.kind in ("int", "expr"):
+                new.append(Piece("int", f"_bound{k}"))
+                k += 1
+            else:
+                new.append(p)
+        segs.append(tuple(new))
+    rx = re.compile(_to_regex(Pattern(template.text, None, tuple(segs)), ""))
+    out: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    groups = [f"c_{f}" for f in free]
+    for name in names:
+        m = rx.fullmatch(name)
+        if m is None:
+            continue
+        spans = sorted(m.span(g) for g in groups)
+        key, at = [], 0
+        for a, b in spans:
+            key += [name[at:a], FREE_MARK]
+            at = b
+        key.append(name[at:])
+        out.setdefault("".join(key), []).append((tuple(m.group(g) for g in groups), name))
+    return out
 
 
 def did_you_mean_capture(name: str, captures: tuple[str, ...]) -> str | None:

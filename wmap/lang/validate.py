@@ -257,6 +257,16 @@ def _pattern(text: str, span: Span, bag: DiagnosticBag, spec: Spec | None = None
     return pat
 
 
+def _fans_out(rule: Rule) -> bool:
+    """Whether the rule's chain may fan out (so a target capture no source binds is an index)."""
+    from wmap.transforms import REGISTRY
+    for call in rule.via:
+        cls = REGISTRY.get(call.name)
+        if cls is not None and (cls.ARITY == "1:n" or cls.DISPATCH):
+            return True
+    return False
+
+
 def _check_rule(rule: Rule, spec: Spec, bag: DiagnosticBag, spans: Sequence[Span] | None = None) -> None:
     if spans is None or len(spans) != len(rule.sources) + 1:
         spans = [rule.span] * (len(rule.sources) + 1)
@@ -270,7 +280,7 @@ def _check_rule(rule: Rule, spec: Spec, bag: DiagnosticBag, spans: Sequence[Span
                 where, f"write `optional {', '.join(x.lstrip('?') for x in rule.sources)} -> {rule.target}`")
     if tmpl is None or any(s is None for s in srcs):
         return
-    for problem, hint in P.template_problems(tmpl, tuple(s for s in srcs if s is not None)):
+    for problem, hint in P.template_problems(tmpl, tuple(s for s in srcs if s is not None), _fans_out(rule)):
         bag.add("WM109", f"rule `{', '.join(rule.sources)} -> {rule.target}`: {problem}", spans[-1], hint)
 
 

@@ -176,7 +176,9 @@ def trap_warnings(step: Step, rule: Rule, src_fw: str | None, tgt_fw: str | None
         warn("WM310", f"`{tgt.name}` {tuple(tgt.shape)} moves from {src_fw} to {tgt_fw} with no layout "
              "transform, and a transposed layout would have the same shape",
              "check the layout: Linear (out, in) becomes Dense (in, out); use `| layout(auto)` or a preset")
-    if names & {"split", "chunk", "unstack"} and len(step.targets) > 1:  # presets know their block order
+    # presets know their block order, and a fan-out over an index the target names enumerate
+    # (`experts.{e}`) is ordered by that index, not by how the rule happens to list names
+    if names & {"split", "chunk", "unstack"} and len(step.targets) > 1 and not step.order:
         sizes = {t.shape for t in step.targets}
         if len(sizes) == 1:
             warn("WM311", f"`{step.sources[0].name}` splits into {len(step.targets)} blocks of equal size; "

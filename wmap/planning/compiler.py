@@ -315,7 +315,11 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     for each fan-in group the text saying what orders it (`{e} = 0..11`)."""
     template = P.parse(rule.target, template=True)
     pats = [P.parse(s) for s in rule.sources]
+    free = P.free_captures(template, pats)
     groups: dict[tuple[str, ...], list[_Claim]] = {}
+    orders: dict[tuple[str, ...], str] = {}
+    if free:
+        return _group_fan_out(st, rule, claims, template, pats, free)
     for c in claims:
         try:
             names = P.render_match(template, pats[c.pattern], c.m)
@@ -323,7 +327,6 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
             st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c.ref.name}`)", rule.span, None)
             return None
         groups.setdefault(names, []).append(c)
-    orders: dict[tuple[str, ...], str] = {}
     pieces = [P.order_pieces(template, p) for p in pats]
     bad: list[tuple[str, ...]] = []
     for names, members in groups.items():
@@ -356,6 +359,71 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     return groups, orders
 
 
+def _group_fan_out(st: _State, rule: Rule, claims: list[_Claim], template: P.Pattern, pats: list[P.Pattern],
+                   free: tuple[str, ...]) -> tuple[dict[tuple[str, ...], list[_Claim]], dict[tuple[str, ...], str]]:
+    """A rule whose target has fan-out indices (`w1 -> experts.{e:int}.weight | unstack(0)`): each
+    source tensor lands on the target names its indices enumerate, in their natural order."""
+    enumerated = P.enumerate_targets(template, free, st.tgt_names)
+    keyed = P.fan_out_key_template(template, free)
+    groups: dict[tuple[str, ...], list[_Claim]] = {}
+    orders: dict[tuple[str, ...], str] = {}
+    absent: list[str] = []
+    labels = [f"{{{f}}}" for f in free]
+    for c in claims:
+        keys = P.render_match(keyed, pats[c.pattern], c.m)
+        hits = [row for k in keys for row in sorted(enumerated.get(k, ()), key=lambda r: tuple(map(natural_key, r[0])))]
+        if not hits:
+            absent.extend(_show_free(k, labels) for k in keys)
+            continue
+        names = tuple(n for _, n in hits)
+        problem = _index_problem(labels, [v for v, _ in hits])
+        if problem is not None:
+            st.bag.add("WM211", f"rule `{_rule_text(rule)}`: the targets of `{c.ref.name}` are enumerated by "
+                       f"{problem[0]}", rule.span, problem[1])
+            for n in names:
+                st.filled.setdefault(st.tgt_names[n].name, f"rule `{_rule_text(rule)}` (line {rule.span.line})")
+            continue
+        groups.setdefault(names, []).append(c)
+        orders[names] = "; ".join(_values_text(lab, [v[i] for v, _ in hits]) for i, lab in enumerate(labels))
+    if absent:
+        st.bag.add("WM204", f"rule `{_rule_text(rule)}` fans out over {', '.join(labels)}, but the target has no "
+                   f"tensor matching {_fold(absent)}", rule.span,
+                   target_missing_hint([a.replace("{", "").replace("}", "") for a in absent], list(st.tgt_names)))
+    return groups, orders
+
+
+def _show_free(key: str, labels: Sequence[str]) -> str:
+    for lab in labels:
+        key = key.replace(P.FREE_MARK, lab, 1)
+    return key
+
+
+def _index_problem(labels: Sequence[str], rows: Sequence[tuple[str, ...]]) -> tuple[str, str] | None:
+    """A gap, two spellings of one index, or an incomplete grid among enumerated index values."""
+    distinct = 1
+    for i, lab in enumerate(labels):
+        col = sorted({r[i] for r in rows}, key=natural_key)
+        distinct *= len(col)
+        if not all(s.isascii() and s.isdigit() for s in col):
+            continue
+        nums: dict[int, list[str]] = {}
+        for s in col:
+            nums.setdefault(int(s), []).append(s)
+        clash = next((v for v in nums.values() if len(v) > 1), None)
+        if clash is not None:
+            return (f"{lab}, which spells one index twice: {' and '.join(f'`{s}`' for s in clash)}",
+                    "each index must appear once; rename or drop one of the two tensors")
+        gaps = [k for k in range(min(nums), max(nums) + 1) if k not in nums]
+        if gaps:
+            shown = ", ".join(map(str, gaps[:8])) + (", ..." if len(gaps) > 8 else "")
+            return (f"{lab}, which has a gap: no {shown} (found {ranges_text(col)})",
+                    "every index from the first to the last must be present; is the target complete?")
+    if distinct != len(rows):
+        return (f"{', '.join(labels)}, whose values do not form a full grid ({len(rows)} targets for {distinct} "
+                "combinations)", "every combination of the indices must be present once")
+    return None
+
+
 def _order_key(values: tuple[str | int, ...]) -> tuple[object, ...]:
     return tuple(v if isinstance(v, int) else natural_key(v) for v in values)
 
@@ -373,45 +441,30 @@ def _fan_in_order(pieces: Sequence[Sequence[P.OrderPiece]], rows: Sequence[tuple
         ps = pieces[k]
         if not ps:
             continue
-        distinct = 1
         for i, piece in enumerate(ps):
-            col = [v[i] for v in values]
             if piece.slot == "alt":
-                have = set(col)
+                have = {v[i] for v in values}
                 absent = [o for j, o in enumerate(piece.options) if j not in have]
                 if absent:
                     return "", (f"{piece.label}, which has no input for {', '.join(f'`{o}`' for o in absent)}",
                                 "each option of a fan-in alternation must match one source tensor")
-                texts.append(piece.label)
-                distinct *= len(have)
-                continue
-            strs = [str(v) for v in col]
-            uniq = sorted(set(strs), key=natural_key)
-            distinct *= len(uniq)
-            if all(s.isascii() and s.isdigit() for s in uniq):
-                nums: dict[int, list[str]] = {}
-                for s in uniq:
-                    nums.setdefault(int(s), []).append(s)
-                clash = next((v for v in nums.values() if len(v) > 1), None)
-                if clash is not None:
-                    return "", (f"{piece.label}, which spells one index twice: "
-                                f"{' and '.join(f'`{s}`' for s in clash)}",
-                                "each index must appear once; rename or drop one of the two tensors")
-                lo, hi = min(nums), max(nums)
-                gaps = [i for i in range(lo, hi + 1) if i not in nums]
-                if gaps:
-                    shown = ", ".join(map(str, gaps[:8])) + (", ..." if len(gaps) > 8 else "")
-                    return "", (f"{piece.label}, which has a gap: no {shown} (found {ranges_text(uniq)})",
-                                "every index from the first to the last must be present; is the checkpoint "
-                                "complete?")
-                texts.append(f"{piece.label} = {ranges_text(uniq)}")
-            else:
-                texts.append(f"{piece.label} = " + ", ".join(uniq[:4]) + (", ..." if len(uniq) > 4 else ""))
-        if distinct != len(values):
-            labels = ", ".join(p.label for p in ps)
-            return "", (f"{labels}, whose values do not form a full grid ({len(values)} inputs for "
-                        f"{distinct} combinations)", "every combination of the indices must be present once")
+        labels = [p.label for p in ps]
+        shown = [tuple(p.options[int(v[i])] if p.slot == "alt" else str(v[i]) for i, p in enumerate(ps))
+                 for v in values]
+        problem = _index_problem(labels, shown)
+        if problem is not None:
+            return "", problem
+        texts += [p.label if p.slot == "alt" else _values_text(p.label, [r[i] for r in shown])
+                  for i, p in enumerate(ps)]
     return "; ".join(texts), None
+
+
+def _values_text(label: str, values: Sequence[str]) -> str:
+    """`{e} = 0..11` for an index, `{x} = a, b, c, ...` for other text, in natural order."""
+    uniq = sorted(set(values), key=natural_key)
+    if all(s.isascii() and s.isdigit() for s in uniq):
+        return f"{label} = {ranges_text(uniq)}"
+    return f"{label} = " + ", ".join(uniq[:4]) + (", ..." if len(uniq) > 4 else "")
 
 
 def _check_collisions(st: _State, here: str, rule: Rule, tmetas: Sequence[TensorMeta]) -> bool:

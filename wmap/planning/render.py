@@ -71,7 +71,10 @@ def _fold_steps(steps: Sequence[Step]) -> list[str]:
     for members in groups.values():
         s0 = members[0]
         n = len(members)
-        tnames = ", ".join(_fold_names(m.targets[i].name for m in members) for i in range(len(s0.targets)))
+        if s0.order and len(s0.targets) > 1:  # a fan-out over an index: its targets fold into one range
+            tnames = _fold_names(t.name for m in members for t in m.targets)
+        else:
+            tnames = ", ".join(_fold_names(m.targets[i].name for m in members) for i in range(len(s0.targets)))
         tmeta = " ".join(f"{_shape(t.shape)} {t.dtype}" for t in s0.targets[:1])
         flags = ""
         if any(f.frozen for f in s0.flags):
@@ -93,17 +96,27 @@ def _fold_steps(steps: Sequence[Step]) -> list[str]:
                 line += f"\n      {_order_verb(s0)} {s0.order}"
         lines.append(line)
         for t, hist in zip(s0.transforms, s0.chain):
-            outs = ", ".join(_shape(sh) for sh, _ in hist)
+            outs = _shapes([sh for sh, _ in hist])
             lines.append(f"      | {_describe(t)} -> {outs}")
     return lines
 
 
-_VERBS = {"stack": "stacked over", "concat": "concatenated over", "average": "averaged over"}
+_VERBS = {"stack": "stacked over", "concat": "concatenated over", "average": "averaged over",
+          "unstack": "unstacked over", "split": "split over", "chunk": "chunked over"}
 
 
 def _order_verb(step: Step) -> str:
-    first = step.transforms[0].NAME if step.transforms else ""
-    return _VERBS.get(first, "ordered by")
+    """How a step's index orders it: the fan-in transform (first) or the fan-out one (last)."""
+    if len(step.targets) > 1 and step.transforms:
+        return _VERBS.get(step.transforms[-1].NAME, "ordered by")
+    return _VERBS.get(step.transforms[0].NAME if step.transforms else "", "ordered by")
+
+
+def _shapes(shapes: Sequence[Sequence[int]]) -> str:
+    """`(2, 3) x16` for sixteen equal parts; each shape otherwise."""
+    if len(shapes) > 2 and all(tuple(s) == tuple(shapes[0]) for s in shapes):
+        return f"{_shape(shapes[0])} x{len(shapes)}"
+    return ", ".join(_shape(s) for s in shapes)
 
 
 def blocks(plan: Plan) -> list[Block]:
