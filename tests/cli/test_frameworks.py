@@ -41,3 +41,21 @@ def test_check_and_plan_agree_on_a_framework_name(name: str, tmp_path: Path, cap
 def test_layouts_of_frameworks() -> None:
     assert [layout_of(n) for n in FRAMEWORKS] == ["torch", "keras", "keras", None, None]
     assert layout_of("PyTorch") == "torch" and layout_of("tensorflow") == "keras"
+
+
+def test_one_factory_syntax_for_the_resolver_the_formatter_and_the_schema() -> None:
+    """`a..b:c` was accepted by one resolver and refused by the other; the schema had a third rule."""
+    import json
+
+    from tests.support.paths import SPECS
+    from wmap.core.names import FACTORY_SYNTAX, is_factory_syntax
+    from wmap.lang import format_spec, parse_spec
+    from wmap.run.factory import is_factory_spec
+
+    schema = json.loads((SPECS / "wmap.schema.json").read_text())
+    assert schema["$defs"]["endpoint"]["oneOf"][1]["properties"]["model"]["pattern"] == FACTORY_SYNTAX
+    for text, ok in [("pkg.models:build", True), ("models:Net.tiny", True), ("a..b:c", False), ("a:b:c", False),
+                     (".a:b", False), ("a:", False), ("módulo:f", False)]:
+        assert is_factory_syntax(text) is ok and is_factory_spec(text) is ok, text
+        yaml = format_spec(parse_spec(f'wmap 1\ntarget "{text}"\n'), "yaml")
+        assert (f"model: '{text}'" in yaml) is ok, yaml

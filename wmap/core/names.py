@@ -11,6 +11,17 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+FACTORY_SYNTAX = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+"""A `module:callable` reference (`pkg.models:build`, `models:Net.tiny`): dotted ASCII names on both
+sides of one colon. The one spelling of the rule: the factory resolver, the formatter and the YAML
+schema (`specs/wmap.schema.json`, held to it by a test) all use it."""
+_FACTORY = re.compile(FACTORY_SYNTAX)
+
+
+def is_factory_syntax(text: str) -> bool:
+    return bool(_FACTORY.match(text))
+
+
 _SPLIT_DIGITS = re.compile(r"([0-9]+)")  # ASCII digits only: an index is never `٣`
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "base_model.model.", "backbone.", "encoder.", "transformer.")
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from wmap.core.frameworks import FRAMEWORKS
+from wmap.core.names import is_factory_syntax
 from wmap.lang.spec import DEFAULT_SOURCE, Call, Spec, Value
 from wmap.lang.statements import KEYWORDS
 
@@ -189,7 +190,7 @@ def _yaml_value(v: Value) -> Any:
 
 def _endpoint(location: str, framework: str | None) -> Any:
     # the schema's `module:callable` (ASCII names; `\w` would also take other scripts' letters)
-    key = "model" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*", location) else "path"
+    key = "model" if is_factory_syntax(location) else "path"
     if framework is None and key == "path":
         return location
     d: dict[str, Any] = {}

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+from wmap.core.names import is_factory_syntax
 from wmap.formats._common import canonical_framework, fail
-
-_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 def is_factory_spec(text: str) -> bool:
     """`pkg.module:callable` (callable may be dotted, e.g. `models:Net.tiny`)."""
-    return bool(_SPEC.match(text))
+    return is_factory_syntax(text)
 
 
 def is_factory(obj: object) -> bool:
