@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from wmap.errors import did_you_mean
+from wmap.errors import WmapError, did_you_mean
 from wmap.formats._common import canonical_framework, fail
 from wmap.formats.base import ArrayKind, TensorSource
 from wmap.inventory import Inventory
@@ -213,7 +213,9 @@ def _open_h5_file(path: str, fw: str | None, keras_model: Any) -> TensorSource:
 
     f = open_h5(path, path)
     try:
-        legacy = is_legacy_h5(f)
+        legacy = is_legacy_h5(f, path)
+    except WmapError:
+        raise
     except Exception as exc:
         raise damaged(path, exc) from None
     finally:
