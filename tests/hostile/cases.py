@@ -1205,4 +1205,6 @@ def _assert_tree_equal(root: Path, before: Mapping[str, bytes]) -> None:
     assert not changed, f"old checkpoint files were overwritten: {changed}"
 
 
+import tests.hostile.cases_formats2  # noqa: E402,F401 - registers round two's format cases into CASES
+
 CATEGORIES = Counter(c.category for c in CASES)
