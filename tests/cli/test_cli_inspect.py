@@ -71,3 +71,25 @@ def _numel(shape: list[int]) -> int:
     for d in shape:
         n *= d
     return n
+
+
+def test_inspect_escapes_names_a_terminal_would_obey(tmp_path: Path) -> None:
+    """A `.pt` may hold any str key (a lone surrogate, an OSC title, a clear-screen); on a real
+    UTF-8 stdout `inspect` prints them escaped instead of crashing (exit 3) or obeying them."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    path = tmp_path / "names.pt"
+    torch.save({"\ud800x": torch.ones(2), "a\x1b]0;pwned\x07\x1b[2Jb": torch.ones(1), "ok.ü": torch.ones(1)}, path)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.run([sys.executable, "-m", "wmap", "inspect", str(path)], capture_output=True, env=env,
+                          timeout=120)
+    out = proc.stdout.decode("utf-8")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in out and "\x07" not in out
+    names = ["\\ud800x", "a\\x1b]0;pwned\\x07\\x1b[2Jb", "ok.ü"]  # aligned as escaped
+    assert out.splitlines()[2:5] == [f"  {n:<25}  ({d}) float32" for n, d in zip(names, (2, 1, 1), strict=True)]

@@ -174,3 +174,17 @@ def test_check_json_for_a_file_that_cannot_be_read(specs: Path, capsys: pytest.C
 def test_check_usage_errors_exit_64(specs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check"]) == 64
     assert "usage:" in capsys.readouterr().err
+
+
+def test_unprintable_characters_are_shown_escaped() -> None:
+    """Checkpoint names reach messages; terminal control sequences and lone surrogates in them are
+    escaped, printable Unicode is kept."""
+    from wmap.core.names import printable
+
+    assert printable("layers.0.q") == "layers.0.q" and printable("häuser.ü") == "häuser.ü"
+    assert printable("a\x1b]0;pwned\x07\x1b[2Jb") == "a\\x1b]0;pwned\\x07\\x1b[2Jb"
+    assert printable("\ud800\u202e\U000e0001") == "\\ud800\\u202e\\U000e0001"
+    assert printable("a\nb\x1b", keep_newlines=True) == "a\nb\\x1b" and printable("a\nb") == "a\\x0ab"
+    d = Diagnostic("WM402", "error", "unused: `a\x1b[2J\ud800`", hint="`b\x07`", notes=("c\x9b",))
+    assert d.render() == "error[WM402]: unused: `a\\x1b[2J\\ud800`\n  note: c\\x9b\n  hint: `b\\x07`"
+    assert str(WmapError([d])).encode("utf-8")  # no lone surrogate left to fail an encoder

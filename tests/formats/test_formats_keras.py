@@ -219,3 +219,32 @@ def test_tf_checkpoint(tmp_path: Path, saved: tuple[Any, Path]) -> None:
         expect_wm("WM513", lambda: src.read(src.inventory().tensors[0].name))
     (tmp_path / "fake.index").write_bytes(b"garbage")
     expect_wm("WM513", lambda: open_source(tmp_path / "fake.index"))
+
+
+def test_tf_checkpoint_state_file_and_data_files(tmp_path: Path, saved: tuple[Any, Path]) -> None:
+    """A folder's `checkpoint` file may name a prefix inside the folder only (also through symlinks),
+    and every data shard must be there, as a regular file, before TensorFlow opens anything."""
+    import shutil
+
+    tf = pytest.importorskip("tensorflow")
+    model, _ = saved
+    folder = tmp_path / "ckpt"
+    prefix = tf.train.Checkpoint(model=model).write(str(folder / "m"))
+    for named in ("m", prefix, "./m"):  # relative, absolute inside the folder
+        (folder / "checkpoint").write_text(f'model_checkpoint_path: "{named}"\n')
+        assert len(inventory_of(folder)) == len(model.weights), named
+    shutil.copytree(folder, tmp_path / "other")
+    (folder / "link").symlink_to(tmp_path / "other")
+    (folder / "checkpoint").write_text('model_checkpoint_path: "link/m"\n')
+    err = expect_wm("WM513", lambda: inventory_of(folder)).diagnostics[0]
+    assert err.message == f"`{folder / 'checkpoint'}` names the checkpoint `{folder / 'link' / 'm'}`, which is " \
+        "outside its folder; wmap reads only checkpoints inside the folder it is given"
+    (folder / "checkpoint").write_text("this is not a text proto {{{\n")
+    assert "names no checkpoint (it is empty or not a checkpoint state file)" in \
+        expect_wm("WM513", lambda: inventory_of(folder)).diagnostics[0].message
+    data = next(folder.glob("m.data-*"))
+    data.unlink()
+    err = expect_wm("WM513", lambda: inventory_of(prefix)).diagnostics[0]
+    assert err.message == f"`{prefix}`: the checkpoint file `{data}` is missing"
+    os.mkfifo(data)
+    assert "is not a regular file" in expect_wm("WM513", lambda: inventory_of(prefix)).diagnostics[0].message

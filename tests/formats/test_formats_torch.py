@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,80 @@ def test_factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         expect_wm("WM511", lambda: build_factory("not a spec"))
     finally:
         sys.modules.pop(mod, None)
+
+
+# -- torch.load(mmap=True) checked: storages against members, views against storages ---------------
+
+
+def _rezip(src: Path, dst: Path, edit: Any, compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compression) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, edit(info.filename, zin.read(info)))
+    return dst
+
+
+def test_shared_storages_views_and_broadcast_buffers_still_load(tmp_path: Path) -> None:
+    """Tied weights, a slice of a bigger storage, a transposed view, `expand`ed buffers (HF
+    `position_ids`) and a small zero-stride broadcast are what real checkpoints hold."""
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    sd = {"emb.weight": base, "head.weight": base, "rows": base[1:3], "cols": base[:, 2:4], "t": base.t(),
+          "position_ids": torch.arange(512).expand((1, -1)), "bias": torch.zeros(1).expand(768)}
+    path = tmp_path / "views.pt"
+    torch.save(sd, path)
+    with TorchFile(path) as src:
+        assert ("head.weight", "emb.weight") in src.tied
+        for k, v in sd.items():
+            assert torch.equal(src.read(k, "torch"), v), k
+
+
+def test_storage_scan_reads_what_the_pickle_declares(tmp_path: Path) -> None:
+    from wmap.formats.torch_file import _StorageScan
+
+    path = tmp_path / "w.pt"
+    torch.save({"a": torch.ones(2, 3), "b": torch.ones(4, dtype=torch.bfloat16), "c": torch.ones(5)[1:]}, path)
+    with zipfile.ZipFile(path) as zf:
+        scan = _StorageScan(zf.read("w/data.pkl"))
+        scan.load()
+        assert scan.storages == {"0": ("FloatStorage", 6), "1": ("BFloat16Storage", 4), "2": ("FloatStorage", 5)}
+        assert [zf.getinfo(f"w/data/{k}").file_size for k in "012"] == [24, 8, 20]
+
+
+def test_storages_must_match_their_members(tmp_path: Path) -> None:
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.ones(2, 3)}, good)
+    cut = _rezip(good, tmp_path / "cut.pt", lambda n, b: b[:4] if n.endswith("/data/0") else b)
+    err = expect_wm("WM510", lambda: TorchFile(cut))
+    assert err.diagnostics[0].message == f"`{cut}`: storage `good/data/0` declares 24 bytes, but its archive member " \
+        "holds 4"
+    longer = _rezip(good, tmp_path / "long.pt", lambda n, b: b + bytes(8) if n.endswith("/data/0") else b)
+    assert "holds 32" in expect_wm("WM510", lambda: TorchFile(longer)).diagnostics[0].message
+    deflated = _rezip(good, tmp_path / "deflated.pt", lambda n, b: b, zipfile.ZIP_DEFLATED)
+    err = expect_wm("WM510", lambda: TorchFile(deflated))  # torch.load(mmap=True) would map the deflate stream
+    assert "storage member `good/data/0` is compressed" in err.diagnostics[0].message
+
+
+def test_views_must_fit_and_not_amplify(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.pt"
+    torch.save({"w": torch.ones(1).as_strided((2**20, 4), (0, 0))}, wide)  # 16 MiB from 4 bytes
+    err = expect_wm("WM510", lambda: TorchFile(wide)).diagnostics[0]
+    assert "`w` declares 16,777,216 bytes over 4 stored bytes (zero or overlapping stride: shape (1048576, 4), " \
+        "stride (0, 0), offset 0)" in err.message
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}, good)
+    past = _rezip(good, tmp_path / "past.pt",  # the pickle's size (2, 3) edited to (2, 9): past the storage
+                  lambda n, b: b.replace(b"K\x02K\x03\x86", b"K\x02K\x09\x86", 1) if n.endswith("data.pkl") else b)
+    expect_wm("WM510", lambda: TorchFile(past))
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr", "nested"])
+def test_sparse_and_nested_tensors_are_refused(tmp_path: Path, layout: str) -> None:
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        value = {"coo": lambda: torch.eye(3).to_sparse(), "csr": lambda: torch.eye(3).to_sparse_csr(),
+                 "nested": lambda: torch.nested.nested_tensor([torch.ones(2), torch.ones(3)])}[layout]()
+    path = tmp_path / f"{layout}.pt"
+    torch.save({"w": value, "b": torch.ones(2)}, path)
+    err = expect_wm("WM510", lambda: TorchFile(path)).diagnostics[0]
+    what = "a nested tensor" if layout == "nested" else f"a tensor with the sparse_{layout} layout"
+    assert err.message == f"`{path}`: `w` is {what}, which wmap does not read (dense tensors only)"

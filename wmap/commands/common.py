@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from wmap.core.errors import Diagnostic
+from wmap.core.names import printable
 
 
 @dataclass
@@ -26,7 +27,11 @@ class Output:
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         return cls(fmt, bool(color), sys.stdout, sys.stderr)
 
-    def print(self, text: str) -> None:
+    def print(self, text: str, raw: bool = False) -> None:
+        """Write a report. Unprintable characters (a checkpoint's names may carry terminal control
+        sequences or lone surrogates) are escaped, unless `raw` (spec text meant for a file)."""
+        if not raw:
+            text = printable(text, keep_newlines=True)
         if self.color:
             from rich.console import Console
             from rich.text import Text
@@ -44,7 +49,7 @@ class Output:
         self.stdout.write(json.dumps(data, indent=2) + "\n")
 
     def err(self, text: str) -> None:
-        self.stderr.write(text.rstrip("\n") + "\n")
+        self.stderr.write(printable(text.rstrip("\n"), keep_newlines=True) + "\n")
 
     def diagnostics(self, diags: Sequence[Diagnostic], sources: Mapping[str, str] | None = None) -> None:
         if self.fmt == "json":

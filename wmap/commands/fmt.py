@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 write_text_atomic(dest, text)
                 changed.append(dest)
         else:
-            out.print(text)
+            out.print(text, raw=True)  # the spec itself, as it would be written to the file
     if args.check:
         for c in changed:
             out.err(f"would reformat {c}")

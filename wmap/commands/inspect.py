@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from wmap.commands.common import Output, add_format
 from wmap.core.inventory import Inventory, TensorMeta
-from wmap.core.names import fold, template_of
+from wmap.core.names import fold, printable, template_of
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -130,11 +130,12 @@ def _footer(inv: Inventory) -> str:
 
 def render_groups(inv: Inventory) -> str:
     gs = groups(inv)
-    width = min(max((len(g.pattern) for g in gs), default=0), 72)
+    patterns = [printable(g.pattern) for g in gs]  # escaped before aligning (Output escapes the rest)
+    width = min(max((len(p) for p in patterns), default=0), 72)
     lines = [_header(inv), ""]
-    for g in gs:
+    for g, pattern in zip(gs, patterns, strict=True):
         count = f"  x{g.count}" if g.count > 1 else ""
-        lines.append(f"  {g.pattern.ljust(width)}  {_shape(g.shape)} {g.dtype}{count}")
+        lines.append(f"  {pattern.ljust(width)}  {_shape(g.shape)} {g.dtype}{count}")
     if inv.tied:
         lines += ["", "tied (one storage):"] + [f"  {a} -> {b}" for a, b in inv.tied]
     lines += ["", _footer(inv)]

@@ -204,7 +204,8 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "pass a model with real weights (not built on the meta device) as the source"),
     ("WM504", "bad safetensors header",
      "The file is too short, its header is truncated, too large, or not valid JSON of the expected "
-     "structure.",
+     "structure, or a name in it is not valid Unicode (a `\\ud800` escape decodes to a lone surrogate, "
+     "which the safetensors library refuses too and no output could store).",
      "re-export the checkpoint; the file is damaged or not safetensors"),
     ("WM505", "bad safetensors data layout",
      "Tensor data offsets are out of range, overlap, leave holes, or do not match shape x dtype.",
@@ -222,11 +223,20 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "convert it once, where you trust it:\nsafetensors.torch.save_file(state_dict, 'model.safetensors')"),
     ("WM509", "bad Keras or HDF5 file",
      "A `.keras`, `.weights.h5` or `.h5` file lacks the expected groups or attributes, is damaged, or "
-     "uses links or external storage, which wmap refuses.",
+     "reaches outside itself. Every group and dataset must be reached through hard links: external links "
+     "(which would read another file on the machine) and soft links are refused, and so are datasets with "
+     "external storage or virtual datasets. Nothing allocates what the file merely declares: a dataset may "
+     "declare at most 100 bytes per byte HDF5 has stored for it (the first MiB is free), so unwritten "
+     "chunks read as a fill value are refused, and a `.keras` archive's members are checked the same way "
+     "(and must lie where the zip says) before anything is inflated.",
      "re-save with model.save_weights('model.weights.h5')"),
     ("WM510", "bad PyTorch checkpoint or archive",
      "The file is not a readable PyTorch checkpoint or .npz archive, holds no tensors, or holds two "
-     "tensors of the same name.",
+     "tensors of the same name; or it does not hold what it declares: a storage or `.npy` member with "
+     "fewer (or more) bytes than its shape x dtype, a member whose bytes run into the next one, a "
+     "compressed member that would expand more than 100x (a zip bomb, refused from its declared size); or "
+     "it holds a tensor wmap cannot read: a sparse or nested layout, a view outside its storage, or zero "
+     "or overlapping strides that declare more than 100x the bytes they span.",
      "save the state dict: torch.save(model.state_dict(), 'model.pt')"),
     ("WM511", "factory failed",
      "A `module:callable` target or source could not be imported, is not callable, or raised when "
@@ -237,8 +247,9 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "was asked for). Nothing was changed: outputs appear only when complete.",
      "--out out/model.safetensors   (create `out/` first)"),
     ("WM513", "bad TensorFlow checkpoint",
-     "The path is not a readable TensorFlow checkpoint (no `.index` file, or a variable cannot be "
-     "read).",
+     "The path is not a readable TensorFlow checkpoint (no `.index` file, a `.data-*` shard missing or not "
+     "a regular file, or a variable cannot be read), or a folder's `checkpoint` state file names a prefix "
+     "outside that folder, which wmap refuses before TensorFlow opens it.",
      "pass the checkpoint prefix, e.g. ckpt/model.ckpt-1000"),
     ("WM514", "output written out of plan order",
      "A writer received a tensor twice, out of order, of the wrong shape, or was committed with "

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from wmap.core.names import printable
+
 Severity = Literal["error", "warning", "note"]
 
 
@@ -67,15 +69,18 @@ class Diagnostic:
         }
 
     def render(self, sources: Mapping[str, str] | None = None) -> str:
-        """Compiler-style text: location, message, the source line with an underline, notes, hint."""
+        """Compiler-style text: location, message, the source line with an underline, notes, hint.
+
+        Names from checkpoints end up in messages; anything unprintable in them (terminal control
+        sequences, lone surrogates) is shown escaped, never sent raw to the terminal."""
         where = f"{self.span}: " if self.span else ""
-        out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
+        out = [printable(f"{where}{self.severity}[{self.code}]: {self.message}", keep_newlines=True)]
         excerpt = _excerpt(self.span, sources)
         if excerpt:
             out.extend(excerpt)
-        out.extend(f"  note: {n}" for n in self.notes)
+        out.extend(printable(f"  note: {n}", keep_newlines=True) for n in self.notes)
         if self.hint:
-            out.append(f"  hint: {self.hint}")
+            out.append(printable(f"  hint: {self.hint}", keep_newlines=True))
         return "\n".join(out)
 
 

@@ -148,3 +148,20 @@ def detect_prefix(unmatched: Sequence[str], wanted: Sequence[str]) -> tuple[str,
         if hits >= max(1, len(sample) // 3):
             return ("add", pre)
     return None
+
+
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """`text` safe to show on a terminal: every character that is not printable (control
+    characters such as ESC and BEL, lone surrogates, bidi overrides) as a Python-style escape
+    (`\\x1b`, `\\ud800`, `\\u202e`); printable Unicode is kept as it is. With `keep_newlines`,
+    line breaks stay line breaks (for whole reports and diagnostics)."""
+    if keep_newlines and "\n" in text:
+        return "\n".join(printable(line) for line in text.split("\n"))
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"

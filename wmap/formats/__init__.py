@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from wmap.core.errors import did_you_mean
+from wmap.core.errors import WmapError, did_you_mean
 from wmap.core.inventory import Inventory
 from wmap.formats._common import canonical_framework, fail
 from wmap.formats.base import ArrayKind, TensorSource
@@ -209,7 +209,9 @@ def _open_h5_file(path: str, fw: str | None, keras_model: Any) -> TensorSource:
 
     f = open_h5(path, path)
     try:
-        legacy = is_legacy_h5(f)
+        legacy = is_legacy_h5(f, path)
+    except WmapError:
+        raise
     except Exception as exc:
         raise damaged(path, exc) from None
     finally:

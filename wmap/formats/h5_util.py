@@ -1,23 +1,35 @@
-"""HDF5 plumbing shared by the Keras readers: safe opening, safe dataset lookup, zip members.
+"""HDF5 plumbing shared by the Keras readers: safe opening, one link and storage policy, zip members.
 
-HDF5 can point outside itself (external links, external or virtual datasets), which would
-let a hostile weights file read arbitrary files; Keras' own loader refuses them and so do
-we (WM509). Inside a `.keras` zip the weights member is normally stored uncompressed, so
-h5py reads it in place through a window on the archive instead of extracting it.
+HDF5 can point outside itself, which would let a hostile weights file read other files on the
+machine: external links (resolved when a path through them is opened, also by `name in
+group` for a path with several components), external raw storage, and virtual datasets. Keras
+writes none of these, and neither do we follow them. The policy, for every HDF5 reader
+(Keras 3 `.weights.h5`, the `model.weights.h5` inside `.keras`, legacy Keras 2 `.h5`):
+
+- every object is reached one link at a time (`hard_child`, `walk`), and every link must be a hard
+  link: external links are never resolved, and soft links are refused too (Keras never writes
+  them, and a soft link's target path may itself run through an external link);
+- a dataset must store its data in the file: no external storage, no virtual dataset;
+- a dataset must not declare more than the expansion bound allows over the storage HDF5 has
+  allocated for it (`bounds`): a chunked dataset whose chunks were never written reads as its
+  fill value, so a few KB could otherwise make the reader allocate gigabytes.
+
+Any breach is WM509 naming the file, the offending HDF5 path and where a link points. Inside
+a `.keras` zip the weights member is normally stored uncompressed, so h5py reads it in place
+through a window on the archive instead of extracting it.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from typing import IO, Any, cast
 
 import ml_dtypes
 import numpy as np
 
-from wmap.core.errors import WmapError
 from wmap.formats._common import dtype_name, fail, require
+from wmap.formats.bounds import EXPANSION_HINT, Member, expansion_ok
 
 
 def open_h5(source: str | IO[bytes], where: str) -> Any:
@@ -40,32 +52,78 @@ def damaged(where: str, exc: BaseException) -> Exception:
     return fail("WM509", f"`{where}` is damaged: {text[:200]}", hint="re-save or re-download the file")
 
 
-def dataset(group: Any, key: str, where: str) -> Any:
-    """`group[key]` if it is a plain, self-contained dataset; anything else is WM509."""
+LINK_HINT = "a Keras weights file stores every group and dataset in place; re-save it with model.save_weights()"
+
+
+def hard_child(group: Any, name: str, where: str) -> Any:
+    """`group[name]` for one link name, or None when there is no such link; only hard links are
+    resolved (anything else is WM509, see the module docstring)."""
     h5py = require("h5py", where)
+    full = f"{group.name.rstrip('/')}/{name}"
     try:
-        link = group.get(key, getlink=True)
-    except Exception as exc:
-        raise fail("WM509", f"`{where}`: cannot look up `{key}` in `{group.name}` ({exc})") from None
-    if link is None:
-        raise fail("WM509", f"`{where}`: `{group.name}/{key}` is missing",
-                   hint="the file does not have the Keras weights layout")
-    if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
-        raise fail("WM509", f"`{where}`: `{group.name}/{key}` is a link; wmap does not follow links",
-                   hint="a Keras weights file stores its datasets in place")
-    try:
-        obj = group[key]
-        if isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
-            raise fail("WM509", f"`{where}`: `{obj.name}` stores its data outside the file; refused",
-                       hint="a Keras weights file stores its datasets in place")
-    except WmapError:
-        raise
+        link = group.get(name, getlink=True)  # one component: reads the link itself, resolves nothing
     except Exception as exc:
         raise damaged(where, exc) from None
+    if link is None:
+        return None
+    if isinstance(link, h5py.ExternalLink):
+        raise fail("WM509", f"`{where}`: `{full}` is an external link to `{link.path}` in `{link.filename}`; "
+                   "wmap does not follow links", hint=LINK_HINT)
+    if isinstance(link, h5py.SoftLink):
+        raise fail("WM509", f"`{where}`: `{full}` is a soft link to `{link.path}`; wmap does not follow links",
+                   hint=LINK_HINT)
+    if not isinstance(link, h5py.HardLink):
+        raise fail("WM509", f"`{where}`: `{full}` is a user-defined link; wmap does not follow links", hint=LINK_HINT)
+    try:
+        return group[name]
+    except Exception as exc:
+        raise damaged(where, exc) from None
+
+
+def walk(group: Any, path: str, where: str) -> Any:
+    """The object at a relative `path` ("a/b/c"), reached link by link through `hard_child`, or None."""
+    h5py = require("h5py", where)
+    obj = group
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if not isinstance(obj, h5py.Group):
+            raise fail("WM509", f"`{where}`: `{obj.name}` is a dataset, but `{path}` continues below it",
+                       hint="the file does not have the Keras weights layout")
+        obj = hard_child(obj, part, where)
+        if obj is None:
+            return None
+    return obj
+
+
+def check_dataset(ds: Any, where: str) -> Any:
+    """A dataset that stores its own data, in the file, and not much less of it than it declares."""
+    try:
+        outside = ds.external is not None or ds.is_virtual
+        declared, stored = int(ds.size) * ds.dtype.itemsize, int(ds.id.get_storage_size())
+    except Exception as exc:
+        raise damaged(where, exc) from None
+    if outside:
+        raise fail("WM509", f"`{where}`: `{ds.name}` stores its data outside the file (external storage or a "
+                   "virtual dataset); refused", hint=LINK_HINT)
+    if declared and not expansion_ok(declared, stored):
+        what = "its unwritten chunks would read as the fill value" if stored == 0 else "far less than compression gives"
+        raise fail("WM509", f"`{where}`: `{ds.name}` declares {declared:,} bytes ({tuple(ds.shape)} {ds.dtype}) but "
+                   f"stores only {stored:,} ({what})", hint=EXPANSION_HINT)
+    return ds
+
+
+def dataset(group: Any, key: str, where: str) -> Any:
+    """`group[key]` (a relative path) if it is a plain, self-contained dataset; anything else is WM509."""
+    h5py = require("h5py", where)
+    obj = walk(group, key, where)
+    if obj is None:
+        raise fail("WM509", f"`{where}`: `{group.name.rstrip('/')}/{key}` is missing",
+                   hint="the file does not have the Keras weights layout")
     if not isinstance(obj, h5py.Dataset):
         raise fail("WM509", f"`{where}`: `{obj.name}` is a group where a weight dataset was expected",
                    hint="the file does not have the Keras weights layout")
-    return obj
+    return check_dataset(obj, where)
 
 
 def dataset_dtype(ds: Any, where: str) -> str:
@@ -133,25 +191,16 @@ class ZipWindow(io.RawIOBase):
         super().close()
 
 
-def zip_member(zf: zipfile.ZipFile, path: str, member: str, where: str, limit: int) -> IO[bytes]:
-    """A member as a seekable file: a window when stored, else decompressed into memory."""
-    info = zf.getinfo(member)
-    if info.compress_type == zipfile.ZIP_STORED:
-        fp = zf.fp
-        assert fp is not None
-        fp.seek(info.header_offset)
-        head = fp.read(30)
-        if len(head) < 30 or head[:4] != b"PK\x03\x04":
-            raise fail("WM509", f"`{where}`: the zip entry `{member}` is damaged")
-        start = info.header_offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30],
-                                                                                                   "little")
-        if start + info.file_size > os.path.getsize(path):
-            raise fail("WM509", f"`{where}` is truncated: `{member}` runs past the end of the archive")
-        return cast(IO[bytes], ZipWindow(path, start, info.file_size))
+def zip_member(zf: zipfile.ZipFile, path: str, member: Member, where: str, limit: int) -> IO[bytes]:
+    """A member (already checked by `bounds.members`) as a seekable file: a window when stored,
+    else decompressed into memory (at most `limit` bytes, and within the expansion bound)."""
+    info = member.info
+    if member.stored:
+        return cast(IO[bytes], ZipWindow(path, member.data_start, info.file_size))
     if info.file_size > limit:
-        raise fail("WM509", f"`{where}`: compressed `{member}` would expand to {info.file_size:,} bytes",
+        raise fail("WM509", f"`{where}`: compressed `{info.filename}` would expand to {info.file_size:,} bytes",
                    hint="re-save the model (Keras stores weights uncompressed)")
     try:
-        return io.BytesIO(zf.read(member))
+        return io.BytesIO(zf.read(info))
     except Exception as exc:
-        raise fail("WM509", f"`{where}`: cannot decompress `{member}` ({exc})") from None
+        raise fail("WM509", f"`{where}`: cannot decompress `{info.filename}` ({exc})") from None

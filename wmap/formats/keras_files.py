@@ -17,7 +17,9 @@ Functional models, whose layers are built outside their name scope (`dense.kerne
 Functional model, `sequential.dense.kernel` in a Sequential, `sub.dense_2.kernel` in a
 subclassed one). Pass `model=` (a built Keras model) to name from the model itself. A
 variable whose class is unknown is named `<layer>.vars.<i>`, with a `note` attr.
-Reading uses h5py (a copy per dataset; Keras targets are not memcpy-bound).
+Reading uses h5py (a copy per dataset; Keras targets are not memcpy-bound). Every group and
+dataset is reached under `h5_util`'s link and storage policy, and a `.keras` archive's members
+are checked (`bounds.members`) before any is read or inflated.
 """
 
 from __future__ import annotations
@@ -33,9 +35,19 @@ from typing import IO, Any, cast
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta, normalise_name
+from wmap.formats import bounds
 from wmap.formats._common import as_kind, canonical_framework, check_unique, fail, missing, require, shown
 from wmap.formats.base import ArrayKind
-from wmap.formats.h5_util import damaged, dataset, dataset_dtype, open_h5, read_dataset, text_attr, zip_member
+from wmap.formats.h5_util import (
+    damaged,
+    dataset,
+    dataset_dtype,
+    hard_child,
+    open_h5,
+    read_dataset,
+    text_attr,
+    zip_member,
+)
 from wmap.formats.keras_layers import class_from_key, sublayer_class, variable_names
 
 CONFIG_LIMIT = 64 * 1024 * 1024
@@ -108,6 +120,8 @@ class KerasWeightsFile:
         self._files: list[Any] = []
         self._zip: zipfile.ZipFile | None = None
         self._member: IO[bytes] | None = None  # h5py does not close file objects it was given
+        self._stored = 0  # bytes of HDF5 behind the datasets (file, shards or archive member)
+        self._layout: dict[str, bounds.Member] = {}
         try:
             self.label = self._open()
             root = LayerConfig.parse(self.config) if self.config is not None else None
@@ -124,6 +138,7 @@ class KerasWeightsFile:
                 raise fail("WM509", f"`{self.path}` has no Keras 3 `vars` groups",
                            hint="legacy Keras 2 `.h5` files have `layer_names`; is this a different layout?")
             self._metas, self._where = self._name(saveables, _model_index(model) if model is not None else {})
+            bounds.check_total(sum(m.nbytes for m in self._metas), self._stored, self.path, "WM509")
         except WmapError:
             self.close()
             raise
@@ -139,26 +154,31 @@ class KerasWeightsFile:
                 raise fail("WM500", f"cannot read `{self.path}`: {exc.strerror or exc}") from None
             except (zipfile.BadZipFile, ValueError, EOFError) as exc:
                 raise fail("WM509", f"`{self.path}` is not a readable .keras archive: {exc}") from None
-            names = set(self._zip.namelist())
+            self._layout = bounds.members(self._zip, self.path, "WM509")
+            names = set(self._layout)
             if "config.json" in names:
                 self.config = _json(self._zip_bytes("config.json", CONFIG_LIMIT), f"{self.path}:config.json")
             if "model.weights.h5" not in names:
                 extra = " (npz weights are not supported)" if "model.weights.npz" in names else ""
                 raise fail("WM509", f"`{self.path}` has no `model.weights.h5`{extra}",
                            hint="save the model with `model.save(\"x.keras\")` (h5 weights)")
-            self._member = zip_member(self._zip, self.path, "model.weights.h5", self.path, WEIGHTS_LIMIT)
+            weights = self._layout["model.weights.h5"]
+            self._member = zip_member(self._zip, self.path, weights, self.path, WEIGHTS_LIMIT)
             self._files.append(open_h5(self._member, f"{self.path}:model.weights.h5"))
+            self._stored = weights.info.file_size
             return "keras archive"
         if self.path.lower().endswith(".json"):
             for shard in _shard_files(self.path):
                 self._files.append(open_h5(shard, shard))
+                self._stored += os.path.getsize(shard)
             return "sharded keras weights"
         self._files.append(open_h5(self.path, self.path))
+        self._stored = os.path.getsize(self.path)
         return "keras weights"
 
     def _zip_bytes(self, member: str, limit: int) -> bytes:
         assert self._zip is not None
-        info = self._zip.getinfo(member)
+        info = self._layout[member].info
         if info.file_size > limit:
             raise fail("WM509", f"`{self.path}`: `{member}` is {info.file_size:,} bytes (limit {limit:,})")
         try:
@@ -180,16 +200,16 @@ class KerasWeightsFile:
         (and enclosing models' groups) only into the first, so naming needs all of them.
         """
         self._enter(group)
-        vars_group = _hard(group, "vars")
+        vars_group = hard_child(group, "vars", self.path)
         if vars_group is not None and hasattr(vars_group, "attrs") and "name" in vars_group.attrs:
             self._names.setdefault(group.name, text_attr(vars_group.attrs["name"]))
-        layers = _hard(group, "layers")
+        layers = hard_child(group, "layers", self.path)
         if layers is not None and hasattr(layers, "keys") and any(k.startswith("input_layer") for k in layers):
             self._functional.add(group.name)
         for k in group:
-            child = _hard(group, k) if k != "vars" else None
-            if child is not None and hasattr(child, "keys"):
-                self._survey(child)
+            sub = hard_child(group, k, self.path) if k != "vars" else None
+            if sub is not None and hasattr(sub, "keys"):
+                self._survey(sub)
 
     def _visit(self, fi: int, group: Any, key: str, scope: LayerConfig | None, parent_cls: str | None,
                chain: tuple[str, ...], full: tuple[str, ...], out: dict[str, _Saveable], is_root: bool = False
@@ -197,10 +217,7 @@ class KerasWeightsFile:
         h5py = require("h5py", self.path)
         where = self.path
         self._enter(group)
-        link = group.get("vars", getlink=True)
-        if link is not None and not isinstance(link, h5py.HardLink):
-            raise fail("WM509", f"`{where}`: `{group.name}/vars` is a link; wmap does not follow links")
-        vars_group = group["vars"] if link is not None else None
+        vars_group = hard_child(group, "vars", where)
         if vars_group is not None and not isinstance(vars_group, h5py.Group):
             raise fail("WM509", f"`{where}`: `{group.name}/vars` is a dataset, not a group of variables")
         if vars_group is not None or group.name in self._names:
@@ -214,15 +231,12 @@ class KerasWeightsFile:
             if not (cls == "Functional" or (cls != "Sequential" and group.name in self._functional)):
                 chain = chain + (name,)
             full, scope, parent_cls = full + (name,), (node if node and node.children else None), cls
-        for k in _child_order(group, scope):
-            link = group.get(k, getlink=True)
-            if not isinstance(link, h5py.HardLink):
-                raise fail("WM509", f"`{where}`: `{group.name}/{k}` is a link; wmap does not follow links")
-            child = group[k]
-            if isinstance(child, h5py.Dataset):
-                raise fail("WM509", f"`{where}`: dataset `{child.name}` is outside any `vars` group",
+        for k in _child_order(group, scope, where):
+            sub = hard_child(group, k, where)
+            if isinstance(sub, h5py.Dataset):
+                raise fail("WM509", f"`{where}`: dataset `{sub.name}` is outside any `vars` group",
                            hint="the file does not have the Keras 3 weights layout")
-            self._visit(fi, child, k, scope, parent_cls, chain, full, out)
+            self._visit(fi, sub, k, scope, parent_cls, chain, full, out)
 
     def _name(self, saveables: Mapping[str, _Saveable], by_model: Mapping[tuple[str, ...], Any]
               ) -> tuple[tuple[TensorMeta, ...], dict[str, tuple[int, str, str]]]:
@@ -290,17 +304,7 @@ def _natural(key: str) -> list[Any]:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key)]
 
 
-def _hard(group: Any, key: str) -> Any:
-    """`group[key]` only when it is a hard link: resolving other links could open other files."""
-    import h5py
-
-    try:
-        return group[key] if isinstance(group.get(key, getlink=True), h5py.HardLink) else None
-    except Exception:  # damaged entries are reported when visited
-        return None
-
-
-def _child_order(group: Any, scope: LayerConfig | None) -> list[str]:
+def _child_order(group: Any, scope: LayerConfig | None, where: str) -> list[str]:
     """Model order where `config.json` gives it, else natural key order (`dense_2` before `dense_10`).
 
     The file itself does not record layer order (HDF5 iterates by name, and packs small
@@ -312,8 +316,8 @@ def _child_order(group: Any, scope: LayerConfig | None) -> list[str]:
     rank = {name: i for i, name in enumerate(scope.children)}
 
     def position(k: str) -> int:
-        child = _hard(group, k)
-        vars_group = _hard(child, "vars") if child is not None and hasattr(child, "keys") else None
+        sub = hard_child(group, k, where)
+        vars_group = hard_child(sub, "vars", where) if sub is not None and hasattr(sub, "keys") else None
         name = text_attr(vars_group.attrs.get("name", "")) if vars_group is not None else ""
         return rank.get(name, len(rank))
 

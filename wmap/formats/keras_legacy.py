@@ -7,6 +7,10 @@ normalised weight names (`dense.kernel`), which is what the built model calls th
 did not make weight names unique across nested models; colliding names are prefixed with
 their top-level layer (`encoder.dense.kernel`). The class (`kind`) comes from the
 `model_config` attr when present, else from the owning layer's name prefix.
+
+Every group and dataset is reached link by link under `h5_util`'s policy (hard links only,
+data stored in the file and not far less of it than declared): names come from attributes,
+and a `weight_names` entry such as `ext/kernel` must not lead out of the file on the way.
 """
 
 from __future__ import annotations
@@ -19,18 +23,28 @@ from typing import Any
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta, normalise_name
-from wmap.formats._common import as_kind, canonical_framework, check_unique, fail, missing, shown
+from wmap.formats import bounds
+from wmap.formats._common import as_kind, canonical_framework, check_unique, fail, missing, require, shown
 from wmap.formats.base import ArrayKind
-from wmap.formats.h5_util import damaged, dataset, dataset_dtype, open_h5, read_dataset, text_attr
+from wmap.formats.h5_util import (
+    damaged,
+    dataset,
+    dataset_dtype,
+    hard_child,
+    open_h5,
+    read_dataset,
+    text_attr,
+    walk,
+)
 from wmap.formats.keras_files import LayerConfig, layer_attrs
 from wmap.formats.keras_layers import class_from_key
 
 
-def is_legacy_h5(f: Any) -> bool:
-    """A Keras 2 style file: `layer_names` on the root or on `model_weights`."""
+def is_legacy_h5(f: Any, where: str) -> bool:
+    """A Keras 2 style file: `layer_names` on the root or on `model_weights` (a hard link)."""
     if "layer_names" in f.attrs:
         return True
-    mw = f.get("model_weights")
+    mw = hard_child(f, "model_weights", where)
     return mw is not None and hasattr(mw, "attrs") and "layer_names" in mw.attrs
 
 
@@ -70,16 +84,17 @@ class LegacyKerasH5:
 
     def _scan(self) -> tuple[tuple[TensorMeta, ...], dict[str, tuple[str, str]]]:
         f, where = self._file, self.path
-        if not is_legacy_h5(f):
+        h5py = require("h5py", where)
+        if not is_legacy_h5(f, where):
             raise fail("WM509", f"`{where}` is not a Keras weights file: no `layer_names` attribute",
                        hint="Keras 3 weights files end in `.weights.h5`")
-        root = f if "layer_names" in f.attrs else f["model_weights"]
+        root = f if "layer_names" in f.attrs else hard_child(f, "model_weights", where)
         configs = _configs(f.attrs.get("model_config"))
         rows = []
         for layer in (text_attr(n) for n in root.attrs["layer_names"]):
-            if layer not in root:
+            group = walk(root, layer, where)
+            if not isinstance(group, h5py.Group):
                 raise fail("WM509", f"`{where}`: layer `{layer}` is listed in `layer_names` but has no group")
-            group = root[layer]
             if "weight_names" not in group.attrs:
                 raise fail("WM509", f"`{where}`: layer group `{group.name}` has no `weight_names` attribute")
             for wn in (text_attr(n) for n in group.attrs["weight_names"]):
@@ -97,6 +112,7 @@ class LegacyKerasH5:
         fixed = [(TensorMeta(f"{layer}.{m.name}", m.shape, m.dtype, m.native, m.kind, m.attrs)
                   if counts[m.name] > 1 else m, p) for layer, m, p in rows]
         metas = check_unique((m for m, _ in fixed), f"`{where}`")
+        bounds.check_total(sum(m.nbytes for m in metas), os.path.getsize(where), where, "WM509")
         return metas, {m.name: (p, m.dtype) for m, p in fixed}
 
     def inventory(self) -> Inventory:

@@ -5,13 +5,18 @@ compression (`np.savez`) are read zero-copy from one private mmap of the archive
 that are compressed (`np.savez_compressed`) or Fortran-ordered are decoded on read. Object
 arrays would need pickle, which can run code, so they are refused (WM508); a damaged
 archive or member header is WM510.
+
+Before anything is mapped or inflated, the archive's layout is checked (`bounds.members`:
+every member's bytes where its header says, compressed members within the expansion bound),
+and each member must hold exactly its `.npy` header plus shape x dtype bytes: a short member
+would otherwise be read on into the next one.
 """
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
-import struct
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ import numpy as np
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.formats import bounds
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -32,8 +38,6 @@ from wmap.formats._common import (
     unmap,
 )
 from wmap.formats.base import ArrayKind
-
-_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ class NpzFile:
     def _scan(self) -> dict[str, _Member]:
         members: dict[str, _Member] = {}
         skipped = []
-        for info in self._zip.infolist():
+        layout = bounds.members(self._zip, self.path, "WM510")
+        for m in layout.values():
+            info = m.info
             if not info.filename.endswith(".npy"):
                 skipped.append(info.filename)
                 continue
@@ -92,9 +98,7 @@ class NpzFile:
                 with self._zip.open(info) as fp:
                     shape, fortran, dtype = _read_npy_header(fp)
                     header_len = fp.tell()
-                offset = None
-                if info.compress_type == zipfile.ZIP_STORED and not fortran:
-                    offset = self._data_start(info) + header_len
+                offset = m.data_start + header_len if m.stored and not fortran else None
             except WmapError:
                 raise
             except Exception as exc:
@@ -108,20 +112,14 @@ class NpzFile:
                         "them as float32 or use safetensors") if dtype.kind == "V" else "save numeric arrays only"
                 raise fail("WM506", f"`{self.path}`: `{name}` has dtype `{dtype}`, which wmap cannot plan with",
                            hint=hint)
+            need = math.prod(shape) * dtype.itemsize
+            if info.file_size - header_len != need:
+                raise fail("WM510", f"`{self.path}`: `{info.filename}` holds {info.file_size - header_len:,} bytes of "
+                           f"data where its header declares {need:,} ({shape} {dtype})",
+                           hint="the archive is truncated or was edited; re-save it with np.savez")
             members[name] = _Member(info.filename, shape, dtype, fortran, offset)
         self.skipped = tuple(skipped)
         return members
-
-    def _data_start(self, info: zipfile.ZipInfo) -> int:
-        """Where a stored member's bytes begin: after its own local header (not the central one)."""
-        fp = self._zip.fp
-        assert fp is not None
-        fp.seek(info.header_offset)
-        head = fp.read(_LOCAL_HEADER.size)
-        if len(head) < _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
-            raise ValueError("bad local file header")
-        fields = _LOCAL_HEADER.unpack(head)
-        return info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
 
     def inventory(self) -> Inventory:
         metas = (TensorMeta(k, m.shape, dtype_name(m.dtype) or "") for k, m in self._members.items())

@@ -75,10 +75,18 @@ class Header:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Object hook: no key twice, and every key and string value valid Unicode. JSON's `\\ud800`
+    escape decodes to a lone surrogate, which is no string at all (the safetensors library
+    refuses such headers, and no output format could store the name)."""
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
             raise ValueError(f"key `{k}` appears twice")
+        for text in (k, v) if isinstance(v, str) else (k,):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{text!r} is not valid Unicode (it holds a lone surrogate)") from None
         out[k] = v
     return out
 

@@ -10,11 +10,19 @@ Names: object-graph checkpoints (`tf.train.Checkpoint`, Keras) spell variables l
 checkpoints (`bert/encoder/layer_0/.../kernel`) just become dotted. Skipped, and listed in
 `skipped`: bookkeeping (`_CHECKPOINTABLE_OBJECT_GRAPH`, `save_counter`, `global_step`) and
 optimizer state (`optimizer/...`, `.OPTIMIZER_SLOT` slot variables), which are not weights.
+
+Before TensorFlow opens anything: a checkpoint folder's state file (`checkpoint`) may only
+name a prefix inside that folder (TF would follow `model_checkpoint_path: "/etc/passwd"` or
+`"../other/model"`), and the `.index` and every `.data-NNNNN-of-MMMMM` shard must exist and
+be regular files (a FIFO would block the read forever, mid-transfer).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import stat
 from typing import Any
 
 from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta
@@ -57,6 +65,49 @@ def tf_name(native: str) -> str:
     return ".".join(seg.lstrip("_") or seg for seg in name.split("/"))
 
 
+_SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
+
+
+def state_prefix(folder: str, where: str, tf: Any) -> str:
+    """The prefix a folder's `checkpoint` state file names, if it lies inside the folder."""
+    try:
+        state = tf.train.get_checkpoint_state(folder)  # joins a relative path with the folder
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise fail("WM513", f"`{os.path.join(where, 'checkpoint')}` is not a readable checkpoint state file "
+                   f"({first[:200]})", hint="pass the checkpoint prefix itself, e.g. `ckpt/model`") from None
+    named = state.model_checkpoint_path if state is not None else ""  # TF logs and returns None on a parse error
+    if not named:
+        raise fail("WM513", f"`{os.path.join(where, 'checkpoint')}` names no checkpoint (it is empty or not a "
+                   "checkpoint state file)", hint="pass the checkpoint prefix itself, e.g. `ckpt/model`")
+    base = os.path.realpath(folder)
+    if os.path.commonpath([base, os.path.realpath(named)]) != base:
+        raise fail("WM513", f"`{os.path.join(where, 'checkpoint')}` names the checkpoint `{named}`, which is outside "
+                   "its folder; wmap reads only checkpoints inside the folder it is given",
+                   hint="pass the checkpoint prefix itself if you mean it, e.g. `--source path/to/model`")
+    return str(named)
+
+
+def check_files(prefix: str, where: str) -> None:
+    """The `.index` and every data shard exist and are regular files (never a FIFO or a device)."""
+    index = prefix + ".index"
+    shards = sorted(glob.glob(glob.escape(prefix) + ".data-*-of-*"))
+    counts = {m.group(2) for m in map(_SHARD.search, shards) if m}
+    if len(counts) > 1:
+        raise fail("WM513", f"`{where}`: `{prefix}` has data files of different shard counts",
+                   hint="remove the files of older checkpoints with the same prefix")
+    total = int(counts.pop()) if counts else 1
+    expected = [f"{prefix}.data-{i:05d}-of-{total:05d}" for i in range(total)]
+    for path in [index, *expected]:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            raise fail("WM513", f"`{where}`: the checkpoint file `{path}` is missing",
+                       hint="copy the `.index` and every `.data-*` file of the checkpoint") from None
+        if not stat.S_ISREG(mode):
+            raise fail("WM513", f"`{where}`: `{path}` is not a regular file", hint="pass a checkpoint made of files")
+
+
 class TFCheckpoint:
     """A TF checkpoint read by TensorFlow's `CheckpointReader`."""
 
@@ -68,10 +119,11 @@ class TFCheckpoint:
         tf = require("tensorflow", f"reading `{self.path}`")
         prefix = checkpoint_prefix(self.path)
         if prefix is not None and os.path.isdir(prefix):
-            prefix = tf.train.latest_checkpoint(prefix)
+            prefix = state_prefix(prefix, self.path, tf)
         if prefix is None:
             raise fail("WM513", f"`{self.path}` is not a TensorFlow checkpoint (no `.index` file)",
                        hint="pass the checkpoint prefix, e.g. `ckpt/model` for `ckpt/model.index`")
+        check_files(prefix, self.path)
         try:
             self._reader = tf.train.load_checkpoint(prefix)
             shapes = self._reader.get_variable_to_shape_map()

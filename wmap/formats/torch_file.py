@@ -10,18 +10,36 @@ Accepted: a state dict, or a checkpoint dict wrapping one under `state_dict` or 
 (the label says which). Entries that are not tensors (`epoch`, optimizer state, nested
 dicts) are skipped and listed in `skipped`, because training checkpoints mix them in and
 refusing them would make users re-save; the compiler reports what the inventory holds.
+
+`torch.load(mmap=True)` itself is treated as untrusted, because in mmap mode it never compares
+a storage with the archive member behind it: a member cut short, or a directory that lies
+about its size, would be read on into the zip's own headers. So, before a value is used:
+
+- the archive's layout is checked first (`bounds.members`: each member's bytes where its
+  header says, nothing compressed past the expansion bound), before torch reads anything;
+- every storage the pickle declares (`('storage', type, key, location, numel)`, collected by
+  `_StorageScan`, an unpickler that builds nothing) must be a stored member of exactly
+  numel x itemsize bytes, which is what `torch.load(mmap=False)` requires too;
+- every tensor must be dense (sparse and nested layouts are refused), its view
+  (offset + extent of its sizes and strides) must fit its storage, and zero or overlapping
+  strides may not make it declare more than the expansion bound over the bytes it spans.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from wmap.core.errors import WmapError
 from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta
+from wmap.formats import bounds
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -39,12 +57,19 @@ _CODE_SIGNS = ("unsupported global", "unsupported operand", "unrecognized functi
 
 
 def load_weights_only(path: str) -> Any:
-    """torch.load the safe way; every failure becomes a WmapError."""
+    """torch.load the safe way, its storages checked against the archive; every failure is a WmapError."""
     torch = require("torch", f"reading `{path}`")
+    layout = _zip_layout(path)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*pickle protocol")
+        warnings.filterwarnings("ignore", message=".*(sparse|nested).*(beta|prototype)", category=UserWarning)
         try:
-            return torch.load(path, mmap=True, weights_only=True, map_location="cpu")
+            obj = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
+            if layout is not None:
+                _check_storages(path, layout)
+            return obj
+        except WmapError:
+            raise
         except RuntimeError as exc:
             if "mmap can only be used" not in str(exc):
                 raise _classify(path, exc) from None
@@ -75,6 +100,113 @@ def _classify(path: str, exc: BaseException) -> Exception:
         first = f"{type(exc).__name__}: {first}".rstrip(": ")
     return fail("WM510", f"`{path}` is not a readable PyTorch checkpoint ({first[:200]})",
                 hint="the file is corrupt, truncated, or not a torch.save file")
+
+
+def _zip_layout(path: str) -> dict[str, bounds.Member] | None:
+    """The checked members of a torch.save zip archive, or None for a legacy (non-zip) pickle."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return None
+        with zipfile.ZipFile(path) as zf:
+            return bounds.members(zf, path, "WM510")
+    except WmapError:
+        raise
+    except OSError as exc:
+        raise fail("WM500", f"cannot read `{path}`: {exc.strerror or exc}") from None
+    except Exception as exc:  # BadZipFile, EOFError, ValueError...
+        raise fail("WM510", f"`{path}` is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"[:300],
+                   hint="the file is corrupt, truncated, or not a torch.save file") from None
+
+
+class _Inert:
+    """What `_StorageScan` builds for every global: it takes any arguments, state and items."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    name: str
+
+
+class _StorageScan(pickle.Unpickler):
+    """Reads a torch pickle for its storage declarations only: no global is ever resolved, so
+    nothing in the pickle runs (it has passed torch's weights-only unpickler already)."""
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data), encoding="utf-8")
+        self.storages: dict[str, tuple[str, int]] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in ("torch", "torch.storage") and name.endswith("Storage"):
+            return _StorageType(name)
+        return type(str(name), (_Inert,), {})
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage"):
+            _, kind, key, _, numel = pid
+            key = key.decode("ascii") if isinstance(key, bytes) else key
+            if isinstance(kind, _StorageType) and isinstance(key, str) and type(numel) is int and numel >= 0:
+                self.storages.setdefault(key, (kind.name, numel))  # torch, too, keeps the first
+                return None
+        raise pickle.UnpicklingError(f"unexpected persistent id {str(pid)[:80]}")
+
+
+def _itemsize(storage_type: str, path: str) -> int:
+    if storage_type == "UntypedStorage":
+        return 1
+    torch = require("torch", path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy typed storage classes warn when touched
+        dtype = getattr(getattr(torch, storage_type, None), "dtype", None)
+    if not isinstance(dtype, torch.dtype):
+        raise fail("WM510", f"`{path}` declares a storage of unknown type `{storage_type}`",
+                   hint="the file is corrupt or was edited")
+    return int(dtype.itemsize)
+
+
+def _check_storages(path: str, layout: Mapping[str, bounds.Member]) -> None:
+    """Every storage the pickle declares is a stored member of exactly the declared size."""
+    first = next(iter(layout.values()), None)
+    archive = first.info.filename.split("/", 1)[0] if first is not None else ""
+    pkl = layout.get(f"{archive}/data.pkl")
+    if pkl is None:
+        raise fail("WM510", f"`{path}` has no `{archive}/data.pkl`", hint="the file is not a torch.save archive")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            scan = _StorageScan(zf.read(pkl.info))
+        scan.load()
+    except Exception as exc:
+        raise fail("WM510", f"`{path}`: cannot read the storages `{archive}/data.pkl` declares ({exc})"[:300],
+                   hint="the file is corrupt or was edited") from None
+    for key, (storage_type, numel) in scan.storages.items():
+        name = f"{archive}/data/{key}"
+        member = layout.get(name)
+        nbytes = numel * _itemsize(storage_type, path)
+        if member is None:
+            raise fail("WM510", f"`{path}`: storage `{key}` has no archive member `{name}`",
+                       hint="the file is truncated or was edited; re-save it with torch.save")
+        if not member.stored:
+            raise fail("WM510", f"`{path}`: storage member `{name}` is compressed; torch maps storages raw",
+                       hint="re-save it with torch.save, which stores them uncompressed")
+        if member.info.file_size != nbytes:
+            raise fail("WM510", f"`{path}`: storage `{name}` declares {nbytes:,} bytes, but its archive member "
+                       f"holds {member.info.file_size:,}", hint="the file is truncated or was edited; "
+                       "re-save it with torch.save")
 
 
 def pick_state_dict(obj: object, where: str) -> tuple[Mapping[Any, Any], str | None]:
@@ -108,6 +240,8 @@ class TorchFile:
         sd, under = pick_state_dict(obj, f"`{self.path}`")
         self.label = "torch file" + (f" (state dict under `{under}`)" if under else "")
         self._tensors, self.skipped, self.tied = collect_tensors(sd, f"`{self.path}`")
+        declared = sum(t.numel() * t.element_size() for t in self._tensors.values())
+        bounds.check_total(declared, os.path.getsize(self.path), self.path, "WM510")
 
     def inventory(self) -> Inventory:
         metas = (TensorMeta(k, tuple(t.shape), torch_dtype_name(t.dtype)) for k, t in self._tensors.items())
@@ -144,10 +278,15 @@ def collect_tensors(sd: Mapping[Any, Any], where: str
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             skipped.append(str(key))
             continue
+        if value.is_nested or value.layout != torch.strided:
+            what = "a nested tensor" if value.is_nested else f"a tensor with the {str(value.layout).removeprefix('torch.')} layout"
+            raise fail("WM510", f"{where}: `{key}` is {what}, which wmap does not read (dense tensors only)",
+                       hint="convert it in a trusted environment first, e.g. `t.to_dense()`")
         dname = torch_dtype_name(value.dtype)
         if dname not in DTYPE_BITS:
             raise fail("WM506", f"{where}: tensor `{key}` has dtype `{dname}`, which wmap cannot plan with",
                        hint="cast it in a trusted environment first")
+        check_view(value, key, where)
         tensors[key] = value
         if value.numel() and value.device.type == "cpu":
             ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape),
@@ -157,3 +296,23 @@ def collect_tensors(sd: Mapping[Any, Any], where: str
             else:
                 seen[ident] = key
     return tensors, tuple(skipped), tuple(tied)
+
+
+def check_view(t: Any, key: str, where: str) -> None:
+    """A tensor's view must lie inside its storage, and may not declare more than the expansion
+    bound over the storage bytes it spans (zero or overlapping strides repeat bytes)."""
+    numel = t.numel()
+    if numel == 0 or t.device.type != "cpu":
+        return
+    item = t.element_size()
+    span = 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True))
+    reach = (t.storage_offset() + span) * item
+    size = t.untyped_storage().nbytes()
+    view = f"shape {tuple(t.shape)}, stride {tuple(t.stride())}, offset {t.storage_offset()}"
+    if min(t.stride(), default=0) < 0 or reach > size:
+        raise fail("WM510", f"{where}: `{key}` views bytes up to {reach:,} of a {size:,}-byte storage ({view})",
+                   hint="the file is corrupt or was edited; re-save it with torch.save")
+    if not bounds.expansion_ok(numel * item, span * item):
+        raise fail("WM510", f"{where}: `{key}` declares {numel * item:,} bytes over {span * item:,} stored bytes "
+                   f"(zero or overlapping stride: {view})",
+                   hint=f"save a real copy, `t.contiguous()`; {bounds.EXPANSION_HINT}")
