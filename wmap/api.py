@@ -48,17 +48,18 @@ def inventory_of(obj: Any, framework: str | None = None) -> Inventory:
     return read_inventory(obj, framework)
 
 
-def plan(spec: SpecLike, source: Any = None, target: Any = None) -> Plan:
+def plan(spec: SpecLike, source: Any = None, target: Any = None, config: Any = None) -> Plan:
     """Compile a spec against its source(s) and target, from metadata only.
 
     `source`: a path, a state dict, a model, a `module:callable`, or a dict of named sources;
     `target`: a path (template checkpoint), a model, or a `module:callable`. Both default to
-    what the spec names. Raises WmapError listing every problem.
+    what the spec names. `config`: the model config the spec's `let`s read (a JSON path or a
+    dict), overriding the spec's `config` statement. Raises WmapError listing every problem.
     """
     from wmap.run.resolve import source_inventories
 
     s = _checked_spec(spec)
-    return _compile(s, source_inventories(s, source), source, target)[0]
+    return _compile(s, source_inventories(s, source), source, target, config)[0]
 
 
 def _checked_spec(spec: SpecLike) -> Spec:
@@ -68,13 +69,15 @@ def _checked_spec(spec: SpecLike) -> Spec:
     return s
 
 
-def _compile(s: Spec, sources: dict[str, Inventory], source: Any, target: Any) -> tuple[Plan, Inventory]:
+def _compile(s: Spec, sources: dict[str, Inventory], source: Any, target: Any, config: Any = None
+             ) -> tuple[Plan, Inventory]:
     """The plan bound to the endpoints it was made for, and the target inventory it was made from."""
     from wmap.planning.compiler import compile_plan
+    from wmap.run.config import config_for
     from wmap.run.resolve import target_inventory
 
     target_inv = target_inventory(s, target)
-    p = compile_plan(s, sources, target_inv)
+    p = compile_plan(s, sources, target_inv, config_for(s, source, target, config) if s.lets else None)
     return Plan.of(dataclasses.replace(p, bound=(source, target))), target_inv
 
 
@@ -89,15 +92,20 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
             data = json.load(f)
     except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested past the stack
         raise error("WM520", f"cannot read plan `{os.fspath(path)}`: {e}") from None
-    return Plan.of(plan_from_json(data, os.fspath(path)))
+    return Plan.of(dataclasses.replace(plan_from_json(data, os.fspath(path)), origin=os.fspath(path)))
 
 
 def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: Any = None,
-          **kw: Any) -> ApplyReport:
+          config: Any = None, **kw: Any) -> ApplyReport:
     """Plan (unless given a Plan) and execute. Returns the report; `report.target` is the filled model
-    (for a `module:callable` target, the model wmap built) or the output path."""
+    (for a `module:callable` target, the model wmap built) or the output path. `config`: as for
+    `wmap.plan`; a saved plan re-reads its config and refuses if a value it was made with changed."""
     kw = _with_progress(kw)
     if isinstance(spec, _plan.Plan):
+        if spec.spec is None:  # a saved plan: its config must still say what it said
+            from wmap.run.config import check_saved_plan
+            check_saved_plan(spec, source if source is not None else spec.bound[0],
+                             target if target is not None else spec.bound[1], config)
         return apply_plan(spec, source=source, target=target, out=out, **kw)
     from wmap.run.resolve import open_spec_sources
 
@@ -106,7 +114,7 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
     # same readers, so a checkpoint is not parsed (or a source factory built) twice.
     readers = open_spec_sources(s, source)
     try:
-        p, target_inv = _compile(s, {n: r.inventory() for n, r in readers.items()}, source, target)
+        p, target_inv = _compile(s, {n: r.inventory() for n, r in readers.items()}, source, target, config)
         return apply_plan(p, source=source, target=target, out=out, opened=(readers, target_inv), **kw)
     finally:
         for r in readers.values():
@@ -123,10 +131,10 @@ def _with_progress(kw: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None) -> Any:
+def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None, config: Any = None) -> Any:
     """Check that `target` holds exactly what the plan puts there (recomputed from the sources)."""
     from wmap.run.verify import verify_plan
-    p = spec if isinstance(spec, _plan.Plan) else plan(spec, source, target)
+    p = spec if isinstance(spec, _plan.Plan) else plan(spec, source, target, config)
     return verify_plan(p, source=source, target=target)
 
 

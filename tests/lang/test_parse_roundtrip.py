@@ -22,15 +22,27 @@ from wmap.core.frameworks import FRAMEWORKS
 from wmap.lang import format_spec, parse_spec
 from wmap.lang.spec import (
     DEFAULT_SOURCE,
+    FUNCTIONS,
+    BinOp,
     Call,
+    ConfigDecl,
+    Expr,
+    Fn,
     Init,
+    Key,
+    Let,
     LrScale,
+    Name,
+    Neg,
+    Num,
     Option,
     PatternStmt,
+    Ref,
     Rule,
     SourceDecl,
     Spec,
     TargetDecl,
+    Text,
 )
 from wmap.lang.statements import KEYWORDS
 
@@ -67,11 +79,32 @@ VALUE = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=3).map(tuple
 
 
 @st.composite
-def calls(draw: st.DrawFn) -> Call:
-    args = tuple(draw(st.lists(VALUE, max_size=2)))
+def calls(draw: st.DrawFn, refs: tuple[str, ...] = ()) -> Call:
+    value = st.one_of(VALUE, st.sampled_from(refs).map(Ref)) if refs else VALUE
+    args = tuple(draw(st.lists(value, max_size=2)))
     keys = draw(st.lists(NAME, max_size=2, unique=True))
-    kwargs = tuple((k, draw(VALUE)) for k in keys)
+    kwargs = tuple((k, draw(value)) for k in keys)
     return Call(draw(NAME), args, kwargs)
+
+
+# -- `let` expressions -----------------------------------------------------------------------------
+
+KEY_PART = _word(_LOWER + "_", _LOWER + "_0123456789", 6).filter(lambda s: s not in ("true", "false", "null"))
+
+
+def exprs(names: tuple[str, ...]) -> st.SearchStrategy[Expr]:
+    """Random expression trees over numbers, strings, config keys and earlier lets."""
+    leaves: list[st.SearchStrategy[Expr]] = [
+        st.integers(-10**6, 10**6).map(Num), st.floats(-1e6, 1e6, allow_nan=False).map(Num),
+        TEXT.map(Text), st.lists(KEY_PART, min_size=1, max_size=3).map(lambda p: Key(tuple(p)))]
+    if names:
+        leaves.append(st.sampled_from(names).map(Name))
+    return st.recursive(st.one_of(leaves), lambda inner: st.one_of(
+        st.builds(BinOp, st.sampled_from(["+", "-", "*", "/", "//", "%", "??"]), inner, inner),
+        inner.filter(lambda e: not isinstance(e, Num)).map(Neg),
+        st.builds(lambda f, a: Fn(f, tuple(a[:1] if f == "int" else a)), st.sampled_from(FUNCTIONS),
+                  st.lists(inner, min_size=1, max_size=3))),
+        max_leaves=5)
 
 
 # -- patterns from their pieces ------------------------------------------------------------------
@@ -202,6 +235,13 @@ def specs(draw: st.DrawFn, with_comments: bool = False) -> Spec:
     options = tuple(Option(k, draw(OPTION_VALUES[k]), comments=cm())
                     for k in draw(st.lists(st.sampled_from(sorted(OPTION_VALUES)), max_size=3, unique=True)))
     prefixes = tuple(names) if n_sources > 1 else ()
+    config = draw(st.one_of(st.none(), st.builds(lambda p: ConfigDecl(path=p), LOCATION),
+                            st.sampled_from([*names, "target"] if names else [DEFAULT_SOURCE, "target"])
+                            .map(lambda n: ConfigDecl(endpoint=n))))
+    lets: list[Let] = []
+    for name in draw(st.lists(NAME, max_size=2, unique=True)):
+        lets.append(Let(name, draw(exprs(tuple(x.name for x in lets))), comments=cm()))
+    refs = tuple(x.name for x in lets)
     rules = []
     for _ in range(draw(st.integers(0, 3))):
         skel = draw(skeletons())
@@ -209,17 +249,17 @@ def specs(draw: st.DrawFn, with_comments: bool = False) -> Spec:
         if len(prefixes) > 1 and draw(st.booleans()):  # several sources feed one rule: `a:{p:**}, b:{p:**} -> {p}`
             srcs = [f"{p}:{render(skel)}" for p in draw(st.lists(st.sampled_from(prefixes), min_size=1,
                                                                   max_size=3, unique=True))]
-        via = tuple(draw(st.lists(calls(), max_size=2)))
+        via = tuple(draw(st.lists(calls(refs), max_size=2)))
         rules.append(Rule(tuple(srcs), draw(template_for(skel)), via, draw(st.booleans()), comments=cm()))
     drop = tuple(PatternStmt(draw(source_patterns(prefixes)), comments=cm()) for _ in range(draw(st.integers(0, 2))))
     keep = tuple(PatternStmt(draw(target_patterns()), comments=cm()) for _ in range(draw(st.integers(0, 1))))
     freeze = tuple(PatternStmt(draw(target_patterns()), comments=cm()) for _ in range(draw(st.integers(0, 2))))
     init_pats = draw(st.lists(target_patterns(), max_size=2, unique=True))  # YAML: one key per pattern
-    init = tuple(Init(p, draw(calls()), comments=cm()) for p in init_pats)
+    init = tuple(Init(p, draw(calls(refs)), comments=cm()) for p in init_pats)
     lr_pats = draw(st.lists(target_patterns(), max_size=2, unique=True))
     lr = tuple(LrScale(p, draw(st.floats(0, 1e6)), comments=cm()) for p in lr_pats)
     trailing = tuple(f"#{b}" for b in draw(st.lists(COMMENT_BODY, max_size=2))) if with_comments else ()
-    return Spec(1, tuple(sources), target, options, tuple(rules), drop, init, keep, freeze, lr,
+    return Spec(1, tuple(sources), target, options, tuple(rules), drop, init, keep, freeze, lr, config, tuple(lets),
                 trailing_comments=trailing)
 
 

@@ -37,6 +37,6 @@ def test_the_grammar_and_the_statement_table_name_the_same_keywords() -> None:
 
 
 def test_every_statement_has_a_usage_line_and_a_builder() -> None:
-    assert set(USAGE) == set(STATEMENTS) | {"rule", "call"}
+    assert set(USAGE) == set(STATEMENTS) | {"rule", "call", "expr"}
     for rule in grammar_statements():
         assert callable(getattr(_Builder, rule, None)) and getattr(_Builder, rule) is not getattr(Transformer, rule, None), rule

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise error("WM512", f"cannot write the report `{args.report}`: its folder does not exist; nothing was "
                     "applied", hint="create the folder first, or drop --report")
     spec = load_plan(args.spec) if args.spec.endswith(".json") else args.spec
-    report = apply(spec, source=parse_sources(args.source), target=args.target, out=args.out)
+    report = apply(spec, source=parse_sources(args.source), target=args.target, out=args.out, config=args.config)
     data = report.to_json()
     if args.report:
         import json

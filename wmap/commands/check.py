@@ -9,7 +9,7 @@ from wmap.core.errors import Diagnostic, WmapError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("check", help="check a spec (syntax, schema, names; plus shapes with --source/--target)",
+    p = sub.add_parser("check", help="check a spec (syntax, schema, names, config keys; plus shapes with --source/--target)",
                        description="Check specs without touching weights. With --source and/or --target (or "
                                    "--full to use what the spec names) every plan check runs too.")
     p.add_argument("specs", nargs="+", metavar="SPEC")
@@ -29,8 +29,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
             spec = load_spec(path)
             if args.full or args.source or args.target:
                 from wmap.api import plan
-                p = plan(spec, parse_sources(args.source), args.target)
+                p = plan(spec, parse_sources(args.source), args.target, args.config)
                 diags.extend(p.warnings)
+            elif spec.lets:  # no model, but the config may be at hand: check the keys the lets read
+                from wmap.run.config import check_lets
+                check_lets(spec, args.config)
         except WmapError as e:
             diags.extend(e.diagnostics)
             sources.update(e.sources)

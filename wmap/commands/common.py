@@ -82,6 +82,8 @@ def add_endpoints(p: argparse.ArgumentParser, out: bool = False) -> None:
                         "default: what the spec names")
     p.add_argument("--target", "-t", metavar="PATH|module:callable",
                    help="the target: a template checkpoint or a module:callable; default: what the spec names")
+    p.add_argument("--config", metavar="CONFIG.json",
+                   help="the model config the spec's `let`s read (default: what the spec's `config` names)")
     if out:
         p.add_argument("--out", "-o", metavar="OUT", help="write the result here (safetensors; a directory "
                        "for shards; .weights.h5/.keras for Keras targets)")

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.api import plan
 
-    p = plan(args.spec, parse_sources(args.source), args.target)
+    p = plan(args.spec, parse_sources(args.source), args.target, args.config)
     if args.save:
         from wmap.core.atomic import write_text_atomic
         write_text_atomic(args.save, p.dumps())

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.run.verify import verify_plan
 
     sources = parse_sources(args.source)
-    p = load_plan(args.spec) if args.spec.endswith(".json") else plan(args.spec, sources, args.target)
+    p = load_plan(args.spec) if args.spec.endswith(".json") else plan(args.spec, sources, args.target, args.config)
     report = verify_plan(p, source=sources, target=args.against or args.target)
     if out.fmt == "json":
         out.json(report.to_json())

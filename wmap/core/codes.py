@@ -102,6 +102,28 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "maps to. The marker is never valid, so the spec fails `wmap check` until a person decides.",
      "head.weight -> head.weight | unresolved   ->   head.weight -> classifier.weight\n"
      "(or replace the rule with `drop head.weight`)"),
+    ("WM118", "reference to nothing",
+     "A `$name` in a transform or initialiser argument (or in index arithmetic, `{i+$first}`), or a name "
+     "inside a `let`, refers to no `let` bound before it. Lets are evaluated in file order.",
+     "let heads = config.num_attention_heads\nq.weight -> q.kernel | reshape($heads, -1)"),
+    ("WM119", "bad `let` expression",
+     "A `let` calls a function wmap does not have, or calls one with the wrong number of arguments. "
+     "Expressions have numbers, strings, `config.KEY`, earlier lets, `+ - * / // %`, `a ?? b` (b when a "
+     "is absent or null), and `min`, `max`, `int`.",
+     "let d = int(config.hidden_size / config.num_attention_heads)"),
+    ("WM121", "the config has no such key",
+     "A `let` reads `config.KEY`, and the model's config (the `config.json` the spec names, or --config) "
+     "has no such key. Models of one family spell some sizes differently or leave them out; give a "
+     "default with `??`.",
+     "let head_dim = config.head_dim ?? config.hidden_size // config.num_attention_heads"),
+    ("WM122", "a config value of the wrong kind",
+     "A `let` computes with a value that is not a number (a string, a list, an object), divides by zero, "
+     "binds an object, or index arithmetic (`{i+$n}`) gets something that is not a whole number >= 0.",
+     "let n = config.num_experts          # not config.moe (an object)"),
+    ("WM123", "a `let` reads a config, but there is none",
+     "A `let` reads `config.KEY`, but the spec says nowhere where the config is and none was passed.",
+     "config \"config.json\"      (beside the spec), or: config src   (the config.json beside src's checkpoint), "
+     "or --config PATH"),
     # -- 2xx: matching -------------------------------------------------------------------------
     ("WM201", "rule matched nothing",
      "A rule's source pattern matched no source tensor (first matching rule claims a tensor, so an "
@@ -255,6 +277,11 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "A writer received a tensor twice, out of order, of the wrong shape, or was committed with "
      "tensors missing. This is a bug in a backend; please report it.",
      "rerun with WMAP_DEBUG=1 and report the traceback"),
+    ("WM515", "cannot read the model config",
+     "The config a spec's `let`s read is missing, not a regular file, larger than 16 MB, not UTF-8 JSON, "
+     "or not a JSON object at its top. `config NAME` reads the `config.json` in the folder of source "
+     "NAME's checkpoint, where Hugging Face keeps it.",
+     "--config path/to/config.json"),
     ("WM520", "not a valid saved plan",
      "The file given to `apply`/`verify`/`diff` as a plan is unreadable, of another format version, "
      "or damaged.",

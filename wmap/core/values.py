@@ -1,10 +1,35 @@
-"""The values a spec can write (numbers, strings, booleans, null, and lists of them): what
-options hold and what transforms and initialisers take as parameters. Here, below both the
-language and the transforms, so neither depends on the other for it."""
+"""The values a spec can write (numbers, strings, booleans, null, lists of them, and `$name`
+references to a `let` binding): what options hold and what transforms and initialisers take as
+parameters. Here, below both the language and the transforms, so neither depends on the other.
+
+A `Ref` lives only in the spec: planning replaces each one by its bound value (from the model's
+config) before any transform is built, so transforms never see one.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Union
 
+from wmap.core.errors import Span
+
+
+@dataclass(frozen=True)
+class Ref:
+    """`$heads` in a transform or initialiser argument: the value of `let heads = ...`."""
+
+    name: str
+    span: Span = field(default=Span(None, 0, 0), compare=False, repr=False)
+
+
 Scalar = Union[int, float, str, bool, None]  # noqa: UP007 (runtime alias, recursive below)
-Value = Union[Scalar, tuple["Value", ...]]  # noqa: UP007 (a string forward reference needs Union)
+Value = Union[Scalar, Ref, tuple["Value", ...]]  # noqa: UP007 (a string forward reference needs Union)
+
+
+def refs_in(v: Value) -> list[Ref]:
+    """Every reference inside a value (lists included), in order."""
+    if isinstance(v, Ref):
+        return [v]
+    if isinstance(v, tuple):
+        return [r for x in v for r in refs_in(x)]
+    return []

@@ -17,7 +17,29 @@ from lark.exceptions import UnexpectedInput, VisitError
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError
 from wmap.lang.comments import attach_comments, scan_comments
 from wmap.lang.grammar import parser
-from wmap.lang.spec import Call, Init, LrScale, Option, PatternStmt, Rule, SourceDecl, Spec, TargetDecl, Value
+from wmap.lang.spec import (
+    BinOp,
+    Call,
+    ConfigDecl,
+    Expr,
+    Fn,
+    Init,
+    Key,
+    Let,
+    LrScale,
+    Name,
+    Neg,
+    Num,
+    Option,
+    PatternStmt,
+    Ref,
+    Rule,
+    SourceDecl,
+    Spec,
+    TargetDecl,
+    Text,
+    Value,
+)
 from wmap.lang.statements import Statement, StatementList, VersionLine
 from wmap.lang.syntax_errors import call_diag, collect_line_errors, syntax_diag
 from wmap.lang.validate import assemble
@@ -69,25 +91,51 @@ def parse_call(text: str, span: Span) -> Call:
     return call
 
 
+def parse_expr(text: str, span: Span) -> Expr:
+    """Parse one `let` expression, e.g. YAML `let: {heads: config.num_attention_heads}`."""
+    try:
+        tree = parser().parse(text, start="expr")
+    except UnexpectedInput as e:
+        raise WmapError([call_diag(e, text, span, what="expression")]) from None
+    _check_nesting(tree, span.path, span)
+    try:
+        out: Expr = _Builder(span.path, base=span).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, WmapError):
+            raise e.orig_exc from None
+        raise
+    return out
+
+
 MAX_NESTING = 32  # lists inside lists in a call's arguments; real specs need one or two levels
+MAX_EXPR_DEPTH = 64  # operations inside operations in a `let`; `a + b + c` is already two deep
+_EXPR_NODES = frozenset({"default", "add", "sub", "mul", "div", "floordiv", "mod", "neg", "fn"})
 
 
 def _check_nesting(tree: Tree[Token], path: str | None, base: Span | None,
                    sources: dict[str, str] | None = None) -> None:
-    """Refuse lists nested past MAX_NESTING (WM116) before the recursive tree builder meets them:
-    a hostile `[[[[...]]]]` would otherwise exhaust Python's stack."""
-    stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
+    """Refuse lists nested past MAX_NESTING and expressions past MAX_EXPR_DEPTH (WM116) before the
+    recursive tree builder meets them: a hostile `[[[[...]]]]` or `1+1+1+...` would otherwise
+    exhaust Python's stack."""
+    stack: list[tuple[Tree[Token], int, int]] = [(tree, 0, 0)]
     while stack:
-        node, depth = stack.pop()
+        node, depth, ops = stack.pop()
         if node.data == "list":
             depth += 1
+        elif node.data in _EXPR_NODES:
+            ops += 1
+        if depth > MAX_NESTING or ops > MAX_EXPR_DEPTH:
+            line, col = (1, 1) if node.meta.empty else (node.meta.line, node.meta.column)
+            span = Span(path, line, col) if base is None else Span(path, base.line, base.column + col - 1)
             if depth > MAX_NESTING:
-                line, col = (1, 1) if node.meta.empty else (node.meta.line, node.meta.column)
-                span = Span(path, line, col) if base is None else Span(path, base.line, base.column + col - 1)
-                raise WmapError([Diagnostic("WM116", "error", f"a value is nested too deeply (lists more than "
-                                            f"{MAX_NESTING} levels deep)", span,
-                                            "transform parameters are numbers, strings and short lists")], sources)
-        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+                what, hint = (f"lists more than {MAX_NESTING} levels deep",
+                              "transform parameters are numbers, strings and short lists")
+            else:
+                what, hint = (f"an expression more than {MAX_EXPR_DEPTH} operations deep",
+                              "a `let` computes a size from a few config values")
+            raise WmapError([Diagnostic("WM116", "error", f"a value is nested too deeply ({what})", span, hint)],
+                            sources)
+        stack.extend((c, depth, ops) for c in node.children if isinstance(c, Tree))
 
 
 class _Builder(Transformer[Token, Node]):
@@ -224,6 +272,85 @@ class _Builder(Transformer[Token, Node]):
 
     def string(self, items: list[Token]) -> str:
         return _unquote(items[0])
+
+    def ref(self, items: list[Token]) -> Ref:
+        return Ref(str(items[0])[1:], self._at(items[0]))
+
+    # -- config and let --------------------------------------------------------------------
+
+    def _at(self, tok: Token) -> Span:
+        """A token's span, inside a YAML string too."""
+        if self.base is not None:
+            col = self.base.column + (tok.column or 1) - 1
+            return Span(self.path, self.base.line, col, self.base.line, col + len(tok))
+        return self._tok_span(tok)
+
+    @v_args(meta=True)
+    def config(self, meta: Any, items: list[Token]) -> ConfigDecl:
+        tok = items[0]
+        if tok.type == "STRING":
+            return ConfigDecl(path=_unquote(tok), span=self._span(meta))
+        return ConfigDecl(endpoint=str(tok), span=self._span(meta))
+
+    @v_args(meta=True)
+    def let(self, meta: Any, items: list[Any]) -> Let:
+        return Let(str(items[0]), items[1], self._span(meta))
+
+    def num_int(self, items: list[Token]) -> Num:
+        return Num(self.int(items))
+
+    def num_float(self, items: list[Token]) -> Num:
+        return Num(self.float(items))
+
+    def text(self, items: list[Token]) -> Text:
+        return Text(_unquote(items[0]))
+
+    def key(self, items: list[Token]) -> Key:
+        return Key(tuple(str(items[0]).split(".")[1:]), self._at(items[0]))
+
+    def name(self, items: list[Token]) -> Name:
+        return Name(str(items[0]), self._at(items[0]))
+
+    @v_args(meta=True)
+    def fn(self, meta: Any, items: list[Any]) -> Fn:
+        return Fn(str(items[0]), tuple(items[1:]), self._span(meta))
+
+    def neg(self, items: list[Expr]) -> Expr:
+        inner = items[0]
+        if isinstance(inner, Num):  # `-1` is a number, not an operation
+            return Num(-inner.value)
+        return Neg(inner)
+
+    def _binop(self, op: str, meta: Any, items: list[Expr]) -> BinOp:
+        return BinOp(op, items[0], items[1], self._span(meta))
+
+    @v_args(meta=True)
+    def default(self, meta: Any, items: list[Expr]) -> BinOp:
+        return self._binop("??", meta, items)
+
+    @v_args(meta=True)
+    def add(self, meta: Any, items: list[Expr]) -> BinOp:
+        return self._binop("+", meta, items)
+
+    @v_args(meta=True)
+    def sub(self, meta: Any, items: list[Expr]) -> BinOp:
+        return self._binop("-", meta, items)
+
+    @v_args(meta=True)
+    def mul(self, meta: Any, items: list[Expr]) -> BinOp:
+        return self._binop("*", meta, items)
+
+    @v_args(meta=True)
+    def div(self, meta: Any, items: list[Expr]) -> BinOp:
+        return self._binop("/", meta, items)
+
+    @v_args(meta=True)
+    def floordiv(self, meta: Any, items: list[Expr]) -> BinOp:
+        return self._binop("//", meta, items)
+
+    @v_args(meta=True)
+    def mod(self, meta: Any, items: list[Expr]) -> BinOp:
+        return self._binop("%", meta, items)
 
     def word(self, items: list[Token]) -> str:
         return str(items[0])

@@ -17,7 +17,7 @@ import yaml
 
 from wmap.core.frameworks import FRAMEWORKS
 from wmap.core.names import is_factory_syntax
-from wmap.lang.spec import DEFAULT_SOURCE, Call, Spec, Value
+from wmap.lang.spec import DEFAULT_SOURCE, Call, Expr, Fn, Key, Name, Neg, Num, Ref, Spec, Text, Value
 from wmap.lang.statements import KEYWORDS
 
 _PATTERN_RE = re.compile(r"\??([A-Za-z_][A-Za-z0-9_]*:)?([A-Za-z0-9_*/.]|-(?!>)|\{[^{}\n]*\})+")
@@ -42,6 +42,8 @@ def _is_number(s: str) -> bool:
 
 
 def value_text(v: Value) -> str:
+    if isinstance(v, Ref):
+        return f"${v.name}"
     if v is True:
         return "true"
     if v is False:
@@ -58,6 +60,33 @@ def value_text(v: Value) -> str:
             return v
         return quote(v)
     return "[" + ", ".join(value_text(x) for x in v) + "]"
+
+
+# loosest first; `??` is right-associative, the others left
+_PRECEDENCE = {"??": 1, "+": 2, "-": 2, "*": 3, "/": 3, "//": 3, "%": 3}
+
+
+def expr_text(e: Expr, outer: int = 0, tie: bool = False) -> str:
+    """An expression with the fewest parentheses that read back as the same tree. `tie`: this is the
+    operand of an operator of `outer` precedence on the side where an equal one needs parentheses."""
+    if isinstance(e, Num):
+        return value_text(e.value) if e.value >= 0 else "-" + value_text(-e.value)
+    if isinstance(e, Text):
+        return quote(e.value)
+    if isinstance(e, Key):
+        return "config." + ".".join(e.path)
+    if isinstance(e, Name):
+        return e.name
+    if isinstance(e, Fn):
+        return f"{e.name}({', '.join(expr_text(a) for a in e.args)})"
+    if isinstance(e, Neg):
+        inner = expr_text(e.operand, 4)
+        return f"-{inner}" if not inner.startswith("-") else f"-({inner})"
+    p = _PRECEDENCE[e.op]
+    assoc_right = e.op == "??"
+    text = f"{expr_text(e.left, p, tie=assoc_right)} {e.op} {expr_text(e.right, p, tie=not assoc_right)}"
+    tight = p < outer or (p == outer and tie)
+    return f"({text})" if tight else text
 
 
 def call_text(c: Call) -> str:
@@ -94,6 +123,11 @@ def to_wmap(spec: Spec) -> str:
         _emit(header, " ".join(words + [quote(spec.target.location)]), spec.target.comments)
     for o in spec.options:
         _emit(header, f"option {o.name} = {value_text(o.value)}", o.comments)
+    if spec.config is not None:
+        c = spec.config
+        _emit(header, f"config {quote(c.path) if c.path is not None else c.endpoint}", c.comments)
+    for let in spec.lets:
+        _emit(header, f"let {let.name} = {expr_text(let.expr)}", let.comments)
     if header:
         out += [""] + header
     if spec.rules:
@@ -210,6 +244,11 @@ def to_yaml(spec: Spec) -> str:
         doc["target"] = _endpoint(spec.target.location, spec.target.framework)
     if spec.options:
         doc["options"] = {o.name: _yaml_value(o.value) for o in spec.options}
+    if spec.config is not None:
+        doc["config"] = spec.config.path if spec.config.path is not None else _Flow({"from": spec.config.endpoint})
+    if spec.lets:
+        doc["let"] = {x.name: x.expr.value if isinstance(x.expr, Num) and not isinstance(x.expr.value, bool)
+                      else expr_text(x.expr) for x in spec.lets}
     if spec.rules:
         rules = []
         for r in spec.rules:

@@ -14,5 +14,5 @@ def grammar_text() -> str:
 
 @functools.lru_cache(maxsize=1)
 def parser() -> Lark:
-    return Lark(grammar_text(), start=["file", "statement", "call"], parser="lalr",
+    return Lark(grammar_text(), start=["file", "statement", "call", "expr"], parser="lalr",
                 propagate_positions=True, maybe_placeholders=True, cache=False)

@@ -21,7 +21,8 @@ PieceKind = Literal["lit", "star", "dstar", "cap", "int", "path", "alt", "expr"]
 CaptureValue = str | int | None
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_EXPR = re.compile(rf"^\s*({_NAME})\s*(\+|-|\*|//|%)\s*(\d+)\s*$")
+_EXPR = re.compile(rf"^\s*({_NAME})\s*(\+|-|\*|//|%)\s*([0-9]+|\${_NAME})\s*$")
+_REF_IN_BRACES = re.compile(rf"(\{{[^{{}}]*?)\$({_NAME})([^{{}}]*\}})")
 _SOURCE_PREFIX = re.compile(rf"^({_NAME}):")
 _SEG = r"[^.]+"
 _SEGS = r"[^.]+(?:\.[^.]+)*"
@@ -42,6 +43,7 @@ class Piece:
     options: tuple[str, ...] = ()       # alternation options
     op: str | None = None               # arithmetic operator for `expr`
     operand: int = 0
+    ref: str | None = None              # `{i+$first}`: the operand is a `let`, bound at plan time
 
 
 Segment = tuple[Piece, ...]
@@ -230,6 +232,8 @@ def _parse_brace(inner: str, offset: int, template: bool) -> Piece:
     if template:
         e = _EXPR.match(s)
         if e:
+            if e.group(3).startswith("$"):
+                return Piece("expr", e.group(1), op=e.group(2), ref=e.group(3)[1:])
             if e.group(2) in ("//", "%") and int(e.group(3)) == 0:
                 raise PatternError(f"division by zero in `{{{inner}}}`", offset)
             return Piece("expr", e.group(1), op=e.group(2), operand=int(e.group(3)))
@@ -436,9 +440,26 @@ def _render_capture(p: Piece, caps: Mapping[str, CaptureValue]) -> str:
     v = caps[p.text]
     if p.kind != "expr":
         return "" if v is None else str(v)
+    if p.ref is not None:  # bound by planning (`bind_template`) before any name is rendered
+        raise TemplateError(f"`${p.ref}` in `{{{p.text}{p.op}${p.ref}}}` has no value")
     if not isinstance(v, int):
         raise TemplateError(f"`{{{p.text}{p.op}{p.operand}}}` needs an integer capture: write `{{{p.text}:int}}`")
     return _arith_text(v, p.op or "+", p.operand)
+
+
+def template_refs(text: str) -> list[str]:
+    """The `let` names a target template computes with (`{i+$first}` -> `first`)."""
+    return [m.group(2) for m in _REF_IN_BRACES.finditer(text)]
+
+
+def bind_template(text: str, values: Mapping[str, object]) -> str:
+    """`{i+$first}` with `first = 2` -> `{i+2}`; each referenced value must be a whole number >= 0."""
+    def sub(m: re.Match[str]) -> str:
+        v = values[m.group(2)]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise TemplateError(f"`${m.group(2)}` is {v!r}; index arithmetic needs a whole number >= 0")
+        return f"{m.group(1)}{v}{m.group(3)}"
+    return _REF_IN_BRACES.sub(sub, text)
 
 
 def check_template(template: Pattern, sources: tuple[Pattern, ...]) -> list[str]:

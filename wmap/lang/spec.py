@@ -8,9 +8,10 @@ comment lines (`# ...`); one that starts with a space was on the node's own line
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Union
 
 from wmap.core.errors import Span
-from wmap.core.values import Value
+from wmap.core.values import Ref, Scalar, Value  # noqa: F401  (re-exported: the AST's values)
 
 NO_SPAN = Span(None, 0, 0)
 DEFAULT_SOURCE = "src"
@@ -100,6 +101,86 @@ class LrScale:
     comments: tuple[str, ...] = _comments()
 
 
+# -- sizes from the model's config: `config` and `let` -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigDecl:
+    """Where a spec's `config.KEY` values come from: `config "config.json"` (a JSON file, relative to
+    the spec) or `config NAME` (the `config.json` in the folder of source NAME's checkpoint, or of
+    the target's with `config target`: where Hugging Face keeps it)."""
+
+    path: str | None = None
+    endpoint: str | None = None
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int | float
+
+
+@dataclass(frozen=True)
+class Text:
+    value: str
+
+
+@dataclass(frozen=True)
+class Key:
+    """`config.text_config.num_heads`: a value of the config, by its path of keys."""
+
+    path: tuple[str, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Name:
+    """An earlier `let` binding, by name."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """`a + b`, `a - b`, `a * b`, `a / b`, `a // b`, `a % b`, and `a ?? b` (b when a is absent or null)."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Fn:
+    """`min(a, b, ...)`, `max(a, b, ...)`, `int(a)`."""
+
+    name: str
+    args: tuple[Expr, ...]
+    span: Span = _span()
+
+
+Expr = Union[Num, Text, Key, Name, BinOp, Neg, Fn]  # noqa: UP007
+FUNCTIONS = ("min", "max", "int")
+
+
+@dataclass(frozen=True)
+class Let:
+    """`let heads = config.num_attention_heads`: a name for a value, used as `$heads` in transform
+    and initialiser arguments and in index arithmetic (`{i+$first}`)."""
+
+    name: str
+    expr: Expr
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
 @dataclass(frozen=True)
 class Spec:
     version: int
@@ -112,6 +193,8 @@ class Spec:
     keep: tuple[PatternStmt, ...] = ()
     freeze: tuple[PatternStmt, ...] = ()
     lr: tuple[LrScale, ...] = ()
+    config: ConfigDecl | None = None
+    lets: tuple[Let, ...] = ()
     path: str | None = field(default=None, compare=False)
     text: str | None = field(default=None, compare=False, repr=False)
     trailing_comments: tuple[str, ...] = _comments()

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from typing import Literal, Union
 
 from wmap.core.errors import Span
-from wmap.lang.spec import Init, LrScale, Option, PatternStmt, Rule, SourceDecl, TargetDecl
+from wmap.lang.spec import ConfigDecl, Init, Let, LrScale, Option, PatternStmt, Rule, SourceDecl, TargetDecl
 
 STATEMENTS: dict[str, str] = {
     "wmap": "the version line reads `wmap 1`",
     "source": 'a source reads `source [NAME] [FRAMEWORK] "location"`, e.g. `source base torch "base.safetensors"`',
     "target": 'a target reads `target [FRAMEWORK] "location"`, e.g. `target keras "pkg.models:build"`',
     "option": "an option reads `option NAME = VALUE`, e.g. `option seed = 0`",
+    "config": 'a config reads `config "config.json"` (a file beside the spec) or `config NAME` (the config.json '
+              "beside source NAME's checkpoint; `config target` for the target's)",
+    "let": "a let reads `let NAME = EXPRESSION`, e.g. `let head_dim = config.hidden_size // config.num_attention_heads`",
     "drop": "`drop` takes patterns: `drop **.num_batches_tracked, aux.**`",
     "init": "an init reads `init PATTERN = initialiser`, e.g. `init head.bias = zeros`",
     "keep": "`keep` takes patterns: `keep decoder.**`",
@@ -31,6 +34,8 @@ USAGE: dict[str, str] = {
     **STATEMENTS,
     "rule": "a rule reads `SOURCE[, SOURCE] -> TARGET | transform | ...`",
     "call": "a transform call reads `name` or `name(arg, key=value)`",
+    "expr": "an expression combines numbers, strings, `config.KEY`, earlier `let` names, `+ - * / // %`, "
+            "`a ?? b` (b when a is absent) and min/max/int: `config.head_dim ?? config.hidden_size // heads`",
 }
 
 # Words that start a statement (or mark a rule `optional`): a bare pattern spelled like one of them
@@ -56,4 +61,4 @@ class StatementList:
     items: tuple[PatternStmt | Init | LrScale, ...]
 
 
-Statement = Union[VersionLine, StatementList, SourceDecl, TargetDecl, Option, Rule]  # noqa: UP007
+Statement = Union[VersionLine, StatementList, SourceDecl, TargetDecl, Option, ConfigDecl, Let, Rule]  # noqa: UP007

@@ -205,26 +205,30 @@ def _brace_diag(src_line: str, col: int, line: int, path: str | None) -> Diagnos
 _PATTERN_HINT = "patterns are dotted names with `*`, `**`, `{x}`, `{x:int}`, `{x:**}` and `{a,b,c}`"
 
 
-def call_diag(e: UnexpectedInput, text: str, base: Span) -> Diagnostic:
-    """A YAML `via:`/`init:` string that does not parse as one call."""
+def call_diag(e: UnexpectedInput, text: str, base: Span, what: str = "call") -> Diagnostic:
+    """A YAML `via:`/`init:` string that does not parse as one call (or a `let:` value that does not
+    parse as one expression: `what="expression"`)."""
+    usage = USAGE["call" if what == "call" else "expr"]
     col = getattr(e, "column", 1) or 1
     at = base.column + col - 1 if base.line else 0
     if isinstance(e, UnexpectedCharacters):
         d = _char_diag(text.split("\n")[0], 1, col, None)
-        return Diagnostic(d.code, "error", f"{d.message} in the call `{text}`",
+        return Diagnostic(d.code, "error", f"{d.message} in the {what} `{text}`",
                           Span(base.path, base.line, at, base.line, at + 1), d.hint)
     tok = getattr(e, "token", None)
     if tok is None or tok.type == "$END":
         expected = {str(x) for x in getattr(e, "expected", ())}
-        hint = "close the call with `)`" if text.count("(") > text.count(")") else USAGE["call"]
-        return Diagnostic("WM100", "error", f"the call `{text}` ends too early: {_expected(expected)}",
+        hint = "close it with `)`" if text.count("(") > text.count(")") else usage
+        return Diagnostic("WM100", "error", f"the {what} `{text}` ends too early: {_expected(expected)}",
                           Span(base.path, base.line, base.column + len(text.rstrip()) if base.line else 0), hint)
-    if "|" in text:
+    if "|" in text and what == "call":
         hint = "write a chain as a list: `via: [transpose, split(0)]`"
+    elif what == "call":
+        hint = _token_hint(tok, {str(x) for x in getattr(e, "expected", ())}, text[:col - 1], "call") or usage
     else:
-        hint = _token_hint(tok, {str(x) for x in getattr(e, "expected", ())}, text[:col - 1], "call") or USAGE["call"]
+        hint = usage
     width = max(len(str(tok.value)), 1)
-    return Diagnostic("WM100", "error", f"unexpected `{tok.value}` in the call `{text}`",
+    return Diagnostic("WM100", "error", f"unexpected `{tok.value}` in the {what} `{text}`",
                       Span(base.path, base.line, at, base.line, at + width), hint)
 
 
@@ -233,11 +237,12 @@ _TERMINAL_NAMES = {
     "MINUS": "`-`", "VBAR": "`|`", "COMMA": "`,`", "EQUAL": "`=`", "STAR": "`*`", "LPAR": "`(`",
     "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "SIGNED_INT": "a number", "SIGNED_FLOAT": "a number",
     "INT": "a whole number", "_NL": "the end of the line", "$END": "the end of the line",
-    "TRUE": "`true`", "FALSE": "`false`", "NULL": "`null`", "VALUE": "a value",
+    "TRUE": "`true`", "FALSE": "`false`", "NULL": "`null`", "VALUE": "a value", "REF": "a `$name`",
+    "UFLOAT": "a number", "CONFIG_KEY": "`config.KEY`",
 }
 
 
-_VALUE_STARTS = {"STRING", "SIGNED_INT", "SIGNED_FLOAT", "TRUE", "FALSE", "NULL", "LSQB", "NAME"}
+_VALUE_STARTS = {"STRING", "SIGNED_INT", "SIGNED_FLOAT", "TRUE", "FALSE", "NULL", "LSQB", "NAME", "REF"}
 
 
 def _expected(expected: set[str]) -> str:

@@ -12,14 +12,24 @@ from typing import Any
 
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span, did_you_mean
 from wmap.core.frameworks import FRAMEWORKS, unknown_hint
+from wmap.core.values import refs_in
 from wmap.lang import patterns as P
 from wmap.lang.spec import (
+    DEFAULT_SOURCE,
     DTYPE_POLICIES,
+    FUNCTIONS,
     NONFINITE_POLICIES,
     OPTIONS,
+    BinOp,
     Call,
+    ConfigDecl,
+    Expr,
+    Fn,
     Init,
+    Let,
     LrScale,
+    Name,
+    Neg,
     Option,
     PatternStmt,
     Rule,
@@ -54,6 +64,8 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
     sources: list[SourceDecl] = []
     target: TargetDecl | None = None
     options: list[Option] = []
+    config: ConfigDecl | None = None
+    lets: list[Let] = []
     rules: list[Rule] = []
     lists: dict[str, list[Any]] = {"drop": [], "init": [], "keep": [], "freeze": [], "lr": []}
     for node, comments in statements:
@@ -89,6 +101,18 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
                 bag.add("WM107", f"option `{node.name}` is set twice", node.span,
                         f"{_first_at('set', prev.span)}keep one")
             options.append(node)
+        elif isinstance(node, ConfigDecl):
+            if config is not None:
+                bag.add("WM107", "a spec has one config; this is the second", node.span,
+                        f"{_first_at('declared', config.span)}keep one")
+            else:
+                config = node
+        elif isinstance(node, Let):
+            prev_let = next((x for x in lets if x.name == node.name), None)
+            if prev_let is not None:
+                bag.add("WM107", f"`let {node.name}` is bound twice", node.span,
+                        f"{_first_at('bound', prev_let.span)}give the second value another name")
+            lets.append(node)
         elif isinstance(node, Rule):
             rules.append(node)
     if version is None and not statements:
@@ -103,6 +127,7 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
                 "this wmap reads version 1")
     spec = Spec(
         version=version if isinstance(version, int) else 1, sources=tuple(sources), target=target, options=tuple(options),
+        config=config, lets=tuple(lets),
         rules=tuple(rules), drop=tuple(lists["drop"]), init=tuple(lists["init"]), keep=tuple(lists["keep"]),
         freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), path=path, text=text,
         trailing_comments=tuple(trailing),
@@ -133,6 +158,68 @@ def _with_comments(node: Any, comments: tuple[str, ...]) -> Any:
     return dataclasses.replace(node, comments=comments) if hasattr(node, "comments") else node
 
 
+def check_bindings(spec: Spec, bag: DiagnosticBag) -> None:
+    """`config` names an endpoint the spec has; each `let` uses earlier names and known functions;
+    every `$name` in an argument or a template is a `let`. (Config *keys* are checked when the config
+    is read: `wmap check` has no config unless the spec's file is at hand.)"""
+    c = spec.config
+    if c is not None and c.endpoint is not None:
+        known = [*spec.source_names, "target"] if spec.sources else [DEFAULT_SOURCE, "target"]
+        if c.endpoint not in known:
+            bag.add("WM112", f"`config {c.endpoint}`: the spec has no source `{c.endpoint}`", c.span,
+                    did_you_mean(c.endpoint, known) or "write `config SOURCE` (the config.json beside that source's "
+                    "checkpoint), `config target`, or `config \"path/config.json\"`")
+    bound: list[str] = []
+    for let in spec.lets:
+        for node in walk_expr(let.expr):
+            if isinstance(node, Name) and node.name not in bound:
+                hint = (f"`{node.name}` is bound below; move this `let` after it" if
+                        any(x.name == node.name for x in spec.lets) else
+                        did_you_mean(node.name, bound) or "use an earlier `let` name, a number, or `config.KEY`")
+                bag.add("WM118", f"`let {let.name}` uses `{node.name}`, which is not bound before it",
+                        node.span if node.span.line else let.span, hint)
+            elif isinstance(node, Fn) and node.name not in FUNCTIONS:
+                bag.add("WM119", f"`let {let.name}` calls `{node.name}`, which is no function", node.span or let.span,
+                        did_you_mean(node.name, FUNCTIONS) or "functions: " + ", ".join(FUNCTIONS))
+            elif isinstance(node, Fn) and (not node.args or (node.name == "int" and len(node.args) != 1)):
+                bag.add("WM119", f"`let {let.name}`: `{node.name}` takes "
+                        f"{'one argument' if node.name == 'int' else 'one or more arguments'}", node.span or let.span,
+                        "e.g. `min(config.a, config.b)`, `int(config.x / 2)`")
+        bound.append(let.name)
+    names = [x.name for x in spec.lets]
+    for where, call, span in _calls(spec):
+        for ref in refs_in(tuple(call.args) + tuple(v for _, v in call.kwargs)):
+            if ref.name not in names:
+                bag.add("WM118", f"{where}: `${ref.name}` is not bound by a `let`", ref.span if ref.span.line else span,
+                        did_you_mean(ref.name, names) or "bind it first: `let NAME = config.KEY`")
+    for rule in spec.rules:
+        for used in P.template_refs(rule.target):
+            if used not in names:
+                bag.add("WM118", f"rule `{', '.join(rule.sources)} -> {rule.target}`: `${used}` is not bound by a `let`",
+                        rule.span, did_you_mean(used, names) or "bind it first: `let NAME = config.KEY`")
+
+
+def _calls(spec: Spec) -> list[tuple[str, Call, Span]]:
+    out = [(f"rule `{', '.join(r.sources)} -> {r.target}`", c, r.span) for r in spec.rules for c in r.via]
+    return out + [(f"`init {i.pattern}`", i.call, i.span) for i in spec.init]
+
+
+def walk_expr(e: Expr) -> list[Expr]:
+    """Every node of an expression, outermost first."""
+    out: list[Expr] = []
+    todo = [e]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, BinOp):
+            todo += [node.right, node.left]
+        elif isinstance(node, Neg):
+            todo.append(node.operand)
+        elif isinstance(node, Fn):
+            todo += reversed(node.args)
+    return out
+
+
 def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None = None) -> None:
     decls: list[SourceDecl | TargetDecl] = [*spec.sources, *([spec.target] if spec.target else [])]
     for decl in decls:
@@ -147,6 +234,7 @@ def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None
             _pattern(st.pattern, st.span, bag, spec)
     for init in spec.init:
         _pattern(init.pattern, init.span, bag, spec)
+    check_bindings(spec, bag)
     for lr in spec.lr:
         _pattern(lr.pattern, lr.span, bag, spec)
         check_lr_factor(lr, bag)
@@ -302,6 +390,11 @@ def check_names_into(spec: Spec, bag: DiagnosticBag) -> None:
                 _unresolved(bag, f"source `{', '.join(rule.sources)}`", call.span if call.span.line else rule.span,
                             "map it to the right target and delete `| unresolved`, or replace the line with `drop`")
                 continue
+            if _has_refs(call):  # its values come from the config: checked in full when planning
+                if call.name not in REGISTRY:
+                    bag.add("WM103", f"unknown transform `{call.name}`", call.span if call.span.line else rule.span,
+                            did_you_mean(call.name, REGISTRY))
+                continue
             try:
                 build(call.name, call.args, call.kwargs)
             except TransformError as e:
@@ -322,6 +415,10 @@ def check_names_into(spec: Spec, bag: DiagnosticBag) -> None:
         _check_init(init.call, init.span, bag, REGISTRY)
 
 
+def _has_refs(call: Call) -> bool:
+    return bool(refs_in(tuple(call.args) + tuple(v for _, v in call.kwargs)))
+
+
 def _unresolved(bag: DiagnosticBag, what: str, span: Span, hint: str) -> None:
     bag.add("WM117", f"{what} is marked `unresolved`: `wmap init` could not decide what it maps to", span, hint)
 
@@ -333,6 +430,8 @@ def _check_init(call: Call, span: Span, bag: DiagnosticBag, transforms: object) 
     if call.name not in INITIALIZERS:
         bag.add("WM113", f"unknown initialiser `{call.name}`", where,
                 did_you_mean(call.name, INITIALIZERS) or "known: " + ", ".join(sorted(INITIALIZERS)))
+        return
+    if _has_refs(call):
         return
     try:
         make_initializer(call.name, call.args, call.kwargs)

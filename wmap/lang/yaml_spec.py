@@ -18,12 +18,15 @@ import jsonschema
 import yaml
 
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
-from wmap.lang.dsl import parse_call
+from wmap.lang.dsl import parse_call, parse_expr
 from wmap.lang.spec import (
     DEFAULT_SOURCE,
     Call,
+    ConfigDecl,
     Init,
+    Let,
     LrScale,
+    Num,
     Option,
     PatternStmt,
     Rule,
@@ -371,6 +374,17 @@ def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | No
         option = Option(name, v, sp("options", name, "__key__"))
         part_spans[option.span] = (option.span, sp("options", name))
         yield option
+    if "config" in data:
+        c = data["config"]
+        yield (ConfigDecl(path=c, span=sp("config")) if isinstance(c, str) else
+               ConfigDecl(endpoint=c["from"], span=sp("config")))
+    for name, value in (data.get("let") or {}).items():
+        try:
+            expr = parse_expr(value, sp("let", name)) if isinstance(value, str) else Num(value)
+        except WmapError as e:  # reported with the rest
+            bag.extend(e.diagnostics)
+            continue
+        yield Let(name, expr, sp("let", name, "__key__"))
     for i, r in enumerate(data.get("rules") or []):
         via = _as_list(r.get("via", []))
         listed = isinstance(r.get("via"), list)

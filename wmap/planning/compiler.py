@@ -17,7 +17,9 @@ from typing import Any
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.names import natural_key, ranges_text
+from wmap.core.values import refs_in
 from wmap.lang import patterns as P
+from wmap.lang.bindings import ConfigData, bind, evaluate
 from wmap.lang.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
 from wmap.planning.checks import coverage_errors, dtype_check, shape_mismatch_diag, trap_warnings
 from wmap.planning.hints import no_match_hint, target_missing_hint
@@ -79,9 +81,15 @@ def resolve_options(spec: Spec) -> dict[str, Any]:
     return opts
 
 
-def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory) -> Plan:
-    """Build and check a Plan; raise WmapError listing every problem (one per cause)."""
+def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory,
+                 config: ConfigData | None = None) -> Plan:
+    """Build and check a Plan; raise WmapError listing every problem (one per cause).
+
+    `config`: the model config the spec's `let`s read (`config.KEY`); their values are bound into
+    the spec's arguments and templates before anything else, and recorded in the plan."""
     bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
+    bindings = evaluate(spec, config, bag) if spec.lets else None
+    original, spec = spec, bind(spec, bindings, bag) if bindings is not None else spec
     options = resolve_options(spec)
     primary = spec.sources[0].name if spec.sources else next(iter(sources), DEFAULT_SOURCE)
     st = _State(spec, sources, target, bag, options, primary)
@@ -102,7 +110,7 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
     return Plan(
         steps=tuple(st.steps),
         dropped=tuple(st.dropped),
-        spec_digest=spec_digest(spec),
+        spec_digest=spec_digest(original),
         source_fingerprints=tuple((n, inv.fingerprint()) for n, inv in sources.items()),
         target_fingerprint=target.fingerprint(),
         source_frameworks=tuple((n, _framework(spec, n, inv)) for n, inv in sources.items()),
@@ -112,7 +120,8 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
         options=tuple(sorted((k, v) for k, v in options.items())),
         warnings=tuple(st.warnings),
         tied=target.tied,
-        spec=spec,
+        spec=original,
+        config=bindings,
     )
 
 
@@ -258,12 +267,16 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         if not cl:
             continue
         chain = _build_chain(st, rule)
-        if chain is None:
-            continue
         grouped = _group(st, rule, cl)
         if grouped is None:
             continue
         groups, orders = grouped
+        if chain is None:  # reported once where the chain is wrong: its targets count as attempted
+            for tnames in groups:
+                for n in tnames:
+                    if n in st.tgt_names:
+                        st.filled.setdefault(st.tgt_names[n].name, f"rule `{_rule_text(rule)}`")
+            continue
         mismatches: list[tuple[tuple[str, ...], Any]] = []
         infer_errors: dict[str, tuple[TransformError, str]] = {}
         missing: list[str] = []
@@ -301,6 +314,8 @@ def _fold(names: Sequence[str]) -> str:
 def _build_chain(st: _State, rule: Rule) -> tuple[Transform, ...] | None:
     chain: list[Transform] = []
     for call in rule.via:
+        if refs_in(tuple(call.args) + tuple(v for _, v in call.kwargs)):
+            return None  # a `let` it uses did not evaluate: reported where the let is
         try:
             chain.append(build(call.name, call.args, call.kwargs))
         except TransformError as e:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from wmap.core.errors import Diagnostic, Span
 from wmap.core.inventory import Shape, TensorMeta
+from wmap.lang.bindings import Bindings
 from wmap.lang.spec import Spec
 from wmap.transforms.base import Transform
 from wmap.transforms.initializers import Initializer
@@ -87,6 +88,9 @@ class Plan:
     warnings: tuple[Diagnostic, ...] = ()
     tied: tuple[tuple[str, str], ...] = ()
     spec: Spec | None = field(default=None, compare=False, repr=False)
+    # the spec's `let` values and the config values they read (None: the spec has no lets)
+    config: Bindings | None = None
+    origin: str | None = field(default=None, compare=False, repr=False)  # the file a saved plan was loaded from
     # what `wmap.plan(..., source=, target=)` was given: the defaults for `apply`/`verify` (not saved)
     bound: tuple[Any, Any] = field(default=(None, None), compare=False, repr=False)
 

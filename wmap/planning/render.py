@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from wmap.core.errors import Diagnostic, Span
 from wmap.core.names import fold, template_of
+from wmap.lang.fmt import value_text
 from wmap.planning.plan import Plan, Step
 from wmap.transforms.base import Transform
 
@@ -157,7 +158,17 @@ def summary_line(plan: Plan) -> str:
 
 def _header(plan: Plan) -> list[str]:
     srcs = ", ".join(f"{n} ({label})" for n, label in plan.source_labels)
-    return [f"wmap plan  spec {plan.spec_digest}", f"  from {srcs}", f"  into {plan.target_label}"]
+    out = [f"wmap plan  spec {plan.spec_digest}", f"  from {srcs}", f"  into {plan.target_label}"]
+    if plan.config is not None:
+        out.append(f"  with {bindings_text(plan)}")
+    return out
+
+
+def bindings_text(plan: Plan) -> str:
+    """`heads = 12, head_dim = 64 (from config.json beside src)`: what the spec's lets are bound to."""
+    assert plan.config is not None
+    values = ", ".join(f"{n} = {value_text(v)}" for n, v in plan.config.values) or "no values"
+    return values + (f" (from {plan.config.label})" if plan.config.label else "")
 
 
 def _diag_line(d: Diagnostic) -> str:
@@ -198,7 +209,8 @@ def render_markdown(plan: Plan) -> str:
     for key in ("targets", "copied", "transformed", "initialised", "kept", "sources_used", "dropped", "frozen"):
         out.append(f"| {key.replace('_', ' ')} | {c[key]} |")
     out += ["", f"Spec `{plan.spec_digest}` · from {', '.join(label for _, label in plan.source_labels)} "
-            f"into {plan.target_label}", "", "<details><summary>Steps</summary>", "", "```text"]
+            f"into {plan.target_label}" + (f" · with {bindings_text(plan)}" if plan.config is not None else ""),
+            "", "<details><summary>Steps</summary>", "", "```text"]
     for b in blocks(plan):
         out.append(f"{b.header}" + (f"    ({b.where})" if b.where else ""))
         out.extend(b.lines)

@@ -7,6 +7,7 @@ from typing import Any
 
 from wmap.core.errors import Diagnostic, Span, WmapError
 from wmap.core.inventory import TensorMeta
+from wmap.lang.bindings import Bindings
 from wmap.planning.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
 from wmap.transforms.initializers import Initializer
 
@@ -56,6 +57,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "dropped": [{"source": d.source.source, "name": d.source.name, "read": d.source.read_name,
                      "statement": d.statement} for d in plan.dropped],
         "tied": [list(p) for p in plan.tied],
+        **({"config": _config_json(plan.config)} if plan.config is not None else {}),
         # the spec's file name only, as in step spans: a saved plan diffs the same in every checkout
         "warnings": [{**d.to_json(), "path": d.path and os.path.basename(d.path)} for d in plan.warnings],
     }
@@ -95,10 +97,27 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
             target_label=data["target"].get("label") or "",
             options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data["options"].items())),
             tied=tuple((a, b) for a, b in data.get("tied", [])),
+            config=_config_from_json(data["config"]) if "config" in data else None,
         )
     except (KeyError, TypeError, ValueError, TransformError) as e:
         raise WmapError([Diagnostic("WM520", "error", f"`{path}` is not a valid wmap plan ({type(e).__name__}: {e})",
                                     None, "re-create it with `wmap plan SPEC -o plan.json`")]) from None
+
+
+def _config_json(b: Bindings) -> dict[str, Any]:
+    """The lets' values and every config value they read: a saved plan re-reads the config when it
+    is applied and refuses if one of these changed (WM604)."""
+    def js(v: Any) -> Any:
+        return [js(x) for x in v] if isinstance(v, tuple) else v
+    return {"label": b.label, "where": b.where, "values": {n: js(v) for n, v in b.values},
+            "keys": {k: js(v) for k, v in b.keys}}
+
+
+def _config_from_json(d: dict[str, Any]) -> Bindings:
+    def tup(v: Any) -> Any:
+        return tuple(tup(x) for x in v) if isinstance(v, list) else v
+    return Bindings(tuple((str(n), tup(v)) for n, v in d["values"].items()),
+                    tuple((str(k), tup(v)) for k, v in d["keys"].items()), d.get("label"), d.get("where"))
 
 
 def _tuplify(d: dict[str, Any]) -> dict[str, Any]:
