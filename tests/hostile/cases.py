@@ -583,7 +583,7 @@ def keras_template_with_lambda_code(w: Work) -> Setup:
                              name="evil")  # named: Keras' default name depends on how many models came before
     model.save(w.d / "evil.keras")
     w.marker.unlink()  # building the model ran the lambda once, here, on purpose
-    spec = w.spec("wmap 1\na.weight -> evil.d.kernel | transpose\na.bias -> evil.d.bias\n")
+    spec = w.spec("wmap 1\na.weight -> d.kernel | transpose\na.bias -> d.bias\n")
     s = w.apply(spec=spec, target=w.d / "evil.keras", out=w.outdir / "model.keras")
     s.check = lambda: _assert_absent(w.marker)
     return s

@@ -11,11 +11,9 @@ Layout written by Keras 3.15 (checked by saving real models in the tests):
 
 Datasets are positional, so names come from the layer class: `config.json` in a `.keras`
 archive gives it (and `use_bias`/`center`/`scale`), otherwise the class is inferred from the
-group key (see keras_layers). The result matches `normalise_name(variable.path)` of the
-built model: Keras prefixes variable paths with the names of enclosing layers except
-Functional models, whose layers are built outside their name scope (`dense.kernel` in a
-Functional model, `sequential.dense.kernel` in a Sequential, `sub.dense_2.kernel` in a
-subclassed one). Pass `model=` (a built Keras model) to name from the model itself. A
+group key (see keras_layers). The result matches the stable names `keras_naming` gives the
+built model (relative to the model, counter-numbered layers as a fresh process numbers them).
+Pass `model=` (a built Keras model) to name from the model itself. A
 variable whose class is unknown is named `<layer>.vars.<i>`, with a `note` attr.
 Reading uses h5py (a copy per dataset; Keras targets are not memcpy-bound). Every group and
 dataset is reached under `h5_util`'s link and storage policy, and a `.keras` archive's members
@@ -25,6 +23,7 @@ are checked (`bounds.members`) before any is read or inflated.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -49,6 +48,7 @@ from wmap.formats.h5_util import (
     zip_member,
 )
 from wmap.formats.keras_layers import class_from_key, sublayer_class, variable_names
+from wmap.formats.keras_naming import canonical_renames, keras_names
 
 CONFIG_LIMIT = 64 * 1024 * 1024
 WEIGHTS_LIMIT = 16 * 1024**3
@@ -137,7 +137,8 @@ class KerasWeightsFile:
             if not saveables:
                 raise fail("WM509", f"`{self.path}` has no Keras 3 `vars` groups",
                            hint="legacy Keras 2 `.h5` files have `layer_names`; is this a different layout?")
-            self._metas, self._where = self._name(saveables, _model_index(model) if model is not None else {})
+            self._metas, self._where = self._name(saveables, _model_index(model) if model is not None else {},
+                                                  {id(v): n for n, v in keras_names(model)} if model is not None else {})
             bounds.check_total(sum(m.nbytes for m in self._metas), self._stored, self.path, "WM509")
         except WmapError:
             self.close()
@@ -238,9 +239,10 @@ class KerasWeightsFile:
                            hint="the file does not have the Keras 3 weights layout")
             self._visit(fi, sub, k, scope, parent_cls, chain, full, out)
 
-    def _name(self, saveables: Mapping[str, _Saveable], by_model: Mapping[tuple[str, ...], Any]
-              ) -> tuple[tuple[TensorMeta, ...], dict[str, tuple[int, str, str]]]:
+    def _name(self, saveables: Mapping[str, _Saveable], by_model: Mapping[tuple[str, ...], Any],
+              stable: Mapping[int, str]) -> tuple[tuple[TensorMeta, ...], dict[str, tuple[int, str, str]]]:
         rows = []
+        from_model: set[str] = set()
         for rec in saveables.values():
             if not rec.datasets:
                 continue
@@ -251,7 +253,8 @@ class KerasWeightsFile:
             layer = by_model.get(rec.full)
             own = _own_variables(layer) if layer is not None else None
             if own is not None and positional and len(own) == len(keys):
-                names, cls = [normalise_name(v.path) for v in own], type(layer).__name__
+                names, cls = [stable.get(id(v), normalise_name(v.path)) for v in own], type(layer).__name__
+                from_model.update(names)
             else:
                 table = variable_names(cls, len(keys), rec.cfg.config if rec.cfg else None) if positional else None
                 if table is None and positional:
@@ -262,9 +265,30 @@ class KerasWeightsFile:
             for k, name in zip(keys, names, strict=True):
                 fi, ds_path, shape, dtype = rec.datasets[k]
                 rows.append((fi, TensorMeta(name, shape, dtype, ds_path.lstrip("/"), cls, attrs), ds_path))
+        rows = self._stable(saveables, rows, from_model)
         metas = check_unique((r[1] for r in rows), f"`{self.path}`")
         where = {r[1].name: (r[0], r[2], r[1].dtype) for r in rows}
         return metas, where
+
+    def _stable(self, saveables: Mapping[str, _Saveable], rows: list[tuple[int, TensorMeta, str]],
+                done: set[str]) -> list[tuple[int, TensorMeta, str]]:
+        """Names as `keras_naming` gives a built model's: without the model's own name, and with
+        process-numbered layer names (`dense_3` in the second model a process built) as a fresh
+        process numbers them. `done`: names taken from the model itself, already stable."""
+        recs = list(saveables.values())
+        root = next((r.name for r in recs if not r.chain), None)
+        renames = canonical_renames([(r.name, r.cls) for r in recs if r.chain or r.name != root])
+        out = []
+        for fi, meta, ds in rows:
+            if meta.name in done:
+                out.append((fi, meta, ds))
+                continue
+            parts = meta.name.split(".")
+            if root is not None and len(parts) > 1 and parts[0] == root:
+                parts = parts[1:]
+            parts = [renames.get(p, p) for p in parts[:-1]] + parts[-1:]
+            out.append((fi, dataclasses.replace(meta, name=".".join(parts)), ds))
+        return out
 
     def inventory(self) -> Inventory:
         return Inventory.from_metas(self._metas, self.label, self.framework)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta, normalise_name
+from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -26,6 +26,7 @@ from wmap.formats._common import (
 )
 from wmap.formats.base import ArrayKind
 from wmap.formats.keras_layers import WEIGHTLESS
+from wmap.formats.keras_naming import keras_names
 
 Attrs = tuple[tuple[str, object], ...]
 
@@ -151,7 +152,7 @@ def _keras_attrs(layer: Any) -> Attrs:
 
 
 class KerasModelSource(_Live):
-    """A built Keras model, named by `normalise_name(variable.path)`; kind = owning layer class."""
+    """A built Keras model, named stably (`keras_naming.keras_names`); kind = owning layer class."""
 
     label = "keras model"
 
@@ -169,16 +170,16 @@ class KerasModelSource(_Live):
                 owner.setdefault(id(v), layer)
         self._arrays = {}
         metas = []
-        for v in model.weights:
+        for name, v in keras_names(model):
             native = getattr(v, "path", None) or v.name
             layer = owner.get(id(v))
             dtype = str(getattr(v.dtype, "name", v.dtype))
             if dtype not in DTYPE_BITS:
                 raise fail("WM506", f"Keras variable `{native}` has dtype `{dtype}`, which wmap cannot plan with")
-            metas.append(TensorMeta(normalise_name(native), tuple(int(d) for d in v.shape), dtype, native,
+            metas.append(TensorMeta(name, tuple(int(d) for d in v.shape), dtype, native,
                                     type(layer).__name__ if layer is not None else None,
                                     _keras_attrs(layer) if layer is not None else ()))
-            self._arrays[normalise_name(native)] = v
+            self._arrays[name] = v
         self._metas = check_unique(metas, "the Keras model")
 
     def _value(self, held: Any) -> Any:

@@ -48,8 +48,9 @@ import numpy as np
 from wmap.core.atomic import fsync_path, new_file_mode, sweep, temp_file
 from wmap.core.errors import WmapError, error
 from wmap.core.frameworks import installed
-from wmap.core.inventory import Inventory, TensorMeta, normalise_name
+from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
+from wmap.formats.keras_naming import keras_names
 from wmap.sinks.base import (
     PARALLEL_MIN_ELEMENTS,
     ArrayKind,
@@ -96,10 +97,9 @@ class KerasModelSink:
         self._inventory = inventory
         self.array_kind: ArrayKind = array_kind or ("torch" if installed("torch") else "numpy")
         self.variables: dict[str, Any] = {}
-        for v in model.weights:
-            native = getattr(v, "path", None) or v.name
-            self.variables.setdefault(normalise_name(native), v)
-            self.variables.setdefault(native, v)
+        for name, v in keras_names(model):  # the names the model's inventory gave (formats.memory)
+            self.variables.setdefault(name, v)
+            self.variables.setdefault(getattr(v, "path", None) or v.name, v)
         self.staged = StagedValues()
         self._tf = _backend() == "tensorflow"
         self._pool: ThreadPoolExecutor | None = None
@@ -258,7 +258,7 @@ class KerasModelSink:
         if not frozen:
             return []
         frozen_ids = {id(v) for name, v in self.variables.items() if name in frozen}
-        layers, partial, bn = _freeze(self.model, frozen_ids)
+        layers, partial, bn = _freeze(self.model, frozen_ids, {id(v): n for n, v in keras_names(self.model)})
         notes: list[str] = []
         if layers:
             notes.append(f"{len(layers)} Keras layer(s) set trainable=False: {_names(layers)}")
@@ -280,7 +280,7 @@ def _names(items: list[str], limit: int = 12) -> str:
     return shown + (f", and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _freeze(model: Any, frozen_ids: set[int]) -> tuple[list[str], list[str], list[str]]:
+def _freeze(model: Any, frozen_ids: set[int], names: dict[int, str]) -> tuple[list[str], list[str], list[str]]:
     """Freeze whole layers where every trainable variable is frozen, else single variables.
 
     Returns (frozen layer paths, variables frozen one by one, BatchNormalization layers frozen).
@@ -303,7 +303,7 @@ def _freeze(model: Any, frozen_ids: set[int]) -> tuple[list[str], list[str], lis
         for v in layer.weights:  # what no child could freeze whole: variable by variable
             if id(v) in frozen_ids and v.trainable:
                 v.trainable = False
-                partial.append(normalise_name(getattr(v, "path", None) or v.name))
+                partial.append(names.get(id(v), getattr(v, "path", None) or v.name))
 
     visit(model, "")
     return layers, partial, bn

@@ -1,0 +1,92 @@
+"""Keras variables are named relative to the model and the same in every process.
+
+Keras names layers it was not given a name for from a process-wide counter, and prefixes a
+Sequential's variables with the model's own (auto) name: the second model a process builds is
+`sequential_1`, its layers `dense_2`, `dense_3`. A spec written against one process's names broke in
+the next, and a Keras -> Keras spec needed `strip_prefix` on both sides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import wmap  # noqa: E402
+
+
+def seq() -> object:
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(4)])
+
+
+def test_models_built_one_after_another_have_the_same_names() -> None:
+    first, second = seq(), seq()
+    assert first.name != second.name  # Keras numbered them
+    names = ("dense.kernel", "dense.bias", "dense_1.kernel", "dense_1.bias")
+    assert wmap.inventory_of(first).names == names == wmap.inventory_of(second).names
+
+
+def test_names_someone_chose_are_kept() -> None:
+    inp = keras.Input((3,))
+    x = keras.layers.Dense(2, name="dense_0")(inp)
+    x = keras.layers.Dense(2, name="dense_1")(x)
+    m = keras.Model(inp, keras.layers.Dense(2, name="head")(x))
+    assert wmap.inventory_of(m).names == ("dense_0.kernel", "dense_0.bias", "dense_1.kernel", "dense_1.bias",
+                                          "head.kernel", "head.bias")
+
+
+class Sub(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = keras.layers.Dense(2)
+        self.blocks = [keras.layers.Dense(3) for _ in range(2)]
+
+    def call(self, x: object) -> object:
+        return self.blocks[1](self.blocks[0](self.a(x)))
+
+
+def _nested() -> object:
+    inp = keras.Input((3,))
+    head = keras.layers.Dense(5)
+    return keras.Model(inp, head(keras.Sequential([keras.layers.Dense(2)])(inp)))
+
+
+@pytest.mark.parametrize("build", [seq, _nested, lambda: Sub()], ids=["sequential", "nested", "subclassed"])
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_a_saved_file_is_named_like_the_model(build: object, suffix: str, tmp_path: Path) -> None:
+    seq()  # shift the process's counters first
+    model = build()  # type: ignore[operator]
+    if isinstance(model, Sub):
+        model(np.zeros((1, 3), np.float32))
+        if suffix == ".keras":
+            pytest.skip("an unregistered subclass does not save as .keras")
+    path = tmp_path / f"m{suffix}"
+    model.save_weights(path) if suffix == ".weights.h5" else model.save(path)
+    assert sorted(wmap.inventory_of(str(path)).names) == sorted(wmap.inventory_of(model).names)
+
+
+def test_variables_whose_paths_collide_are_named_by_the_layer_tree() -> None:
+    class Twin(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.left = keras.layers.Dense(2, name="proj")
+            self.right = keras.layers.Dense(2, name="proj")
+
+        def call(self, x: object) -> object:
+            return self.right(self.left(x))
+
+    m = Twin()
+    m(np.zeros((1, 2), np.float32))
+    assert sorted(wmap.inventory_of(m).names) == ["left.bias", "left.kernel", "right.bias", "right.kernel"]
+
+
+def test_a_keras_to_keras_spec_needs_no_prefix_stripping(tmp_path: Path) -> None:
+    src, dst = seq(), seq()
+    for v in src.weights:
+        v.assign(np.random.default_rng(0).standard_normal(v.shape).astype("float32"))
+    wmap.apply(wmap.parse_spec("wmap 1\n{p:**} -> {p}\n"), source=src, target=dst)
+    for a, b in zip(src.weights, dst.weights, strict=True):
+        assert np.array_equal(a.numpy(), b.numpy())
