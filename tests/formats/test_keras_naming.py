@@ -90,3 +90,39 @@ def test_a_keras_to_keras_spec_needs_no_prefix_stripping(tmp_path: Path) -> None
     wmap.apply(wmap.parse_spec("wmap 1\n{p:**} -> {p}\n"), source=src, target=dst)
     for a, b in zip(src.weights, dst.weights, strict=True):
         assert np.array_equal(a.numpy(), b.numpy())
+
+
+class Moe(keras.layers.Layer):
+    def build(self, shape: object) -> None:
+        self.kernel = self.add_weight(shape=(2, 2), name="kernel")
+
+    def call(self, x: object) -> object:
+        return x
+
+
+class Block(keras.layers.Layer):
+    """A transformer layer whose MoE sublayer Keras names from its counter (`moe`, `moe_1`, ...)."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)
+        self.moe = Moe()
+
+    def build(self, shape: object) -> None:
+        self.moe.build(shape)
+
+    def call(self, x: object) -> object:
+        return self.moe(x)
+
+
+def test_generated_names_are_numbered_within_their_parent_so_every_layer_says_the_same() -> None:
+    def build() -> object:
+        inp = keras.Input((2,))
+        x = inp
+        for i in range(3):
+            x = Block(name=f"block_{i}")(x)
+        return keras.Model(inp, x)
+
+    first, second = build(), build()
+    names = ("block_0.moe.kernel", "block_1.moe.kernel", "block_2.moe.kernel")
+    assert wmap.inventory_of(first).names == names == wmap.inventory_of(second).names
+    assert [v.path for v in second.weights][1].endswith("moe_4/kernel")  # what Keras itself calls it

@@ -48,7 +48,7 @@ from wmap.formats.h5_util import (
     zip_member,
 )
 from wmap.formats.keras_layers import class_from_key, sublayer_class, variable_names
-from wmap.formats.keras_naming import canonical_renames, keras_names
+from wmap.formats.keras_naming import canonical_paths, keras_names
 
 CONFIG_LIMIT = 64 * 1024 * 1024
 WEIGHTS_LIMIT = 16 * 1024**3
@@ -273,21 +273,20 @@ class KerasWeightsFile:
     def _stable(self, saveables: Mapping[str, _Saveable], rows: list[tuple[int, TensorMeta, str]],
                 done: set[str]) -> list[tuple[int, TensorMeta, str]]:
         """Names as `keras_naming` gives a built model's: without the model's own name, and with
-        process-numbered layer names (`dense_3` in the second model a process built) as a fresh
-        process numbers them. `done`: names taken from the model itself, already stable."""
+        generated layer names numbered within their parent. `done`: names taken from the model
+        itself, already stable."""
         recs = list(saveables.values())
         root = next((r.name for r in recs if not r.chain), None)
-        renames = canonical_renames([(r.name, r.cls) for r in recs if r.chain or r.name != root])
-        out = []
-        for fi, meta, ds in rows:
-            if meta.name in done:
-                out.append((fi, meta, ds))
-                continue
-            parts = meta.name.split(".")
-            if root is not None and len(parts) > 1 and parts[0] == root:
-                parts = parts[1:]
-            parts = [renames.get(p, p) for p in parts[:-1]] + parts[-1:]
-            out.append((fi, dataclasses.replace(meta, name=".".join(parts)), ds))
+        classes = {r.name: r.cls for r in recs if r.chain or r.name != root}
+        todo = [k for k, (_, meta, _) in enumerate(rows) if meta.name not in done]
+        paths = []
+        for k in todo:
+            parts = rows[k][1].name.split(".")
+            paths.append(parts[1:] if root is not None and len(parts) > 1 and parts[0] == root else parts)
+        out = list(rows)
+        for k, parts in zip(todo, canonical_paths(paths, classes), strict=True):
+            fi, meta, ds = rows[k]
+            out[k] = (fi, dataclasses.replace(meta, name=".".join(parts)), ds)
         return out
 
     def inventory(self) -> Inventory:

@@ -8,10 +8,11 @@ target twice (planning, then applying) shifts them. So wmap names variables:
 
 - relative to the model: the model's own name is not part of a variable's name (`dense.kernel`,
   not `sequential.dense.kernel`);
-- with auto-generated layer names (the snake-case class name, optionally `_N`, held by one layer
-  only) replaced by the name a fresh process gives them: the k-th auto-named layer of a class, in
-  the model's layer order, is `<class>` for k = 0 and `<class>_k` after. Names given explicitly
-  stay as they are;
+- with generated layer names (the snake-case class name, optionally `_N`, from Keras' process-wide
+  counter) replaced by names that depend on the model's structure alone: within its parent, the
+  k-th generated layer of a class is `<class>` for k = 0 and `<class>_k` after (so every
+  transformer layer's MoE block is `moe_block`, not `moe_block_3` in the fourth). Names given
+  explicitly stay as they are;
 - and, where two variables would still share a name (sublayers built outside their parent's name
   scope), by their place in the layer tree instead: attribute names and list positions, the way
   Keras walks a model to save it (`transformer_layers.2.self_attn.o_proj.kernel`).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 _AUTO = re.compile(r"^(?P<base>[a-z0-9_]+?)(?:_(?P<n>[0-9]+))?$")
@@ -43,54 +45,77 @@ def layers_of(model: Any) -> list[Any]:
     return []
 
 
-def canonical_layer_names(model: Any) -> dict[str, str]:
-    """Auto-generated layer name -> the name a fresh process would give it (only those that differ).
+def auto_named(layers: Sequence[tuple[str, str | None]]) -> set[str]:
+    """The layer names Keras generated, among (layer name, class name) pairs of one model.
 
     Keras records no flag for a generated name, so it is recognised by its shape: the layers of one
-    class named `<class>_k, <class>_(k+1), ...` in the model's order, k >= 1, each name held once. That
-    is what the process-wide counter gives a model built after others; a fresh process gives
-    `<class>, <class>_1, ...`, in the same (creation) order. Names that are not such a run (`dense_0`, `dense_1`, ...; gaps; a name
-    used twice) were chosen by someone and stay."""
-    return canonical_renames([(la.name, type(la).__name__) for la in layers_of(model)])
-
-
-def canonical_renames(layers: list[tuple[str, str | None]]) -> dict[str, str]:
-    """`canonical_layer_names` over (layer name, class name) pairs in the model's order: the same rule
-    for a built model and for the layer groups of a Keras weights file."""
+    class named `<class>`, `<class>_1`, ... or, in a model built after others, `<class>_k`,
+    `<class>_(k+1)`, ... (k >= 1): one consecutive run of the process-wide counter, each name held
+    by one layer. Anything else (`dense_0`, `dense_1`, ...; gaps; a name used twice) was chosen by
+    someone."""
     counts = Counter(name for name, _ in layers)
     runs: dict[str, list[tuple[str, int]]] = {}
-    for lname, cls in layers:
+    chosen: set[str] = set()  # classes some layer of which has a name Keras never generates
+    for lname, cls in dict(layers).items():
         m = _AUTO.match(lname)
-        if m is None or cls is None or m.group("base") != snake_case(cls) or counts[lname] != 1:
+        if m is None or cls is None or m.group("base") != snake_case(cls):
+            continue
+        if counts[lname] != 1 or m.group("n") == "0":  # Keras never repeats a name, nor writes `_0`
+            chosen.add(m.group("base"))
             continue
         runs.setdefault(m.group("base"), []).append((lname, int(m.group("n")) if m.group("n") else 0))
-    taken = {name for name, _ in layers}
-    out: dict[str, str] = {}
+    out: set[str] = set()
     for base, found in runs.items():
-        # numbered in creation order, as a fresh process numbers them: whatever order the layers are
-        # visited in (a model's layer order, a weights file's), the numbers give the same names
-        run = sorted(found, key=lambda r: r[1])
-        numbers = [n for _, n in run]
-        if numbers[0] < 1 or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-            continue  # already fresh-process names, or names someone chose
-        wanted = [base if k == 0 else f"{base}_{k}" for k in range(len(run))]
-        if any(w in taken and w not in {n for n, _ in run} for w in wanted):
-            continue  # a layer of another class (or an explicit name) holds a canonical name
-        out.update({name: w for (name, _), w in zip(run, wanted, strict=True) if name != w})
+        if base in chosen:
+            continue
+        numbers = sorted(n for _, n in found)
+        if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            out.update(name for name, _ in found)
+    return out
+
+
+def canonical_paths(paths: Sequence[Sequence[str]], classes: Mapping[str, str | None]) -> list[list[str]]:
+    """Layer paths (each a list of layer names, outermost first, ending in a variable's own name)
+    with every generated layer name replaced by one that depends on the model's structure alone:
+    within its parent, the generated layers of one class are `<class>`, `<class>_1`, ... in creation
+    (counter) order. So a generated name is the same whether the model was built first or tenth
+    in a process, and the same in every transformer layer (`transformer_layer_3.moe_block`, where
+    Keras says `transformer_layer_3/moe_block_3`)."""
+    auto = auto_named(list(classes.items()))
+    siblings: dict[tuple[tuple[str, ...], str], set[str]] = {}
+    for path in paths:
+        for j, name in enumerate(path[:-1]):
+            if name in auto:
+                base = snake_case(classes[name] or "")
+                siblings.setdefault((tuple(path[:j]), base), set()).add(name)
+    rename: dict[tuple[tuple[str, ...], str], str] = {}
+    for (parent, base), names in siblings.items():
+        ordered = sorted(names, key=lambda n: int(_AUTO.match(n).group("n") or 0))  # type: ignore[union-attr]
+        taken = {p[len(parent)] for p in paths if len(p) > len(parent) + 1 and tuple(p[:len(parent)]) == parent}
+        wanted = [base if k == 0 else f"{base}_{k}" for k in range(len(ordered))]
+        if any(w in taken - names for w in wanted):
+            continue  # an explicit sibling holds a canonical name: keep the generated ones as they are
+        rename.update({(parent, n): w for n, w in zip(ordered, wanted, strict=True)})
+    out = []
+    for path in paths:
+        new = list(path)
+        for j, name in enumerate(path[:-1]):
+            new[j] = rename.get((tuple(path[:j]), name), name)
+        out.append(new)
     return out
 
 
 def keras_names(model: Any) -> list[tuple[str, Any]]:
     """(stable dotted name, variable) for every variable of `model`, in `model.weights` order."""
-    renames = canonical_layer_names(model)
     own = getattr(model, "name", None)
-    rows: list[tuple[str, Any]] = []
+    paths: list[list[str]] = []
     for v in model.weights:
         parts = str(getattr(v, "path", None) or v.name).removesuffix(":0").split("/")
         if len(parts) > 1 and parts[0] == own:
             parts = parts[1:]
-        parts = [renames.get(p, p) for p in parts[:-1]] + parts[-1:]
-        rows.append((".".join(parts), v))
+        paths.append(parts)
+    classes = {la.name: type(la).__name__ for la in layers_of(model)}
+    rows = [(".".join(p), v) for p, v in zip(canonical_paths(paths, classes), model.weights, strict=True)]
     counts = Counter(n for n, _ in rows)
     if all(c == 1 for c in counts.values()):
         return rows
