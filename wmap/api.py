@@ -74,10 +74,14 @@ def _compile(s: Spec, sources: dict[str, Inventory], source: Any, target: Any, c
     """The plan bound to the endpoints it was made for, and the target inventory it was made from."""
     from wmap.planning.compiler import compile_plan
     from wmap.run.config import config_for
-    from wmap.run.resolve import target_inventory
+    from wmap.run.resolve import build_target, target_inventory
 
+    cfg = config_for(s, source, target, config) if s.lets or config is not None or s.config is not None else None
+    built = build_target(s, target, cfg.data if cfg is not None else None)
+    if built is not None:
+        target = built  # a factory runs once: planned against, then written into
     target_inv = target_inventory(s, target)
-    p = compile_plan(s, sources, target_inv, config_for(s, source, target, config) if s.lets else None)
+    p = compile_plan(s, sources, target_inv, cfg if s.lets else None)
     return Plan.of(dataclasses.replace(p, bound=(source, target))), target_inv
 
 
@@ -115,7 +119,7 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
     readers = open_spec_sources(s, source)
     try:
         p, target_inv = _compile(s, {n: r.inventory() for n, r in readers.items()}, source, target, config)
-        return apply_plan(p, source=source, target=target, out=out, opened=(readers, target_inv), **kw)
+        return apply_plan(p, source=source, target=p.bound[1], out=out, opened=(readers, target_inv), **kw)
     finally:
         for r in readers.values():
             r.close()

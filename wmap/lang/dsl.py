@@ -172,7 +172,7 @@ class _Builder(Transformer[Token, Node]):
     def source(self, meta: Any, items: list[Token | None]) -> SourceDecl:
         names = [t for t in items if t is not None and t.type == "NAME"]
         words = [str(t) for t in names]
-        loc = _unquote(next(t for t in items if t is not None and t.type == "STRING"))
+        loc = next((_unquote(t) for t in items if t is not None and t.type == "STRING"), "")
         span = self._span(meta)
         from wmap.core.frameworks import FRAMEWORKS
         from wmap.lang.spec import DEFAULT_SOURCE
@@ -189,7 +189,7 @@ class _Builder(Transformer[Token, Node]):
     @v_args(meta=True)
     def target(self, meta: Any, items: list[Token | None]) -> TargetDecl:
         names = [t for t in items if t is not None and t.type == "NAME"]
-        loc = _unquote(next(t for t in items if t is not None and t.type == "STRING"))
+        loc = next((_unquote(t) for t in items if t is not None and t.type == "STRING"), "")
         span = self._span(meta)
         if names:
             self.part_spans[span] = (self._tok_span(names[0]),)  # where the framework is written

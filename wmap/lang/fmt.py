@@ -117,10 +117,11 @@ def to_wmap(spec: Spec) -> str:
             words.append(s.name)
         if s.framework:
             words.append(s.framework)
-        _emit(header, " ".join(words + [quote(s.location)]), s.comments)
+        _emit(header, " ".join(words + ([quote(s.location)] if s.location else [])), s.comments)
     if spec.target:
         words = ["target"] + ([spec.target.framework] if spec.target.framework else [])
-        _emit(header, " ".join(words + [quote(spec.target.location)]), spec.target.comments)
+        _emit(header, " ".join(words + ([quote(spec.target.location)] if spec.target.location else [])),
+              spec.target.comments)
     for o in spec.options:
         _emit(header, f"option {o.name} = {value_text(o.value)}", o.comments)
     if spec.config is not None:
@@ -225,12 +226,13 @@ def _yaml_value(v: Value) -> Any:
 def _endpoint(location: str, framework: str | None) -> Any:
     # the schema's `module:callable` (ASCII names; `\w` would also take other scripts' letters)
     key = "model" if is_factory_syntax(location) else "path"
-    if framework is None and key == "path":
+    if framework is None and key == "path" and location:
         return location
     d: dict[str, Any] = {}
     if framework:
         d["framework"] = framework
-    d[key] = location
+    if location:
+        d[key] = location
     return _Flow(d)
 
 

@@ -267,9 +267,7 @@ def check_endpoint(decl: SourceDecl | TargetDecl, bag: DiagnosticBag, framework_
         # `source torch "x"` means framework torch, so this source could not be written in .wmap
         bag.add("WM110", f"source `{decl.name}` is named like a framework but has none", decl.span,
                 f"name it otherwise, or give its framework: `{decl.name}: {{framework: ..., path: ...}}`")
-    if not decl.location:
-        bag.add("WM110", f"{what} has an empty location", decl.span,
-                "give a checkpoint path or a `module:callable`")
+    # no location: the spec is a template (a recipe), and the location comes when planning
 
 
 def check_option(opt: Option, bag: DiagnosticBag, parts: Sequence[Span] | None = None) -> None:

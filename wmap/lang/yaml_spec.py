@@ -290,8 +290,8 @@ def _schema_diag(err: jsonschema.ValidationError, key: PathKey, spans: dict[Path
     if err.instance is None and err.validator in ("type", "oneOf"):
         return Diagnostic("WM110", "error", f"{where} is empty", span,
                           "remove the key, or give it a value: " + (_type_hint(key) or "see the schema"))
-    if err.validator == "oneOf" and isinstance(err.instance, dict) and key[:1] in (("source",), ("sources",),
-                                                                                    ("target",)):
+    if err.validator in ("oneOf", "not") and isinstance(err.instance, dict) and key[:1] in (
+            ("source",), ("sources",), ("target",)):
         both = "path" in err.instance and "model" in err.instance
         return Diagnostic("WM110", "error", f"{where} needs " + ("`path` or `model`, not both" if both else
                                                                  "a `path` or a `model`"), span, _type_hint(key))
@@ -408,7 +408,7 @@ def _endpoint(cls: Any, name: str | None, ep: Any, span: Span) -> Any:
     if isinstance(ep, str):
         loc, fw = ep, None
     else:
-        loc, fw = ep.get("path") or ep.get("model"), ep.get("framework")
+        loc, fw = ep.get("path") or ep.get("model") or "", ep.get("framework")
     if cls is SourceDecl:
         return SourceDecl(name or DEFAULT_SOURCE, loc, fw, span)
     return TargetDecl(loc, fw, span)

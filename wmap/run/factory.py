@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from wmap.core.errors import WmapError
 from wmap.core.names import is_factory_syntax
 from wmap.formats._common import canonical_framework, fail
 
@@ -46,6 +49,13 @@ def _cwd_on_path() -> Iterator[None]:
                 sys.path.remove("")
 
 
+def _takes_config(fn: Any) -> bool:
+    try:
+        return "config" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no introspectable signature
+        return False
+
+
 def resolve_factory(spec: str) -> Any:
     """Import `module` and return the object at `callable` (not yet called)."""
     if not is_factory_spec(spec):
@@ -69,12 +79,34 @@ def resolve_factory(spec: str) -> Any:
     return obj
 
 
-def build_factory(spec: str, device: str | None = "meta", framework: str | None = None) -> Any:
+@dataclass(frozen=True, eq=False)
+class Built:
+    """A target model wmap built from a `module:callable` for this call. It is planned against and
+    then written into, so a factory runs once per apply (Keras numbers the layers it names, and a
+    second build would name them differently), and since it is wmap's own, writing a Keras file from
+    it needs no private copy."""
+
+    model: Any
+    factory: str
+    framework: str | None
+    config: Mapping[str, object] | None = None
+
+
+def build_factory(spec: str, device: str | None = "meta", framework: str | None = None,
+                  config: Mapping[str, object] | None = None) -> Any:
     """Import and call a factory; torch models are built on `device` (None: torch's default).
 
-    `framework="torch"` imports torch up front, for factories that import it lazily.
+    `framework="torch"` imports torch up front, for factories that import it lazily. A factory with
+    a `config` parameter is given the model config the spec names (`config hf`: the checkpoint's
+    config.json), so one factory builds every size of a family.
     """
     fn = resolve_factory(spec)
+    kwargs: dict[str, Any] = {}
+    if _takes_config(fn):
+        if config is None:
+            raise fail("WM511", f"factory `{spec}` builds the model from its config, but there is none",
+                       hint="say where it is in the spec (`config SOURCE`, `config \"config.json\"`) or pass --config")
+        kwargs["config"] = dict(config)
     torch = sys.modules.get("torch")
     if torch is None and canonical_framework(framework) == "torch":
         import torch as torch_module
@@ -85,7 +117,9 @@ def build_factory(spec: str, device: str | None = "meta", framework: str | None 
     )
     try:
         with _cwd_on_path(), ctx:
-            return fn()
+            return fn(**kwargs)
+    except WmapError:
+        raise
     except Exception as exc:
         raise fail("WM511", f"factory `{spec}` raised {type(exc).__name__}: {exc}",
                    hint="call it yourself to see the full traceback") from None

@@ -9,7 +9,7 @@ from typing import Any
 
 from wmap.core.errors import error
 from wmap.planning.plan import Plan
-from wmap.run.factory import build_factory, is_factory
+from wmap.run.factory import Built, build_factory, is_factory
 from wmap.sinks.keras_sink import (
     BUILD_HINT,
     KerasFileSink,
@@ -35,6 +35,8 @@ def keras_file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> KerasFile
 
 def _target_model(obj: Any, fw: str | None, kind: str, out: str) -> Any:
     """A private built Keras model to apply into: from a factory, a template file, or a copy of a model."""
+    if isinstance(obj, Built):  # wmap's own build, for this call: no copy needed
+        return _built(obj.model, obj.factory)
     if is_factory(obj):
         model = build_factory(obj, device=None)
         if not is_keras_model(model):

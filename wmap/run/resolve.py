@@ -19,7 +19,7 @@ from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats.base import ArrayKind, TensorSource
 from wmap.lang.spec import DEFAULT_SOURCE, Spec
 from wmap.planning.plan import Plan
-from wmap.run.factory import build_factory, is_factory
+from wmap.run.factory import Built, build_factory, is_factory
 from wmap.sinks.base import TargetSink
 
 
@@ -42,7 +42,10 @@ def read_inventory(obj: Any, framework: str | None = None) -> Inventory:
             src.close()
 
 
-def _locate(location: str, spec: Spec | None) -> str:
+def _locate(location: str, spec: Spec | None, what: str = "") -> str:
+    if not location:  # a template spec (a recipe): the endpoint is given when planning
+        raise error("WM521", f"{what or 'an endpoint'} names no checkpoint or model: the spec leaves it to "
+                    "the call", hint="pass it: --source NAME=PATH / --target PATH (Python: source=..., target=...)")
     if is_factory(location) or os.path.isabs(location) or spec is None or not spec.path:
         return location
     return str(Path(spec.path).parent / location)
@@ -66,17 +69,19 @@ def source_objects(spec: Spec | None, source: Any) -> dict[str, tuple[Any, str |
         if not declared:
             raise error("WM521", "no source: the spec names none and none was given",
                         hint="add `source torch \"model.safetensors\"` to the spec, or pass --source")
-        return {n: (_locate(s.location, spec), s.framework) for n, s in declared.items()}
+        return {n: (_locate(s.location, spec, f"source `{n}`"), s.framework) for n, s in declared.items()}
     if isinstance(source, Mapping) and not _is_state_dict(source):
         out: dict[str, tuple[Any, str | None]] = {}
         for n, obj in source.items():
             fw = declared[n].framework if n in declared else None
             out[str(n)] = (obj, fw)
         for n, s in declared.items():  # named sources not overridden come from the spec
-            out.setdefault(n, (_locate(s.location, spec), s.framework))
+            if n not in out:
+                out[n] = (_locate(s.location, spec, f"source `{n}`"), s.framework)
         return out
     fw = declared[primary].framework if primary in declared else None
-    others = {n: (_locate(s.location, spec), s.framework) for n, s in declared.items() if n != primary}
+    others = {n: (_locate(s.location, spec, f"source `{n}`"), s.framework) for n, s in declared.items()
+              if n != primary}
     return {primary: (source, fw), **others}
 
 
@@ -87,7 +92,7 @@ def target_object(spec: Spec | None, target: Any) -> tuple[Any, str | None]:
     if spec is None or spec.target is None:
         raise error("WM521", "no target: the spec names none and none was given",
                     hint="add `target torch \"pkg.models:build\"` to the spec, or pass --target")
-    return _locate(spec.target.location, spec), fw
+    return _locate(spec.target.location, spec, "the target"), fw
 
 
 def source_inventories(spec: Spec | None, source: Any) -> dict[str, Inventory]:
@@ -109,7 +114,19 @@ def open_spec_sources(spec: Spec, source: Any) -> dict[str, TensorSource]:
 
 def target_inventory(spec: Spec | None, target: Any) -> Inventory:
     obj, fw = target_object(spec, target)
+    if isinstance(obj, Built):
+        from wmap.formats import inventory_of
+        return inventory_of(obj.model, fw)
     return read_inventory(obj, fw)
+
+
+def build_target(spec: Spec | None, target: Any, config: Mapping[str, object] | None = None) -> Any:
+    """The target to plan and apply with: a `module:callable` is built here, once (torch models on
+    the meta device), and the built model is used for both; anything else as it is."""
+    obj, fw = target_object(spec, target)
+    if isinstance(obj, Built) or not is_factory(obj):
+        return obj if target is not None else None  # None: the spec's own non-factory target
+    return Built(build_factory(obj, device="meta", framework=fw, config=config), obj, fw, config)
 
 
 def _check_fingerprint(what: str, inv: Inventory, expected: str) -> None:
@@ -185,7 +202,9 @@ def _open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None) -> 
     if out is not None:
         return _file_sink(plan, obj, fw, os.fspath(out))
     if is_factory(obj):
-        return _factory_sink(plan, obj, fw)
+        obj = Built(build_factory(obj, device="meta", framework=fw), obj, fw)
+    if isinstance(obj, Built):
+        return _factory_sink(plan, obj, planned)
     if isinstance(obj, (str, os.PathLike)):
         raise error("WM521", f"the target `{os.fspath(obj)}` is a file; say where to write the result",
                     hint="pass --out OUT.safetensors (the target file is used as the template of names and shapes)")
@@ -207,16 +226,23 @@ def model_sink(plan: Plan, model: Any, planned: Inventory | None = None) -> Targ
                 hint="targets are torch modules, Keras models, `module:callable` factories, or --out files")
 
 
-def _factory_sink(plan: Plan, factory: str, fw: str | None) -> TargetSink:
-    needs_values = any(s.kind == "keep" for s in plan.steps)
-    model = build_factory(factory, device="cpu" if needs_values else "meta", framework=fw)
-    if "torch" in sys.modules and isinstance(model, sys.modules["torch"].nn.Module) and not needs_values:
+def _factory_sink(plan: Plan, built: Built, planned: Inventory | None) -> TargetSink:
+    """Into the model a factory built. A torch model built on the meta device is rebuilt for real
+    only if the plan keeps values or the model has non-persistent buffers no checkpoint carries
+    (torch names do not shift between builds; Keras models are never rebuilt)."""
+    model = built.model
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module) and _on_meta(model):
         from wmap.sinks.torch_sink import meta_leftovers
         state = set(model.state_dict().keys())
-        if any(n not in state for n in meta_leftovers(model)):
-            # non-persistent buffers no checkpoint carries: only a real build computes them
-            model = build_factory(factory, device="cpu", framework=fw)
-    return model_sink(plan, model)
+        if any(s.kind == "keep" for s in plan.steps) or any(n not in state for n in meta_leftovers(model)):
+            return model_sink(plan, build_factory(built.factory, device="cpu", framework=built.framework,
+                                                  config=built.config))
+    return model_sink(plan, model, planned)
+
+
+def _on_meta(model: Any) -> bool:
+    return any(t.is_meta for t in model.state_dict().values())
 
 
 def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> TargetSink:
@@ -230,7 +256,9 @@ def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> TargetSink:
         return keras_file_sink(plan, obj, fw, out)
     template = None
     if is_factory(obj):
-        inv = inventory_of(build_factory(obj, device="meta", framework=fw))
+        obj = Built(build_factory(obj, device="meta", framework=fw), obj, fw)
+    if isinstance(obj, Built):
+        inv = inventory_of(obj.model)
     else:
         template = open_reader(obj, fw) if any(s.kind == "keep" for s in plan.steps) else None
         inv = template.inventory() if template is not None else inventory_of(obj, fw)
