@@ -16,6 +16,7 @@ and a `weight_names` entry such as `ext/kernel` must not lead out of the file on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -38,6 +39,7 @@ from wmap.formats.h5_util import (
 )
 from wmap.formats.keras_files import LayerConfig, layer_attrs
 from wmap.formats.keras_layers import class_from_key
+from wmap.formats.keras_naming import canonical_paths
 
 
 def is_legacy_h5(f: Any, where: str) -> bool:
@@ -111,6 +113,11 @@ class LegacyKerasH5:
         counts = Counter(m.name for _, m, _ in rows)
         fixed = [(TensorMeta(f"{layer}.{m.name}", m.shape, m.dtype, m.native, m.kind, m.attrs)
                   if counts[m.name] > 1 else m, p) for layer, m, p in rows]
+        # named as keras_naming names the built model: process-numbered layers numbered within their parent
+        classes = {seg: m.kind for m, _ in fixed for seg in m.name.split(".")[:-1][-1:]}
+        classes.update({layer: classes.get(layer) for layer, _, _ in rows})
+        stable = canonical_paths([m.name.split(".") for m, _ in fixed], classes)
+        fixed = [(dataclasses.replace(m, name=".".join(parts)), p) for (m, p), parts in zip(fixed, stable, strict=True)]
         metas = check_unique((m for m, _ in fixed), f"`{where}`")
         bounds.check_total(sum(m.nbytes for m in metas), os.path.getsize(where), where, "WM509")
         return metas, {m.name: (p, m.dtype) for m, p in fixed}
