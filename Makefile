@@ -11,7 +11,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# Pinned: 2.13.0 is the CPU build on this machine's disk; anything looser downloads CUDA.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[torch,tf,dev]'
+	$(PY) -m pip install -q -e '.[torch,tf,recipes,dev]'
+	# keras-hub's full dependency set would replace pinned packages (tensorflow-text, ...): its code only
+	$(PY) -m pip install -q --no-deps keras-hub==0.32.0
 	touch $(STAMP)
 
 install: $(STAMP)

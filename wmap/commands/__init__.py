@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from wmap.commands import apply, check, completion, diff, explain, fmt, init, inspect, plan, verify
+from wmap.commands import apply, check, completion, diff, explain, fmt, init, inspect, plan, recipes, verify
 
-COMMANDS: tuple[ModuleType, ...] = (check, plan, apply, verify, fmt, inspect, diff, explain, init, completion)
+COMMANDS: tuple[ModuleType, ...] = (check, plan, apply, verify, fmt, inspect, diff, explain, init, recipes,
+                                    completion)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
+from wmap.commands.common import Output, add_endpoints, add_format, add_spec, parse_sources, spec_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("apply", help="run a spec or a saved plan and write the result",
                        description="Execute SPEC (planned now) or PLAN.json (exactly as saved; refused if the "
                                    "spec or an inventory changed). The output appears only when complete.")
-    p.add_argument("spec", metavar="SPEC|PLAN.json")
+    add_spec(p, "SPEC|PLAN.json")
     add_endpoints(p, out=True)
     p.add_argument("--report", metavar="REPORT.json", help="also save the apply report (with checksums)")
     add_format(p)
@@ -31,7 +31,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         # failure that nonetheless changed something
         raise error("WM512", f"cannot write the report `{args.report}`: its folder does not exist; nothing was "
                     "applied", hint="create the folder first, or drop --report")
-    spec = load_plan(args.spec) if args.spec.endswith(".json") else args.spec
+    given = spec_path(args)
+    spec = load_plan(given) if given.endswith(".json") else given
     report = apply(spec, source=parse_sources(args.source), target=args.target, out=args.out, config=args.config)
     data = report.to_json()
     if args.report:

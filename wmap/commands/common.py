@@ -76,6 +76,25 @@ def add_format(p: argparse.ArgumentParser, choices: Sequence[str] = ("text", "js
     p.add_argument("--format", choices=list(choices), default="text", help="output format (default: text)")
 
 
+def add_spec(p: argparse.ArgumentParser, metavar: str = "SPEC") -> None:
+    """The spec argument, or `--recipe NAME` for one of the library's (`wmap recipes`)."""
+    p.add_argument("spec", nargs="?", metavar=metavar)
+    p.add_argument("--recipe", metavar="NAME", help="use a recipe from the library instead of SPEC (`wmap recipes`)")
+
+
+def spec_path(args: argparse.Namespace) -> str:
+    """What `add_spec` was given: the SPEC path, or the recipe's file."""
+    from wmap.core.errors import error
+    if args.recipe and args.spec:
+        raise error("WM521", "give a SPEC or --recipe, not both", hint="a recipe is a spec: `wmap recipes NAME` prints it")
+    if args.recipe:
+        from wmap.recipes import path
+        return path(args.recipe)
+    if not args.spec:
+        raise error("WM521", "say which spec to use: a SPEC file, or --recipe NAME", hint="`wmap recipes` lists them")
+    return str(args.spec)
+
+
 def add_endpoints(p: argparse.ArgumentParser, out: bool = False) -> None:
     p.add_argument("--source", "-s", action="append", metavar="[NAME=]PATH",
                    help="a source checkpoint or module:callable (repeat as NAME=PATH for named sources); "

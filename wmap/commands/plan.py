@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
+from wmap.commands.common import Output, add_endpoints, add_format, add_spec, parse_sources, spec_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("plan", help="show what a spec would do, from metadata only",
                        description="Compile SPEC against its source(s) and target and print the plan. "
                                    "Nothing is read but headers and shapes.")
-    p.add_argument("spec", metavar="SPEC")
+    add_spec(p)
     add_endpoints(p)
     add_format(p, ("text", "markdown", "json"))
     p.add_argument("-o", "--save", dest="save", metavar="PLAN.json",
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.api import plan
 
-    p = plan(args.spec, parse_sources(args.source), args.target, args.config)
+    p = plan(spec_path(args), parse_sources(args.source), args.target, args.config)
     if args.save:
         from wmap.core.atomic import write_text_atomic
         write_text_atomic(args.save, p.dumps())

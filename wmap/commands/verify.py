@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from wmap.commands.common import Output, add_endpoints, add_format, parse_sources
+from wmap.commands.common import Output, add_endpoints, add_format, add_spec, parse_sources, spec_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("verify", help="check that a checkpoint holds what a plan produces",
                        description="Recompute every mapped and initialised tensor from the sources and compare "
                                    "it byte for byte with the checkpoint given as --target.")
-    p.add_argument("spec", metavar="SPEC|PLAN.json")
+    add_spec(p, "SPEC|PLAN.json")
     add_endpoints(p)
     p.add_argument("--against", metavar="FILE", help="the checkpoint to verify (default: --target)")
     add_format(p)
@@ -23,7 +23,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.run.verify import verify_plan
 
     sources = parse_sources(args.source)
-    p = load_plan(args.spec) if args.spec.endswith(".json") else plan(args.spec, sources, args.target, args.config)
+    given = spec_path(args)
+    p = load_plan(given) if given.endswith(".json") else plan(given, sources, args.target, args.config)
     report = verify_plan(p, source=sources, target=args.against or args.target)
     if out.fmt == "json":
         out.json(report.to_json())

@@ -139,6 +139,9 @@ class Transform:
     # Name of a `tuple[tuple[str, int], ...]` field that collects keyword arguments the
     # transform does not declare (einops-style `rearrange(pattern, h=8)`), or None.
     EXTRA: ClassVar[str | None] = None
+    # Name of the first field when it is a tuple of ints that may also be written as positional
+    # arguments (`reshape(64, 2, 16)`, `permute(2, 3, 1, 0)`), as numpy and torch accept them.
+    VARARGS: ClassVar[str | None] = None
 
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
         raise NotImplementedError(f"{type(self).__name__}.infer")
@@ -205,6 +208,9 @@ def build(name: str, args: Sequence[Value], kwargs: Sequence[tuple[str, Value]])
     fields = [f for f in dataclasses.fields(cls) if f.init]
     hints = typing.get_type_hints(cls)
     bound: dict[str, Value] = {}
+    if cls.VARARGS is not None and len(args) > 1 and all(isinstance(a, int) and not isinstance(a, bool)
+                                                          for a in args):
+        args = (tuple(args),)  # `reshape(64, 2, 16)` is `reshape([64, 2, 16])`, as in numpy and torch
     if len(args) > len(fields):
         raise TransformError(f"`{name}` takes at most {len(fields)} positional argument(s), got {len(args)}",
                              f"signature: {signature(cls)}", code="WM104")

@@ -96,6 +96,7 @@ class Permute(Transform):
     NAME = "permute"
     VIEW = True
     INVERTIBLE = True
+    VARARGS = "dims"
     dims: tuple[int, ...]
 
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
@@ -201,6 +202,7 @@ class Reshape(Transform):
     NAME = "reshape"
     VIEW = True
     INVERTIBLE = True
+    VARARGS = "shape"
     shape: tuple[int, ...] | None = None
     from_shape: tuple[int, ...] | None = None
 
