@@ -88,11 +88,19 @@ def decoder(pad: int = 2) -> Callable[[Any, Any, Any], dict[str, float]]:
     return f
 
 
-FAMILIES: dict[str, Family] = {f.recipe: f for f in (
-    Family("hf_to_keras_hub/gpt2", "GPT2Config", dict(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64),
-           "GPT2LMHeadModel", decoder()),
-    Family("hf_to_keras_hub/llama3", "LlamaConfig",
-           dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False),
-           "LlamaForCausalLM", decoder()),
-)}
+def _discover() -> dict[str, Family]:
+    """Every `FAMILIES` tuple of the `families_*.py` modules beside this one (one module per group of
+    families, so groups are added side by side)."""
+    import importlib
+    import pkgutil
+
+    import tests.recipes as pkg
+    out: dict[str, Family] = {}
+    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("families_")):
+        for fam in importlib.import_module(f"tests.recipes.{mod}").FAMILIES:
+            assert fam.recipe not in out, f"{fam.recipe} is defined twice"
+            out[fam.recipe] = fam
+    return out
+
+
+FAMILIES: dict[str, Family] = _discover()
