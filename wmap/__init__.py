@@ -20,17 +20,17 @@ from wmap.lang import load_spec, parse_spec
 from wmap.lang.spec import Spec
 
 if TYPE_CHECKING:
-    from wmap.api import Plan, apply, inventory_of, load_plan, plan, verify
+    from wmap.api import Plan, apply, inventory_of, invert, load_plan, plan, verify
     from wmap.run.execute import ApplyReport
 
 _LAZY = {
     "plan": "wmap.api", "apply": "wmap.api", "verify": "wmap.api", "inventory_of": "wmap.api",
-    "load_plan": "wmap.api", "Plan": "wmap.api", "ApplyReport": "wmap.run.execute",
+    "load_plan": "wmap.api", "Plan": "wmap.api", "invert": "wmap.api", "ApplyReport": "wmap.run.execute",
 }
 
 __all__ = [
     "ApplyReport", "Diagnostic", "Inventory", "Plan", "Span", "Spec", "TensorMeta", "WmapError",
-    "__version__", "apply", "inventory_of", "load_plan", "load_spec", "parse_spec", "plan", "verify",
+    "__version__", "apply", "inventory_of", "invert", "load_plan", "load_spec", "parse_spec", "plan", "verify",
 ]
 
 

@@ -42,23 +42,35 @@ def _spec(spec: SpecLike) -> Spec:
     return spec if isinstance(spec, Spec) else load_spec(spec)
 
 
+def invert(spec: SpecLike) -> Spec:
+    """The reverse of a spec: the spec that moves the weights back (`wmap invert`). Raises WmapError
+    (WM130/WM131) naming each rule that cannot run backwards. Relative paths still resolve against
+    the original spec's folder, and diagnostics point at its lines."""
+    from wmap.lang.invert import invert_spec
+    s = _checked_spec(spec)
+    return dataclasses.replace(invert_spec(s), path=s.path, text=s.text)
+
+
 def inventory_of(obj: Any, framework: str | None = None) -> Inventory:
     """Names, shapes and dtypes of a checkpoint, model, factory or state dict; reads no weight data."""
     from wmap.run.resolve import read_inventory
     return read_inventory(obj, framework)
 
 
-def plan(spec: SpecLike, source: Any = None, target: Any = None, config: Any = None) -> Plan:
+def plan(spec: SpecLike, source: Any = None, target: Any = None, config: Any = None,
+         reverse: bool = False) -> Plan:
     """Compile a spec against its source(s) and target, from metadata only.
 
     `source`: a path, a state dict, a model, a `module:callable`, or a dict of named sources;
     `target`: a path (template checkpoint), a model, or a `module:callable`. Both default to
     what the spec names. `config`: the model config the spec's `let`s read (a JSON path or a
-    dict), overriding the spec's `config` statement. Raises WmapError listing every problem.
+    dict), overriding the spec's `config` statement. `reverse`: plan the spec's reverse (`invert`):
+    `source` is then what the spec fills and `target` what it reads. Raises WmapError listing every
+    problem.
     """
     from wmap.run.resolve import source_inventories
 
-    s = _checked_spec(spec)
+    s = invert(spec) if reverse else _checked_spec(spec)
     return _compile(s, source_inventories(s, source), source, target, config)[0]
 
 
@@ -100,12 +112,17 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
 
 
 def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: Any = None,
-          config: Any = None, **kw: Any) -> ApplyReport:
+          config: Any = None, reverse: bool = False, **kw: Any) -> ApplyReport:
     """Plan (unless given a Plan) and execute. Returns the report; `report.target` is the filled model
     (for a `module:callable` target, the model wmap built) or the output path. `config`: as for
-    `wmap.plan`; a saved plan re-reads its config and refuses if a value it was made with changed."""
+    `wmap.plan`; a saved plan re-reads its config and refuses if a value it was made with changed.
+    `reverse`: run the spec backwards (see `wmap.plan`)."""
     kw = _with_progress(kw)
     if isinstance(spec, _plan.Plan):
+        if reverse:
+            from wmap.core.errors import error
+            raise error("WM521", "a saved plan runs the way it was planned", hint="plan the reverse itself: "
+                        "`wmap plan SPEC --reverse -o back.json`")
         if spec.spec is None:  # a saved plan: its config must still say what it said
             from wmap.run.config import check_saved_plan
             check_saved_plan(spec, source if source is not None else spec.bound[0],
@@ -113,7 +130,7 @@ def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: An
         return apply_plan(spec, source=source, target=target, out=out, **kw)
     from wmap.run.resolve import open_spec_sources
 
-    s = _checked_spec(spec)
+    s = invert(spec) if reverse else _checked_spec(spec)
     # Opened once: the plan is compiled from these readers' inventories and executed from the
     # same readers, so a checkpoint is not parsed (or a source factory built) twice.
     readers = open_spec_sources(s, source)
@@ -142,4 +159,4 @@ def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None, config
     return verify_plan(p, source=source, target=target)
 
 
-__all__ = ["apply", "inventory_of", "load_plan", "plan", "verify", "WmapError"]
+__all__ = ["apply", "inventory_of", "invert", "load_plan", "plan", "verify", "WmapError"]

@@ -12,7 +12,7 @@ from tests.support.cli_fixtures import Cap, wmap
 from wmap.cli import build_parser
 from wmap.commands.completion import commands_of
 
-COMMANDS = ("check", "plan", "apply", "verify", "fmt", "inspect", "diff", "explain", "init", "recipes", "completion")
+COMMANDS = ("check", "plan", "apply", "verify", "fmt", "inspect", "diff", "explain", "init", "invert", "recipes", "completion")
 
 
 def test_tree_has_every_command_and_flag() -> None:

@@ -36,14 +36,14 @@ def test_public_api_is_locked() -> None:
     import wmap
     assert sorted(wmap.__all__) == sorted([
         "ApplyReport", "Diagnostic", "Inventory", "Plan", "Span", "Spec", "TensorMeta", "WmapError",
-        "__version__", "apply", "inventory_of", "load_plan", "load_spec", "parse_spec", "plan", "verify",
+        "__version__", "apply", "inventory_of", "invert", "load_plan", "load_spec", "parse_spec", "plan", "verify",
     ])
     kinds = {name: "class" if inspect.isclass(getattr(wmap, name)) else
              "function" if inspect.isfunction(getattr(wmap, name)) else type(getattr(wmap, name)).__name__
              for name in wmap.__all__}
     assert kinds == {**{n: "class" for n in ("ApplyReport", "Diagnostic", "Inventory", "Plan", "Span", "Spec",
                                              "TensorMeta", "WmapError")},
-                     **{n: "function" for n in ("apply", "inventory_of", "load_plan", "load_spec", "parse_spec",
+                     **{n: "function" for n in ("apply", "inventory_of", "invert", "load_plan", "load_spec", "parse_spec",
                                                 "plan", "verify")}, "__version__": "str"}
     from wmap.core.version import VERSION
     assert wmap.__version__ == VERSION

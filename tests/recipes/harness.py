@@ -51,6 +51,16 @@ def build(family: Family, folder: Path) -> Built:
     return Built(family, folder, hf, cfg, reference, report.target, report)
 
 
+_BUILT: dict[str, Built] = {}
+
+
+def built(family: Family, tmp_path_factory: Any) -> Built:
+    """`build`, once per family per process (every test module of the recipes shares it)."""
+    if family.recipe not in _BUILT:
+        _BUILT[family.recipe] = build(family, tmp_path_factory.mktemp(family.recipe.replace("/", "_")))
+    return _BUILT[family.recipe]
+
+
 def variables(model: Any) -> dict[str, np.ndarray]:
     from wmap.formats.keras_naming import keras_names
     return {n: np.asarray(v.numpy()) for n, v in keras_names(model)}

@@ -8,17 +8,9 @@ import pytest
 pytest.importorskip("keras_hub")
 pytest.importorskip("transformers")
 
-from tests.recipes.families import FAMILIES, Family  # noqa: E402
-from tests.recipes.harness import Built, build, mismatches, variables  # noqa: E402
+from tests.recipes.families import FAMILIES  # noqa: E402
+from tests.recipes.harness import built, mismatches, variables  # noqa: E402
 from wmap.recipes import catalog  # noqa: E402
-
-_BUILT: dict[str, Built] = {}
-
-
-def built(family: Family, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    if family.recipe not in _BUILT:
-        _BUILT[family.recipe] = build(family, tmp_path_factory.mktemp(family.recipe.replace("/", "_")))
-    return _BUILT[family.recipe]
 
 
 def test_every_recipe_in_the_catalog_has_a_family_here_and_a_file() -> None:

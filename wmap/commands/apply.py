@@ -14,6 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                                    "spec or an inventory changed). The output appears only when complete.")
     add_spec(p, "SPEC|PLAN.json")
     add_endpoints(p, out=True)
+    p.add_argument("--reverse", action="store_true",
+                   help="run SPEC backwards (`wmap invert`): --source is what SPEC fills, --target what it reads")
     p.add_argument("--report", metavar="REPORT.json", help="also save the apply report (with checksums)")
     add_format(p)
     p.set_defaults(run=run)
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
                     "applied", hint="create the folder first, or drop --report")
     given = spec_path(args)
     spec = load_plan(given) if given.endswith(".json") else given
-    report = apply(spec, source=parse_sources(args.source), target=args.target, out=args.out, config=args.config)
+    report = apply(spec, source=parse_sources(args.source), target=args.target, out=args.out, config=args.config,
+                   reverse=args.reverse)
     data = report.to_json()
     if args.report:
         import json

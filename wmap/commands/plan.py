@@ -16,6 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_format(p, ("text", "markdown", "json"))
     p.add_argument("-o", "--save", dest="save", metavar="PLAN.json",
                    help="save the plan as JSON; `wmap apply PLAN.json` runs exactly it")
+    p.add_argument("--reverse", action="store_true",
+                   help="run SPEC backwards (`wmap invert`): --source is what SPEC fills, --target what it reads")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when the plan has warnings")
     p.set_defaults(run=run)
 
@@ -23,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.api import plan
 
-    p = plan(spec_path(args), parse_sources(args.source), args.target, args.config)
+    p = plan(spec_path(args), parse_sources(args.source), args.target, args.config, reverse=args.reverse)
     if args.save:
         from wmap.core.atomic import write_text_atomic
         write_text_atomic(args.save, p.dumps())

@@ -124,6 +124,17 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "A `let` reads `config.KEY`, but the spec says nowhere where the config is and none was passed.",
      "config \"config.json\"      (beside the spec), or: config src   (the config.json beside src's checkpoint), "
      "or --config PATH"),
+    ("WM130", "a step that cannot run backwards",
+     "`wmap invert` and `--reverse` turn every rule around and replace each transform by its inverse. "
+     "Some steps have none: they lose information (`prune`, `lerp`, `cast`, `average`), create values "
+     "(`init`), pick their transform from the models (`layout(auto)`), or do not state what they undo "
+     "(`reshape(...)` does not say the shape it reshapes from), or index arithmetic other than + and -.",
+     "rearrange(\"e (h d) -> e h d\", h=$heads)   (instead of reshape(-1, $heads, $head_dim): names its axes, inverts)"),
+    ("WM131", "a rule with several source patterns cannot be reversed",
+     "A reverse rule has one source pattern and one target template, so a forward rule that reads several "
+     "patterns (or several named sources) has no reverse: the reverse would not know which target each "
+     "part goes to.",
+     "{q,k,v}_proj.weight -> qkv.weight | concat(0)   (one pattern with an alternation: the reverse fans out over it)"),
     # -- 2xx: matching -------------------------------------------------------------------------
     ("WM201", "rule matched nothing",
      "A rule's source pattern matched no source tensor (first matching rule claims a tensor, so an "

@@ -555,11 +555,14 @@ def _infer_chain(st: _State, chain: tuple[Transform, ...], targets: tuple[Tensor
                  inputs: list[SourceRef]) -> _Inferred:
     n_in, n_out = len(inputs), len(targets)
     src_fw, tgt_fw = _frameworks(st, inputs)
-    if n_in > 1 and (not chain or (chain[0].ARITY != "n:1" and not chain[0].DISPATCH)):
+    # Several sources meet in a fan-in transform; 1:1 transforms before it apply to each source
+    # (`{q,k,v}.kernel -> qkv.weight | transpose | concat(0)`, what the reverse of a split reads).
+    head = next((t for t in chain if t.ARITY != "1:1" or t.DISPATCH), None)
+    if n_in > 1 and (head is None or (head.ARITY != "n:1" and not head.DISPATCH)):
         return ("error", TransformError(
             f"{n_in} source tensors land on one target ({', '.join(i.name for i in inputs[:4])}"
-            f"{', ...' if n_in > 4 else ''})", "start the chain with a fan-in transform: concat, stack, add, "
-            "sub, lerp, average or lora", code="WM206"))
+            f"{', ...' if n_in > 4 else ''})", "put a fan-in transform in the chain: concat, stack, add, "
+            "sub, lerp, average or lora (1:1 transforms before it apply to each source)", code="WM206"))
     if n_out > 1 and not any(t.ARITY == "1:n" or t.DISPATCH for t in chain):  # layout(auto): its preset's arity
         return ("error", TransformError(f"the target template expands to {n_out} tensors",
                                         "add a fan-out transform: split, chunk, unstack, or a fan-out preset",

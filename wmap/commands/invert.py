@@ -1,0 +1,36 @@
+"""`wmap invert SPEC [-o back.wmap]`: the spec that moves the weights back."""
+
+from __future__ import annotations
+
+import argparse
+
+from wmap.commands.common import Output, add_spec, spec_path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("invert", help="write the reverse of a spec (target -> source)",
+                       description="Turn SPEC around: its target becomes the source and its source the target, "
+                                   "every rule reversed and every transform replaced by its inverse (sizes stay "
+                                   "`$name`s from the config). Refuses, naming the rule, where a step cannot run "
+                                   "backwards (prune, lerp, cast, init, reshape without the shape it came from). "
+                                   "`wmap apply SPEC --reverse` runs the reverse without writing it.")
+    add_spec(p)
+    p.add_argument("-o", "--out", metavar="BACK.wmap", help="write the reverse spec here (default: print it)")
+    p.add_argument("--to", choices=("wmap", "yaml"), default=None,
+                   help="syntax of the reverse spec (default: from -o's suffix, else wmap)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from wmap.api import invert
+    from wmap.lang.fmt import to_wmap, to_yaml
+
+    back = invert(spec_path(args))
+    syntax = args.to or ("yaml" if args.out and args.out.endswith((".yaml", ".yml")) else "wmap")
+    text = to_yaml(back) if syntax == "yaml" else to_wmap(back)
+    if args.out:
+        from wmap.core.atomic import write_text_atomic
+        write_text_atomic(args.out, text)
+    else:
+        out.print(text, raw=True)
+    return 0
