@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from wmap.commands.common import Output, add_format
 
 if TYPE_CHECKING:
+    from wmap.recipes.recognise import RecipeMatch
     from wmap.scaffold.propose import InitResult
 
 FRAMEWORK_CHOICES = ["torch", "keras", "tf", "numpy", "safetensors"]
@@ -35,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("-o", "--out", metavar="SPEC", help="write the spec here (.wmap, or .yaml without the "
                    "comments); default: print it")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--no-recipe", action="store_true", help="match tensors even when a recipe from the library "
+                   "ports this pair (by default wmap init proposes the recipe: `wmap recipes`)")
     add_format(p)
     p.set_defaults(run=run)
 
@@ -49,6 +52,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.out and os.path.exists(args.out) and not args.force:
         raise error("WM521", f"`{args.out}` exists; wmap init does not overwrite a spec",
                     hint="pass --force to replace it, or choose another --out")
+    if not args.no_recipe:
+        from wmap.recipes.recognise import recognise
+        match = recognise(args.source, args.target)
+        if match is not None:
+            return _propose(match, args, out)
     source = read_inventory(args.source, args.source_framework)
     target = read_inventory(args.target, args.target_framework)
     result = init_spec(source, target, relative_location(args.source, args.out),
@@ -65,7 +73,55 @@ def run(args: argparse.Namespace, out: Output) -> int:
         out.err(_summary(result, args.out))
         if result.problems:
             out.diagnostics(result.problems)
+        if not args.no_recipe:
+            _mention_recipes(args.source, out)
     return 0 if result.complete else 2
+
+
+def _mention_recipes(source: str, out: Output) -> None:
+    """A source the library knows, with a target it did not recognise: say which recipes read it."""
+    from wmap.lang import load_spec
+    from wmap.recipes import for_model_type
+    from wmap.recipes.recognise import model_type_of
+
+    found = model_type_of(source)
+    model_type = found[0] if found else ""
+    for r in for_model_type(model_type) if model_type else []:
+        factory = load_spec(r.path).target
+        out.err(f"note: recipe {r.name} ports Hugging Face `{model_type}` checkpoints into {r.target}"
+                + (f"; `--target {factory.location}` proposes it" if factory and factory.location else ""))
+
+
+def _propose(match: RecipeMatch, args: argparse.Namespace, out: Output) -> int:
+    """Write the recipe, endpoints filled, after planning it against this very pair."""
+    import wmap
+    from wmap.lang import format_spec, parse_spec, syntax_for
+    from wmap.recipes.recognise import with_endpoints
+    from wmap.scaffold.rules import relative_location
+
+    text = with_endpoints(match, relative_location(args.source, args.out), relative_location(args.target, args.out))
+    spec = parse_spec(text, path=os.path.abspath(args.out) if args.out else None)
+    plan = wmap.plan(spec, source=args.source, target=args.target)  # a recipe that does not fit fails here
+    if args.out:
+        from wmap.core.atomic import write_text_atomic
+        syntax = syntax_for(args.out)
+        write_text_atomic(args.out, text if syntax == "wmap" else format_spec(spec, syntax))
+    r = match.recipe
+    if out.fmt == "json":
+        out.json({"format_version": 1, "path": args.out, "complete": True, "spec": text,
+                  "recipe": {"name": r.name, "family": r.family, "model_type": match.model_type,
+                             "target_class": match.target_class, "proven": list(r.proven)},
+                  "targets": len(plan.targets)})
+        return 0
+    if not args.out:
+        out.print(text)
+    out.err("\n".join([
+        f"{'wrote ' + args.out if args.out else 'spec above'}: recipe {r.name} ({r.family}), recognised from "
+        f"model_type `{match.model_type}` in the source's config.json and a {match.target_class} target",
+        *(f"  proven: {p}" for p in r.proven),
+        f"it plans cleanly for this pair: {len(plan.targets)} targets; next: "
+        f"`wmap plan {args.out or 'SPEC'}` (or `wmap init --no-recipe` to match tensors instead)"]))
+    return 0
 
 
 def _summary(result: InitResult, path: str | None) -> str:
