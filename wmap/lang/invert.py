@@ -174,7 +174,12 @@ def _invert_rule(rule: Rule, names: set[str]) -> Rule:
 
 # -- transforms --------------------------------------------------------------------------------
 
-_PLACEHOLDER_BASE = 1_000_003  # a prime no spec writes: `$heads` stands in as 1_000_003, ...
+# A transform's `inverse()` needs numbers, but a recipe's arguments are `$name` references whose
+# values come from a config only at plan time. Each reference stands in as a distinct odd number far
+# above any tensor dimension (2**40 + 1, 2**40 + 3, ...): an inverse that passes one through is
+# mapped back to its reference; one that computes with it (h * d, n // h) yields a number that is in
+# no table, caught by the `> base // 2` check below and refused rather than written as a constant.
+_PLACEHOLDER_BASE = 2**40 + 1
 
 
 def invert_call(call: Call) -> Call:
