@@ -17,7 +17,9 @@ from tests.recipes.harness import Built, built  # noqa: E402
 
 # Recipes whose reverse wmap refuses, and the code it refuses with: the list is checked both ways,
 # so a recipe that stops inverting, or starts, changes this file.
-ONE_WAY: dict[str, str] = {}
+ONE_WAY: dict[str, str] = {
+    "hf_to_keras_hub/mistral": "WM130",  # keras-hub's converter rounds every weight to float16: lossy
+}
 
 
 def _tensors(path: Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,31 @@
+"""Dense decoder-only language models beside Llama: Mistral, Qwen, Gemma, SmolLM3."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from tests.recipes.families import Family, decoder
+
+
+def rounded(dtype: str, compare: Callable[[Any, Any, Any], dict[str, float]]) -> Callable[[Any, Any, Any], dict[str, float]]:
+    """`compare` against a copy of the Hugging Face model whose weights went through `dtype` and back,
+    as a converter that rounds them (keras-hub's Mistral one, to float16) lands them: what is left to
+    compare is the modelling, at full tolerance, not the rounding."""
+    def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
+        import torch
+        twin = copy.deepcopy(hf)
+        with torch.no_grad():
+            for p in twin.parameters():
+                p.copy_(p.to(getattr(torch, dtype)).to(p.dtype))
+        return compare(twin, backbone, cfg)
+    return f
+
+
+FAMILIES = (
+    Family("hf_to_keras_hub/mistral", "MistralConfig",
+           dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False),
+           "MistralForCausalLM", rounded("float16", decoder())),
+)

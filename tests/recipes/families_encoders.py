@@ -1,0 +1,48 @@
+"""Encoders (BERT and its kin, ESM, BART): bidirectional attention over a padded batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tests.recipes.families import BATCH, SEQ, Family, as_np, base, call, diff, ids, mask
+
+
+def segments(seed: int = 1) -> np.ndarray:
+    return np.random.RandomState(seed).randint(0, 2, size=(BATCH, SEQ)).astype("int32")
+
+
+def encoder(pad: int = 2, segment_ids: bool = False, pooled: bool = False
+            ) -> Callable[[Any, Any, Any], dict[str, float]]:
+    """The backbone's sequence output against the Hugging Face base model's last hidden state, on the same
+    token ids and padding mask (and segment ids where the backbone takes them); padded positions are left
+    out, since neither side promises anything there. `pooled`: the pooler output too (position 0)."""
+    def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
+        import torch
+        x, m = ids(cfg.vocab_size), mask(pad)
+        inputs = {"token_ids": x, "padding_mask": m}
+        kwargs = {"input_ids": torch.tensor(x, dtype=torch.long), "attention_mask": torch.tensor(m)}
+        if segment_ids:
+            s = segments()
+            inputs["segment_ids"] = s
+            kwargs["token_type_ids"] = torch.tensor(s, dtype=torch.long)
+        y = call(backbone, inputs)
+        seq = y["sequence_output"] if isinstance(y, dict) else y
+        with torch.no_grad():
+            o = base(hf)(**kwargs)
+        out = {"sequence": diff(o.last_hidden_state.numpy(), as_np(seq), m)}
+        if pooled:
+            out["pooled"] = diff(o.pooler_output.numpy(), as_np(y["pooled_output"]))
+        return out
+    return f
+
+
+_BERTISH = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=64)
+
+FAMILIES = (
+    Family("hf_to_keras_hub/bert", "BertConfig", _BERTISH, "BertForPreTraining",
+           encoder(segment_ids=True, pooled=True)),
+)
