@@ -97,17 +97,30 @@ def _compile(s: Spec, sources: dict[str, Inventory], source: Any, target: Any, c
     return Plan.of(dataclasses.replace(p, bound=(source, target))), target_inv
 
 
+# A plan is ~300 bytes a step: 256 MiB holds ~900k steps, ten times a DeepSeek-size checkpoint.
+MAX_PLAN_BYTES = 256 * 1024 * 1024
+
+
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """A plan saved with `wmap plan -o plan.json`."""
     import json
 
     from wmap.core.errors import error
+    from wmap.core.files import FileTooLarge, NotRegularFile, read_regular
     from wmap.planning.serialise import plan_from_json
+    shown = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested past the stack
-        raise error("WM520", f"cannot read plan `{os.fspath(path)}`: {e}") from None
+        data = json.loads(read_regular(path, MAX_PLAN_BYTES).decode("utf-8"))
+    except NotRegularFile:
+        raise error("WM520", f"cannot read plan `{shown}`: it is not a regular file (a FIFO or a device)",
+                    hint="pass the plan.json that `wmap plan -o` wrote") from None
+    except FileTooLarge as e:
+        raise error("WM520", f"cannot read plan `{shown}`: it is {e.size:,} bytes, more than a plan of "
+                    f"{MAX_PLAN_BYTES:,}", hint="is this the plan.json that `wmap plan -o` wrote?") from None
+    except OSError as e:
+        raise error("WM520", f"cannot read plan `{shown}`: {e.strerror or e}") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: JSON nested past the stack
+        raise error("WM520", f"cannot read plan `{shown}`: {e}") from None
     return Plan.of(dataclasses.replace(plan_from_json(data, os.fspath(path)), origin=os.fspath(path)))
 
 

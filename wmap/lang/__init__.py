@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from wmap.core.errors import Diagnostic, Span, WmapError
+from wmap.core.files import FileTooLarge, NotRegularFile, read_regular
 from wmap.lang.spec import Spec
 
 Syntax = Literal["wmap", "yaml"]
@@ -45,10 +46,13 @@ def load_spec(path: str | os.PathLike[str], *, names: bool = True) -> Spec:
     p = Path(path)
     shown = str(path)
     try:
-        size = p.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise _too_big(size, shown, "is this the right file? A mapping spec is a few hundred lines")
-        text = p.read_text(encoding="utf-8")
+        # universal newlines, as a text-mode read gives: positions count `\r\n` as one line end
+        text = read_regular(p, MAX_SPEC_BYTES).decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except FileTooLarge as e:
+        raise _too_big(e.size, shown, "is this the right file? A mapping spec is a few hundred lines") from None
+    except NotRegularFile:
+        raise WmapError([Diagnostic("WM115", "error", f"`{shown}` is not a regular file (a FIFO or a device)", None,
+                                    "pass the spec file itself; wmap does not read specs from pipes")]) from None
     except IsADirectoryError:
         raise WmapError([Diagnostic("WM115", "error", f"`{shown}` is a directory, not a spec", None,
                                     "pass a .wmap or .yaml file")]) from None

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wmap.core.errors import error
+from wmap.core.files import FileTooLarge, NotRegularFile, read_regular
 from wmap.lang.bindings import ConfigData, plain
 from wmap.lang.spec import DEFAULT_SOURCE, Spec
 from wmap.planning.plan import Plan
@@ -31,28 +32,24 @@ def read_config(path: str, label: str, where: str) -> ConfigData:
         return error("WM515", f"cannot read the config `{path}`: {why}", hint=hint)
 
     try:
-        st = os.stat(path)
+        raw = read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise bad("it does not exist", "a Hugging Face checkpoint keeps config.json in its folder; pass --config "
                   "PATH if yours is elsewhere") from None
+    except (NotRegularFile, IsADirectoryError):
+        raise bad("it is not a regular file", "pass the config.json file itself") from None
+    except FileTooLarge as e:
+        raise bad(f"it is {e.size:,} bytes; a model config is at most {MAX_CONFIG_BYTES:,}") from None
     except OSError as e:
         raise bad(e.strerror or str(e)) from None
-    import stat
-    if not stat.S_ISREG(st.st_mode):
-        raise bad("it is not a regular file", "pass the config.json file itself")
-    if st.st_size > MAX_CONFIG_BYTES:
-        raise bad(f"it is {st.st_size:,} bytes; a model config is at most {MAX_CONFIG_BYTES:,}")
     try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read(MAX_CONFIG_BYTES + 1).decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise bad("it is not UTF-8 text") from None
     except RecursionError:
         raise bad("it is nested too deeply") from None
     except ValueError as e:
         raise bad(f"it is not JSON ({e})") from None
-    except OSError as e:
-        raise bad(e.strerror or str(e)) from None
     if not isinstance(data, dict):
         raise bad(f"its top level is a {type(data).__name__}, not an object")
     return ConfigData(label, data, where)

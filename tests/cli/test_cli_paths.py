@@ -1,0 +1,53 @@
+"""Path arguments that are not plain files: a FIFO or a device named as a spec, a saved plan or a
+config is refused with its WM code before anything is read or written. Each runs as its own
+process with a timeout, because the failure being guarded against is a read that never returns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import paths
+
+SPEC = "wmap 1\na.weight -> a.weight\n"
+
+
+def _wmap(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
+    return subprocess.run([sys.executable, "-m", "wmap", *argv], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=60)
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "fifo.wmap")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "port.wmap").write_text(SPEC)
+    (tmp_path / "plan.json").write_text("{}")
+    import numpy as np
+    from safetensors.numpy import save_file
+    for name in ("a", "b"):
+        save_file({"a.weight": np.zeros((2, 2), np.float32)}, str(tmp_path / f"{name}.safetensors"))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["check", "fifo.wmap"], "WM115"),
+    (["check", "/dev/zero"], "WM115"),
+    (["fmt", "fifo.wmap"], "WM115"),
+    (["apply", "fifo.json", "--source", "a.safetensors", "--out", "b.safetensors"], "WM520"),
+    (["diff", "fifo.json", "plan.json"], "WM520"),
+    (["plan", "port.wmap", "--source", "a.safetensors", "--target", "b.safetensors", "--config", "fifo.json"],
+     "WM515"),
+], ids=["check", "check-device", "fmt", "apply-plan", "diff", "config"])
+def test_a_fifo_or_device_is_refused_not_read(work: Path, argv: list[str], code: str) -> None:
+    before = sorted(os.listdir(work))
+    got = _wmap(*argv, cwd=work)
+    assert got.returncode == 1, got.stderr
+    assert f"error[{code}]" in got.stderr and "not a regular file" in got.stderr
+    assert "Traceback" not in got.stderr
+    assert sorted(os.listdir(work)) == before  # no output, no temporary
