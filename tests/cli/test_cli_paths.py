@@ -51,3 +51,34 @@ def test_a_fifo_or_device_is_refused_not_read(work: Path, argv: list[str], code:
     assert f"error[{code}]" in got.stderr and "not a regular file" in got.stderr
     assert "Traceback" not in got.stderr
     assert sorted(os.listdir(work)) == before  # no output, no temporary
+
+
+@pytest.mark.parametrize(("argv", "flags"), [
+    (["apply", "port.wmap", "--source", "a.safetensors", "--out", "b2.safetensors", "--report", "b2.safetensors"],
+     ("--report", "--out")),
+    (["apply", "port.wmap", "--source", "a.safetensors", "--out", "b2.safetensors", "--report", "a.safetensors"],
+     ("--report", "--source")),
+    (["apply", "port.wmap", "--source", "a.safetensors", "--out", "b2.safetensors", "--report", "link.json"],
+     ("--report", "--source")),
+    (["apply", "port.wmap", "--source", "a.safetensors", "--out", "port.wmap"], ("--out", "SPEC")),
+    (["plan", "port.wmap", "--source", "a.safetensors", "--target", "b.safetensors", "-o", "port.wmap"],
+     ("-o", "SPEC")),
+    (["plan", "port.wmap", "--source", "a.safetensors", "--target", "b.safetensors", "-o", "./b.safetensors"],
+     ("-o", "--target")),
+    (["invert", "port.wmap", "-o", "port.wmap"], ("-o", "SPEC")),
+    (["init", "--source", "a.safetensors", "--target", "b.safetensors", "-o", "a.safetensors", "--force"],
+     ("-o", "--source")),
+], ids=["report=out", "report=source", "report=symlink-to-source", "out=spec", "plan-o=spec", "plan-o=target",
+        "invert-o=spec", "init-o=source"])
+def test_an_output_that_is_an_input_is_refused_before_anything_runs(
+        work: Path, argv: list[str], flags: tuple[str, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from wmap.cli import main
+    (work / "link.json").symlink_to(work / "a.safetensors")
+    monkeypatch.chdir(work)
+    before = {p.name: p.read_bytes() for p in work.iterdir() if p.is_file() and not p.name.startswith("fifo")}
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error[WM521]" in err and f"{flags[0]} `" in err and f"is the same file as {flags[1]} `" in err, err
+    after = {p.name: p.read_bytes() for p in work.iterdir() if p.is_file() and not p.name.startswith("fifo")}
+    assert after == before

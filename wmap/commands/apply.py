@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from wmap.commands.common import Output, add_endpoints, add_format, add_spec, parse_sources, spec_path
+from wmap.commands.common import (
+    Output,
+    add_endpoints,
+    add_format,
+    add_spec,
+    parse_sources,
+    refuse_clashes,
+    spec_path,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,8 +42,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise error("WM512", f"cannot write the report `{args.report}`: its folder does not exist; nothing was "
                     "applied", hint="create the folder first, or drop --report")
     given = spec_path(args)
+    sources = parse_sources(args.source)
+    refuse_clashes({"--out": args.out, "--report": args.report},
+                   {"SPEC": given, "--source": sources, "--target": args.target, "--config": args.config})
     spec = load_plan(given) if given.endswith(".json") else given
-    report = apply(spec, source=parse_sources(args.source), target=args.target, out=args.out, config=args.config,
+    report = apply(spec, source=sources, target=args.target, out=args.out, config=args.config,
                    reverse=args.reverse)
     data = report.to_json()
     if args.report:

@@ -124,3 +124,37 @@ def parse_sources(values: Sequence[str] | None) -> Any:
         from wmap.core.errors import error
         raise error("WM521", "give several sources as NAME=PATH", hint="e.g. --source base=a.pt --source tuned=b.pt")
     return named or plain[0]
+
+
+def _paths(value: Any) -> list[str]:
+    """The file paths in an endpoint argument: a path, {name: path}, or None (a `module:callable`
+    names no file, and a path that does not exist yet is still compared by where it would be)."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [p for v in value.values() for p in _paths(v)]
+    return [os.fspath(value)] if isinstance(value, (str, os.PathLike)) else []
+
+
+def _same(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        try:
+            return os.path.samefile(a, b)  # the same inode: hard links and symlinks included
+        except OSError:
+            return False
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_clashes(writes: Mapping[str, str | None], reads: Mapping[str, Any]) -> None:
+    """Refuse, before anything is read or written, a file the command writes that is also a file it
+    reads or another file it writes (`--report` = `--out` would turn the checkpoint just written into
+    JSON; `plan -o` = the spec would replace the spec). Keys are the flags, as the user typed them."""
+    from wmap.core.errors import error
+    outputs = [(flag, p) for flag, v in writes.items() for p in _paths(v)]
+    inputs = [(flag, p) for flag, v in reads.items() for p in _paths(v)]
+    for i, (flag, path) in enumerate(outputs):
+        for other, there in [*outputs[:i], *inputs]:
+            if _same(path, there):
+                raise error("WM521", f"{flag} `{printable(path)}` is the same file as {other} `{printable(there)}`: "
+                            "writing it would destroy what that names; nothing was run",
+                            hint=f"give {flag} a path of its own")

@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from wmap.commands.common import Output, add_format
+from wmap.commands.common import Output, add_format, refuse_clashes
 
 if TYPE_CHECKING:
     from wmap.recipes.recognise import RecipeMatch
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.scaffold.propose import init_spec
     from wmap.scaffold.rules import relative_location
 
+    refuse_clashes({"-o": args.out}, {"--source": args.source, "--target": args.target})
     if args.out and os.path.exists(args.out) and not args.force:
         raise error("WM521", f"`{args.out}` exists; wmap init does not overwrite a spec",
                     hint="pass --force to replace it, or choose another --out")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmap.commands.common import Output, add_spec, spec_path
+from wmap.commands.common import Output, add_spec, refuse_clashes, spec_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,7 +25,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.api import invert
     from wmap.lang.fmt import to_wmap, to_yaml
 
-    back = invert(spec_path(args))
+    given = spec_path(args)
+    refuse_clashes({"-o": args.out}, {"SPEC": given})
+    back = invert(given)
     syntax = args.to or ("yaml" if args.out and args.out.endswith((".yaml", ".yml")) else "wmap")
     text = to_yaml(back) if syntax == "yaml" else to_wmap(back)
     if args.out:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from wmap.commands.common import Output, add_endpoints, add_format, add_spec, parse_sources, spec_path
+from wmap.commands.common import (
+    Output,
+    add_endpoints,
+    add_format,
+    add_spec,
+    parse_sources,
+    refuse_clashes,
+    spec_path,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,7 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.api import plan
 
-    p = plan(spec_path(args), parse_sources(args.source), args.target, args.config, reverse=args.reverse)
+    given, sources = spec_path(args), parse_sources(args.source)
+    refuse_clashes({"-o": args.save}, {"SPEC": given, "--source": sources, "--target": args.target,
+                                       "--config": args.config})
+    p = plan(given, sources, args.target, args.config, reverse=args.reverse)
     if args.save:
         from wmap.core.atomic import write_text_atomic
         write_text_atomic(args.save, p.dumps())
