@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from wmap.commands import COMMANDS
-from wmap.commands.common import Output
+from wmap.commands.common import Interrupted, Output
 from wmap.core.errors import WmapError
 from wmap.core.version import VERSION
 
@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WmapError as e:
         out.diagnostics(e.diagnostics, e.sources)
         return EXIT_ERRORS
+    except Interrupted as e:
+        out.err(f"interrupted: {e}")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         out.err("interrupted: nothing was written")
         return EXIT_INTERRUPTED

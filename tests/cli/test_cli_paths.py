@@ -82,3 +82,22 @@ def test_an_output_that_is_an_input_is_refused_before_anything_runs(
     assert "error[WM521]" in err and f"{flags[0]} `" in err and f"is the same file as {flags[1]} `" in err, err
     after = {p.name: p.read_bytes() for p in work.iterdir() if p.is_file() and not p.name.startswith("fifo")}
     assert after == before
+
+
+def test_ctrl_c_after_the_output_is_in_place_says_so(work: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt while the report's checksums are computed (the output already replaced) must not
+    claim that nothing was written: it says the output is complete and the report is not."""
+    from wmap.cli import main
+    from wmap.run.execute import ApplyReport
+
+    def interrupted(self: ApplyReport) -> dict[str, str]:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ApplyReport, "checksums", interrupted)
+    monkeypatch.chdir(work)
+    code = main(["apply", "port.wmap", "--source", "a.safetensors", "--target", "b.safetensors",
+                 "--out", "c.safetensors", "--report", "r.json"])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "nothing was written" not in err and "`c.safetensors` was written in full; the report was not" in err
+    assert (work / "c.safetensors").is_file() and not (work / "r.json").exists()

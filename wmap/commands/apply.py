@@ -6,6 +6,7 @@ import argparse
 import os
 
 from wmap.commands.common import (
+    Interrupted,
     Output,
     add_endpoints,
     add_format,
@@ -48,12 +49,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
     spec = load_plan(given) if given.endswith(".json") else given
     report = apply(spec, source=sources, target=args.target, out=args.out, config=args.config,
                    reverse=args.reverse)
-    data = report.to_json()
-    if args.report:
-        import json
+    try:  # the output is in place now: an interrupt from here on must not say nothing was written
+        data = report.to_json()
+        if args.report:
+            import json
 
-        from wmap.core.atomic import write_text_atomic
-        write_text_atomic(args.report, json.dumps(data, indent=2) + "\n")
+            from wmap.core.atomic import write_text_atomic
+            write_text_atomic(args.report, json.dumps(data, indent=2) + "\n")
+    except KeyboardInterrupt:
+        raise Interrupted(f"`{args.out}` was written in full; the report was not") from None
     if out.fmt == "json":
         out.json(data)
         return 0

@@ -14,6 +14,11 @@ from wmap.core.errors import Diagnostic
 from wmap.core.names import printable
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C after a command changed something: what it had done by then (the CLI prints it in place
+    of "nothing was written")."""
+
+
 @dataclass
 class Output:
     fmt: str
