@@ -20,7 +20,8 @@ ROOT = paths.ROOT
 SPECS = ROOT / "specs"
 EXAMPLES = SPECS / "examples"
 # The examples this suite owns (other example files in the folder are covered pairwise too).
-OWN = ("backbone_new_head", "torch_to_keras", "fused_qkv_split", "vocab_growth", "two_source_merge", "freeze_lr")
+OWN = ("backbone_new_head", "torch_to_keras", "fused_qkv_split", "vocab_growth", "two_source_merge", "freeze_lr",
+       "moe_experts")
 PAIRS = sorted(p.stem for p in EXAMPLES.glob("*.wmap"))
 SPEC_FILES = sorted(p for p in SPECS.rglob("*") if p.suffix in (".wmap", ".yaml", ".yml"))
 

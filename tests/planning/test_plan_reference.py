@@ -93,9 +93,25 @@ def torch_to_keras() -> Expected:
     return out
 
 
+def moe_experts() -> Expected:
+    # `option strip_prefix = "model."`: the plan names sources without it
+    out: Expected = {"embed.weight": (("embed_tokens.weight",), ()), "norm.weight": (("norm.weight",), ()),
+                     "lm_head.weight": (("lm_head.weight",), ())}
+    for i in range(2):
+        s, t = f"layers.{i}", f"layers.{i}"
+        out.update({f"{t}.attn.{q}.weight": ((f"{s}.self_attn.{q}_proj.weight",), ()) for q in "qkvo"})
+        out[f"{t}.norm1.weight"] = ((f"{s}.input_layernorm.weight",), ())
+        out[f"{t}.norm2.weight"] = ((f"{s}.post_attention_layernorm.weight",), ())
+        out[f"{t}.moe.router.weight"] = ((f"{s}.block_sparse_moe.gate.weight",), ())
+        for w, proj in (("w1", "gate"), ("w3", "up"), ("w2", "down")):  # Mixtral: w1 gate, w3 up, w2 down
+            experts = tuple(f"{s}.block_sparse_moe.experts.{e}.{w}.weight" for e in range(12))  # 0, 1, ..., 11
+            out[f"{t}.moe.{proj}_proj"] = (experts, ("stack",))
+    return out
+
+
 REFERENCES: dict[str, Callable[[], Expected]] = {
     "fused_qkv_split": fused_qkv_split, "backbone_new_head": backbone_new_head, "vocab_growth": vocab_growth,
-    "freeze_lr": freeze_lr, "torch_to_keras": torch_to_keras,
+    "freeze_lr": freeze_lr, "torch_to_keras": torch_to_keras, "moe_experts": moe_experts,
 }
 
 

@@ -113,3 +113,28 @@ CHECKPOINTS: dict[str, Callable[[], tuple[dict[str, Shapes], Shapes]]] = {
     "fused_qkv_split": _fused_qkv_split, "vocab_growth": _vocab_growth,
     "two_source_merge": _two_source_merge, "freeze_lr": _freeze_lr,
 }
+
+
+def _moe_experts(e: int = 8, ffn: int = 16, experts: int = 12, layers: int = 2, vocab: int = 32
+                 ) -> tuple[dict[str, Shapes], Shapes]:
+    """Hugging Face Mixtral names (one tensor per expert) and a stacked-experts target; twelve experts, so
+    string order (0, 1, 10, 11, 2, ...) and index order differ."""
+    src: Shapes = {"model.embed_tokens.weight": (vocab, e), "model.norm.weight": (e,), "lm_head.weight": (vocab, e)}
+    tgt: Shapes = {"embed.weight": (vocab, e), "norm.weight": (e,), "lm_head.weight": (vocab, e)}
+    for i in range(layers):
+        p = f"model.layers.{i}"
+        src.update({f"{p}.self_attn.{q}_proj.weight": (e, e) for q in "qkvo"})
+        src.update({f"{p}.{n}_layernorm.weight": (e,) for n in ("input", "post_attention")})
+        src[f"{p}.block_sparse_moe.gate.weight"] = (experts, e)
+        for x in range(experts):
+            src.update({f"{p}.block_sparse_moe.experts.{x}.{w}.weight": (ffn, e) for w in ("w1", "w3")})
+            src[f"{p}.block_sparse_moe.experts.{x}.w2.weight"] = (e, ffn)
+        tgt.update({f"layers.{i}.attn.{q}.weight": (e, e) for q in "qkvo"})
+        tgt.update({f"layers.{i}.norm{n}.weight": (e,) for n in (1, 2)})
+        tgt[f"layers.{i}.moe.router.weight"] = (experts, e)
+        tgt.update({f"layers.{i}.moe.{w}_proj": (experts, ffn, e) for w in ("gate", "up")})
+        tgt[f"layers.{i}.moe.down_proj"] = (experts, e, ffn)
+    return {"src": src}, tgt
+
+
+CHECKPOINTS["moe_experts"] = _moe_experts
