@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Union, cast
 
 from lark import Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedInput, VisitError
+from lark.tree import Meta
 
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError
 from wmap.lang.comments import attach_comments, scan_comments
@@ -44,7 +45,10 @@ from wmap.lang.statements import Statement, StatementList, VersionLine
 from wmap.lang.syntax_errors import call_diag, collect_line_errors, syntax_diag
 from wmap.lang.validate import assemble
 
-Node = Any
+# What a rule of the builder hands to the rule above it: AST pieces, tokens, and the small
+# intermediate values (a pattern with its span, a chain, a keyword argument) that only the builder sees.
+Node = Union[Statement, StatementList, Call, Expr, Value, Token, "_Kwarg", "Patterns", list[Call], None]
+Patterns = list[tuple[str, Span]]
 
 
 def parse_wmap(text: str, path: str | None = None, *, names: bool = False) -> Spec:
@@ -64,13 +68,7 @@ def parse_wmap(text: str, path: str | None = None, *, names: bool = False) -> Sp
         raise AssertionError("unreachable") from None
     _check_nesting(tree, path, None, bag.sources)
     builder = _Builder(path, text=text)
-    try:
-        statements = builder.transform(tree)
-    except VisitError as e:
-        orig = e.orig_exc
-        if isinstance(orig, WmapError):
-            raise WmapError(orig.diagnostics, bag.sources) from None
-        raise
+    statements = cast("list[Statement]", _build(builder, tree, bag.sources))  # the `file` rule's value
     attached, trailing = attach_comments(statements, scan_comments(text))
     return assemble(attached, trailing, path, text, bag, names=names, part_spans=builder.part_spans)
 
@@ -82,13 +80,7 @@ def parse_call(text: str, span: Span) -> Call:
     except UnexpectedInput as e:
         raise WmapError([call_diag(e, text, span)]) from None
     _check_nesting(tree, span.path, span)
-    try:
-        call: Call = _Builder(span.path, base=span).transform(tree)
-    except VisitError as e:
-        if isinstance(e.orig_exc, WmapError):
-            raise e.orig_exc from None
-        raise
-    return call
+    return cast(Call, _build(_Builder(span.path, base=span), tree))  # the `call` rule's value
 
 
 def parse_expr(text: str, span: Span) -> Expr:
@@ -98,13 +90,17 @@ def parse_expr(text: str, span: Span) -> Expr:
     except UnexpectedInput as e:
         raise WmapError([call_diag(e, text, span, what="expression")]) from None
     _check_nesting(tree, span.path, span)
+    return cast(Expr, _build(_Builder(span.path, base=span), tree))  # the `expr` rule's value
+
+
+def _build(builder: _Builder, tree: Tree[Token], sources: dict[str, str] | None = None) -> Node:
+    """Run the builder; a WmapError it raised inside lark comes out as itself, with the spec's text."""
     try:
-        out: Expr = _Builder(span.path, base=span).transform(tree)
+        return builder.transform(tree)
     except VisitError as e:
         if isinstance(e.orig_exc, WmapError):
-            raise e.orig_exc from None
+            raise WmapError(e.orig_exc.diagnostics, sources or e.orig_exc.sources) from None
         raise
-    return out
 
 
 MAX_NESTING = 32  # lists inside lists in a call's arguments; real specs need one or two levels
@@ -149,8 +145,8 @@ class _Builder(Transformer[Token, Node]):
         # a statement's span -> its parts' spans (rule: patterns then template; option: name, value)
         self.part_spans: dict[Span, tuple[Span, ...]] = {}
 
-    def _span(self, meta: Any) -> Span:
-        if getattr(meta, "empty", True):
+    def _span(self, meta: Meta) -> Span:
+        if meta.empty:
             return Span(self.path, 0, 0)
         if self.base is not None:  # a call parsed out of a YAML string
             return Span(self.path, self.base.line, self.base.column + meta.column - 1,
@@ -161,15 +157,15 @@ class _Builder(Transformer[Token, Node]):
         return Span(self.path, tok.line or 0, tok.column or 0, tok.end_line, tok.end_column)
 
     @v_args(meta=True)
-    def file(self, meta: Any, items: list[Statement | None]) -> list[Statement]:
+    def file(self, meta: Meta, items: list[Statement | None]) -> list[Statement]:
         return [i for i in items if i is not None]
 
     @v_args(meta=True)
-    def version(self, meta: Any, items: list[Token]) -> VersionLine:
+    def version(self, meta: Meta, items: list[Token]) -> VersionLine:
         return VersionLine(int(items[0]), self._span(meta))
 
     @v_args(meta=True)
-    def source(self, meta: Any, items: list[Token | None]) -> SourceDecl:
+    def source(self, meta: Meta, items: list[Token | None]) -> SourceDecl:
         names = [t for t in items if t is not None and t.type == "NAME"]
         words = [str(t) for t in names]
         loc = next((_unquote(t) for t in items if t is not None and t.type == "STRING"), "")
@@ -187,7 +183,7 @@ class _Builder(Transformer[Token, Node]):
         return SourceDecl(DEFAULT_SOURCE, loc, None, span)
 
     @v_args(meta=True)
-    def target(self, meta: Any, items: list[Token | None]) -> TargetDecl:
+    def target(self, meta: Meta, items: list[Token | None]) -> TargetDecl:
         names = [t for t in items if t is not None and t.type == "NAME"]
         loc = next((_unquote(t) for t in items if t is not None and t.type == "STRING"), "")
         span = self._span(meta)
@@ -196,7 +192,7 @@ class _Builder(Transformer[Token, Node]):
         return TargetDecl(loc, str(names[0]) if names else None, span)
 
     @v_args(meta=True)
-    def option(self, meta: Any, items: list[Any]) -> Option:
+    def option(self, meta: Meta, items: tuple[Token, Value]) -> Option:
         span = self._span(meta)
         name = self._tok_span(items[0])
         line = self.lines[name.line - 1] if 0 < name.line <= len(self.lines) else ""
@@ -207,7 +203,7 @@ class _Builder(Transformer[Token, Node]):
         return Option(str(items[0]), items[1], span)
 
     @v_args(meta=True)
-    def rule(self, meta: Any, items: list[Any]) -> Rule:
+    def rule(self, meta: Meta, items: tuple[Token | None, Patterns, tuple[str, Span], list[Call]]) -> Rule:
         optional, sources, target, chain = items
         span = self._span(meta)
         self.part_spans[span] = tuple(s for _, s in sources) + (target[1],)
@@ -228,20 +224,20 @@ class _Builder(Transformer[Token, Node]):
             return (_unquote(tok), span)
         return (str(tok), span)
 
-    def drop(self, items: list[Any]) -> StatementList:
+    def drop(self, items: tuple[Patterns]) -> StatementList:
         return StatementList("drop", tuple(PatternStmt(p, s) for p, s in items[0]))
 
-    def keep(self, items: list[Any]) -> StatementList:
+    def keep(self, items: tuple[Patterns]) -> StatementList:
         return StatementList("keep", tuple(PatternStmt(p, s) for p, s in items[0]))
 
-    def freeze(self, items: list[Any]) -> StatementList:
+    def freeze(self, items: tuple[Patterns]) -> StatementList:
         return StatementList("freeze", tuple(PatternStmt(p, s) for p, s in items[0]))
 
-    def init(self, items: list[Any]) -> StatementList:
+    def init(self, items: tuple[Patterns, Call]) -> StatementList:
         pats, call = items
         return StatementList("init", tuple(Init(p, call, s) for p, s in pats))
 
-    def lr(self, items: list[Any]) -> StatementList:
+    def lr(self, items: tuple[Patterns, Token]) -> StatementList:
         pats, factor = items
         try:
             value = float(factor)
@@ -253,7 +249,7 @@ class _Builder(Transformer[Token, Node]):
         return StatementList("lr", tuple(LrScale(p, value, s) for p, s in pats))
 
     @v_args(meta=True)
-    def call(self, meta: Any, items: list[Any]) -> Call:
+    def call(self, meta: Meta, items: list[Token | Value | _Kwarg]) -> Call:
         name = str(items[0])
         args: list[Value] = []
         kwargs: list[tuple[str, Value]] = []
@@ -264,7 +260,7 @@ class _Builder(Transformer[Token, Node]):
                 args.append(a)
         return Call(name, tuple(args), tuple(kwargs), self._span(meta))
 
-    def kwarg(self, items: list[Any]) -> _Kwarg:
+    def kwarg(self, items: tuple[str, Value]) -> _Kwarg:
         return _Kwarg(str(items[0]), items[1])
 
     def kwkey(self, items: list[Token]) -> str:
@@ -286,14 +282,14 @@ class _Builder(Transformer[Token, Node]):
         return self._tok_span(tok)
 
     @v_args(meta=True)
-    def config(self, meta: Any, items: list[Token]) -> ConfigDecl:
+    def config(self, meta: Meta, items: list[Token]) -> ConfigDecl:
         tok = items[0]
         if tok.type == "STRING":
             return ConfigDecl(path=_unquote(tok), span=self._span(meta))
         return ConfigDecl(endpoint=str(tok), span=self._span(meta))
 
     @v_args(meta=True)
-    def let(self, meta: Any, items: list[Any]) -> Let:
+    def let(self, meta: Meta, items: tuple[Token, Expr]) -> Let:
         return Let(str(items[0]), items[1], self._span(meta))
 
     def num_int(self, items: list[Token]) -> Num:
@@ -312,8 +308,9 @@ class _Builder(Transformer[Token, Node]):
         return Name(str(items[0]), self._at(items[0]))
 
     @v_args(meta=True)
-    def fn(self, meta: Any, items: list[Any]) -> Fn:
-        return Fn(str(items[0]), tuple(items[1:]), self._span(meta))
+    def fn(self, meta: Meta, items: list[Token | Expr]) -> Fn:
+        name, *args = items
+        return Fn(str(name), tuple(a for a in args if not isinstance(a, Token)), self._span(meta))
 
     def neg(self, items: list[Expr]) -> Expr:
         inner = items[0]
@@ -321,35 +318,35 @@ class _Builder(Transformer[Token, Node]):
             return Num(-inner.value)
         return Neg(inner)
 
-    def _binop(self, op: str, meta: Any, items: list[Expr]) -> BinOp:
+    def _binop(self, op: str, meta: Meta, items: list[Expr]) -> BinOp:
         return BinOp(op, items[0], items[1], self._span(meta))
 
     @v_args(meta=True)
-    def default(self, meta: Any, items: list[Expr]) -> BinOp:
+    def default(self, meta: Meta, items: list[Expr]) -> BinOp:
         return self._binop("??", meta, items)
 
     @v_args(meta=True)
-    def add(self, meta: Any, items: list[Expr]) -> BinOp:
+    def add(self, meta: Meta, items: list[Expr]) -> BinOp:
         return self._binop("+", meta, items)
 
     @v_args(meta=True)
-    def sub(self, meta: Any, items: list[Expr]) -> BinOp:
+    def sub(self, meta: Meta, items: list[Expr]) -> BinOp:
         return self._binop("-", meta, items)
 
     @v_args(meta=True)
-    def mul(self, meta: Any, items: list[Expr]) -> BinOp:
+    def mul(self, meta: Meta, items: list[Expr]) -> BinOp:
         return self._binop("*", meta, items)
 
     @v_args(meta=True)
-    def div(self, meta: Any, items: list[Expr]) -> BinOp:
+    def div(self, meta: Meta, items: list[Expr]) -> BinOp:
         return self._binop("/", meta, items)
 
     @v_args(meta=True)
-    def floordiv(self, meta: Any, items: list[Expr]) -> BinOp:
+    def floordiv(self, meta: Meta, items: list[Expr]) -> BinOp:
         return self._binop("//", meta, items)
 
     @v_args(meta=True)
-    def mod(self, meta: Any, items: list[Expr]) -> BinOp:
+    def mod(self, meta: Meta, items: list[Expr]) -> BinOp:
         return self._binop("%", meta, items)
 
     def word(self, items: list[Token]) -> str:
@@ -376,16 +373,16 @@ class _Builder(Transformer[Token, Node]):
         return WmapError([Diagnostic("WM100", "error", f"the number `{text}` is too large", span,
                                      "numbers in a spec are ordinary integers and floats")])
 
-    def true(self, _: list[Any]) -> bool:
+    def true(self, _: list[Token]) -> bool:
         return True
 
-    def false(self, _: list[Any]) -> bool:
+    def false(self, _: list[Token]) -> bool:
         return False
 
-    def null(self, _: list[Any]) -> None:
+    def null(self, _: list[Token]) -> None:
         return None
 
-    def list(self, items: list[Any]) -> tuple[Value, ...]:
+    def list(self, items: list[Value]) -> tuple[Value, ...]:
         return tuple(items)
 
 
