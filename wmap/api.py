@@ -8,6 +8,7 @@ from typing import Any
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory
+from wmap.core.values import ConfigLike, Endpoint, OutPath
 from wmap.lang.spec import Spec
 from wmap.planning import plan as _plan
 from wmap.run.execute import ApplyReport, apply_plan
@@ -27,7 +28,7 @@ class Plan(_plan.Plan):
             return p
         return cls(**{f.name: getattr(p, f.name) for f in dataclasses.fields(p)})
 
-    def apply(self, source: Any = None, target: Any = None, out: Any = None, **kw: Any) -> ApplyReport:
+    def apply(self, source: Endpoint = None, target: Endpoint = None, out: OutPath = None, **kw: Any) -> ApplyReport:
         """Execute this plan (see `wmap.apply`); `source`/`target` default to what it was planned with."""
         return apply_plan(self, source=source, target=target, out=out, **_with_progress(kw))
 
@@ -51,13 +52,13 @@ def invert(spec: SpecLike) -> Spec:
     return dataclasses.replace(invert_spec(s), path=s.path, text=s.text)
 
 
-def inventory_of(obj: Any, framework: str | None = None) -> Inventory:
+def inventory_of(obj: Endpoint, framework: str | None = None) -> Inventory:
     """Names, shapes and dtypes of a checkpoint, model, factory or state dict; reads no weight data."""
     from wmap.run.resolve import read_inventory
     return read_inventory(obj, framework)
 
 
-def plan(spec: SpecLike, source: Any = None, target: Any = None, config: Any = None,
+def plan(spec: SpecLike, source: Endpoint = None, target: Endpoint = None, config: ConfigLike = None,
          reverse: bool = False) -> Plan:
     """Compile a spec against its source(s) and target, from metadata only.
 
@@ -81,7 +82,7 @@ def _checked_spec(spec: SpecLike) -> Spec:
     return s
 
 
-def _compile(s: Spec, sources: dict[str, Inventory], source: Any, target: Any, config: Any = None
+def _compile(s: Spec, sources: dict[str, Inventory], source: Endpoint, target: Endpoint, config: ConfigLike = None
              ) -> tuple[Plan, Inventory]:
     """The plan bound to the endpoints it was made for, and the target inventory it was made from."""
     from wmap.planning.compiler import compile_plan
@@ -124,8 +125,8 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     return Plan.of(dataclasses.replace(plan_from_json(data, os.fspath(path)), origin=os.fspath(path)))
 
 
-def apply(spec: SpecLike | Plan, source: Any = None, target: Any = None, out: Any = None,
-          config: Any = None, reverse: bool = False, **kw: Any) -> ApplyReport:
+def apply(spec: SpecLike | Plan, source: Endpoint = None, target: Endpoint = None, out: OutPath = None,
+          config: ConfigLike = None, reverse: bool = False, **kw: Any) -> ApplyReport:
     """Plan (unless given a Plan) and execute. Returns the report; `report.target` is the filled model
     (for a `module:callable` target, the model wmap built) or the output path. `config`: as for
     `wmap.plan`; a saved plan re-reads its config and refuses if a value it was made with changed.
@@ -165,7 +166,7 @@ def _with_progress(kw: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def verify(spec: SpecLike | Plan, source: Any = None, target: Any = None, config: Any = None) -> Any:
+def verify(spec: SpecLike | Plan, source: Endpoint = None, target: Endpoint = None, config: ConfigLike = None) -> Any:
     """Check that `target` holds exactly what the plan puts there (recomputed from the sources)."""
     from wmap.run.verify import verify_plan
     p = spec if isinstance(spec, _plan.Plan) else plan(spec, source, target, config)

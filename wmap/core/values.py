@@ -8,6 +8,8 @@ config) before any transform is built, so transforms never see one.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -33,3 +35,16 @@ def refs_in(v: Value) -> list[Ref]:
     if isinstance(v, tuple):
         return [r for x in v for r in refs_in(x)]
     return []
+
+
+Endpoint = object
+"""What a caller hands wmap as a source, a target or an output: a checkpoint path, a `module:callable`,
+a state dict, a model (PyTorch or Keras), a mapping of named sources. It is checked where it is used
+(a WM5xx diagnostic otherwise), so code narrows it (`isinstance`) before touching it: `object`, never
+`Any`, so that mypy holds every use to that."""
+
+OutPath = Union[str, "os.PathLike[str]", None]  # noqa: UP007 (a string forward reference needs Union)
+"""Where `apply` writes its result when the target is a file: a path, or None for an in-memory target."""
+
+ConfigLike = Union[str, "os.PathLike[str]", Mapping[str, object], None]  # noqa: UP007
+"""A model config handed to a call: a JSON file's path or the parsed mapping (None: the spec's own)."""

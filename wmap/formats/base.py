@@ -8,11 +8,23 @@ bounded by the working set, not the checkpoint.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from wmap.core.inventory import Inventory
 
 ArrayKind = Literal["numpy", "torch"]
+
+
+class Array(Protocol):
+    """A tensor as it crosses the seams between readers, the executor and sinks: a numpy array or a
+    torch tensor (which, `ArrayKind` says). What every seam may rely on without knowing which is its
+    shape and dtype; a sink or reader that computes with it narrows it to its own framework's type."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> object: ...
 
 
 @runtime_checkable
@@ -23,7 +35,7 @@ class TensorSource(Protocol):
         """Names (normalised), shapes, dtypes and native names, from headers only."""
         ...
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         """The tensor `name` (normalised name) as a numpy array or torch tensor.
 
         Returns a read-only view backed by the file's mmap where the format allows;

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import ml_dtypes
 import numpy as np
@@ -31,8 +31,11 @@ import numpy as np
 from wmap.formats._common import dtype_name, fail, require
 from wmap.formats.bounds import EXPANSION_HINT, Member, expansion_ok
 
+if TYPE_CHECKING:
+    import h5py
 
-def open_h5(source: str | IO[bytes], where: str) -> Any:
+
+def open_h5(source: str | IO[bytes], where: str) -> h5py.File:
     """h5py.File in read mode; a file HDF5 cannot parse is WM509."""
     h5py = require("h5py", f"reading `{where}`")
     try:
@@ -55,7 +58,7 @@ def damaged(where: str, exc: BaseException) -> Exception:
 LINK_HINT = "a Keras weights file stores every group and dataset in place; re-save it with model.save_weights()"
 
 
-def hard_child(group: Any, name: str, where: str) -> Any:
+def hard_child(group: h5py.Group, name: str, where: str) -> h5py.Group | h5py.Dataset | None:
     """`group[name]` for one link name, or None when there is no such link; only hard links are
     resolved (anything else is WM509, see the module docstring)."""
     h5py = require("h5py", where)
@@ -80,7 +83,7 @@ def hard_child(group: Any, name: str, where: str) -> Any:
         raise damaged(where, exc) from None
 
 
-def walk(group: Any, path: str, where: str) -> Any:
+def walk(group: h5py.Group, path: str, where: str) -> h5py.Group | h5py.Dataset | None:
     """The object at a relative `path` ("a/b/c"), reached link by link through `hard_child`, or None."""
     h5py = require("h5py", where)
     obj = group
@@ -96,7 +99,7 @@ def walk(group: Any, path: str, where: str) -> Any:
     return obj
 
 
-def check_dataset(ds: Any, where: str) -> Any:
+def check_dataset(ds: h5py.Dataset, where: str) -> h5py.Dataset:
     """A dataset that stores its own data, in the file, and not much less of it than it declares."""
     try:
         outside = ds.external is not None or ds.is_virtual
@@ -113,7 +116,7 @@ def check_dataset(ds: Any, where: str) -> Any:
     return ds
 
 
-def dataset(group: Any, key: str, where: str) -> Any:
+def dataset(group: h5py.Group, key: str, where: str) -> h5py.Dataset:
     """`group[key]` (a relative path) if it is a plain, self-contained dataset; anything else is WM509."""
     h5py = require("h5py", where)
     obj = walk(group, key, where)
@@ -126,7 +129,7 @@ def dataset(group: Any, key: str, where: str) -> Any:
     return check_dataset(obj, where)
 
 
-def dataset_dtype(ds: Any, where: str) -> str:
+def dataset_dtype(ds: h5py.Dataset, where: str) -> str:
     """Canonical dtype of a Keras dataset (bf16 is stored as 2-byte opaque with a `dtype` attr)."""
     tag = ds.attrs.get("dtype")
     if isinstance(tag, bytes):
@@ -139,7 +142,7 @@ def dataset_dtype(ds: Any, where: str) -> str:
     return name
 
 
-def read_dataset(ds: Any, dtype: str, where: str) -> np.ndarray[Any, Any]:
+def read_dataset(ds: h5py.Dataset, dtype: str, where: str) -> np.ndarray[Any, Any]:
     try:
         arr = np.asarray(ds[()])
     except Exception as exc:

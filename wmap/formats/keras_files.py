@@ -36,7 +36,7 @@ from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta, normalise_name
 from wmap.formats import bounds
 from wmap.formats._common import as_kind, canonical_framework, check_unique, fail, missing, require, shown
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 from wmap.formats.h5_util import (
     damaged,
     dataset,
@@ -292,7 +292,7 @@ class KerasWeightsFile:
     def inventory(self) -> Inventory:
         return Inventory.from_metas(self._metas, self.label, self.framework)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         loc = self._where.get(name)
         if loc is None:
             raise missing(name, self._where, f"`{self.path}`")

@@ -26,7 +26,7 @@ from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta, normalise_name
 from wmap.formats import bounds
 from wmap.formats._common import as_kind, canonical_framework, check_unique, fail, missing, require, shown
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 from wmap.formats.h5_util import (
     damaged,
     dataset,
@@ -91,6 +91,8 @@ class LegacyKerasH5:
             raise fail("WM509", f"`{where}` is not a Keras weights file: no `layer_names` attribute",
                        hint="Keras 3 weights files end in `.weights.h5`")
         root = f if "layer_names" in f.attrs else hard_child(f, "model_weights", where)
+        if root is None:  # is_legacy_h5 found `layer_names` in one of the two places
+            raise fail("WM509", f"`{where}` has no `model_weights` group", hint="the file is damaged")
         configs = _configs(f.attrs.get("model_config"))
         rows = []
         for layer in (text_attr(n) for n in root.attrs["layer_names"]):
@@ -125,7 +127,7 @@ class LegacyKerasH5:
     def inventory(self) -> Inventory:
         return Inventory.from_metas(self._metas, self.label, self.framework)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         loc = self._where.get(name)
         if loc is None:
             raise missing(name, self._where, f"`{self.path}`")

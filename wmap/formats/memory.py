@@ -24,7 +24,7 @@ from wmap.formats._common import (
     missing,
     torch_dtype_name,
 )
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 from wmap.formats.keras_layers import WEIGHTLESS
 from wmap.formats.keras_naming import keras_names
 
@@ -50,7 +50,7 @@ class _Live:
     def inventory(self) -> Inventory:
         return Inventory.from_metas(self._metas, self.label, self.framework, self._tied)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         if name not in self._arrays:
             raise missing(name, self._arrays, f"the {self.label}")
         return as_kind(self._value(self._arrays[name]), kind, f"`{name}`")

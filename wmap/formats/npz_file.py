@@ -37,7 +37,7 @@ from wmap.formats._common import (
     shown,
     unmap,
 )
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class NpzFile:
         metas = (TensorMeta(k, m.shape, dtype_name(m.dtype) or "") for k, m in self._members.items())
         return Inventory.from_metas(metas, self.label, self.framework)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         m = self._members.get(name)
         if m is None:
             raise missing(name, self._members, f"`{self.path}`")

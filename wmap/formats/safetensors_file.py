@@ -42,7 +42,7 @@ from wmap.formats._common import (
     shown,
     unmap,
 )
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 
 MAX_HEADER = 100 * 1024 * 1024
 
@@ -204,7 +204,7 @@ class SafetensorsFile:
                 self._mm = mm
             return self._mm
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         entry = self._entries.get(name)
         if entry is None:
             raise missing(name, self._entries, f"`{self.path}`")

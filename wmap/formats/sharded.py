@@ -18,7 +18,7 @@ from typing import Any
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import canonical_framework, fail, missing, shown
-from wmap.formats.base import ArrayKind, TensorSource
+from wmap.formats.base import Array, ArrayKind, TensorSource
 
 INDEX_SUFFIX = ".index.json"
 
@@ -108,7 +108,7 @@ class ShardedSource:
     def inventory(self) -> Inventory:
         return Inventory.from_metas(self._metas, self.label, self.framework)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         shard = self._where.get(name)
         if shard is None:
             raise missing(name, self._where, f"`{self.path}`")

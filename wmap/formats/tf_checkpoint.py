@@ -36,7 +36,7 @@ from wmap.formats._common import (
     require,
     shown,
 )
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _BOOKKEEPING = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter", "global_step")
@@ -150,7 +150,7 @@ class TFCheckpoint:
     def inventory(self) -> Inventory:
         return Inventory.from_metas(self._metas, self.label, self.framework)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         native = self._native.get(name)
         if native is None:
             raise missing(name, self._native, f"`{self.path}`")

@@ -49,7 +49,7 @@ from wmap.formats._common import (
     shown,
     torch_dtype_name,
 )
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 
 WRAPPER_KEYS = ("state_dict", "model")
 _GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
@@ -247,7 +247,7 @@ class TorchFile:
         metas = (TensorMeta(k, tuple(t.shape), torch_dtype_name(t.dtype)) for k, t in self._tensors.items())
         return Inventory.from_metas(metas, self.label, self.framework, self.tied)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         t = self._tensors.get(name)
         if t is None:
             raise missing(name, self._tensors, f"`{self.path}`")

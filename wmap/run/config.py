@@ -17,6 +17,7 @@ from typing import Any
 
 from wmap.core.errors import error
 from wmap.core.files import FileTooLarge, NotRegularFile, read_regular
+from wmap.core.values import ConfigLike, Endpoint
 from wmap.lang.bindings import ConfigData, plain
 from wmap.lang.spec import DEFAULT_SOURCE, Spec
 from wmap.planning.plan import Plan
@@ -55,7 +56,7 @@ def read_config(path: str, label: str, where: str) -> ConfigData:
     return ConfigData(label, data, where)
 
 
-def config_for(spec: Spec | None, source: Any, target: Any, config: Any = None) -> ConfigData | None:
+def config_for(spec: Spec | None, source: Endpoint, target: Endpoint, config: ConfigLike = None) -> ConfigData | None:
     """The config for a compile: the one passed to the call, else the one the spec names, else None."""
     if config is not None:
         if isinstance(config, Mapping):
@@ -72,7 +73,7 @@ def config_for(spec: Spec | None, source: Any, target: Any, config: Any = None) 
     return beside(c.endpoint, _endpoint_object(spec, c.endpoint, source, target))
 
 
-def beside(endpoint: str, obj: Any) -> ConfigData:
+def beside(endpoint: str, obj: Endpoint) -> ConfigData:
     """The config.json in the folder of `endpoint`'s checkpoint (`obj`: its path, or whatever was given)."""
     if not isinstance(obj, (str, os.PathLike)) or is_factory(obj):
         raise error("WM515", f"`config {endpoint}` reads the config.json beside {endpoint}'s checkpoint, but "
@@ -83,7 +84,7 @@ def beside(endpoint: str, obj: Any) -> ConfigData:
     return read_config(os.path.join(folder, CONFIG_NAME), f"{CONFIG_NAME} beside {endpoint}", f"from:{endpoint}")
 
 
-def _endpoint_object(spec: Spec, endpoint: str, source: Any, target: Any) -> Any:
+def _endpoint_object(spec: Spec, endpoint: str, source: Endpoint, target: Endpoint) -> Any:
     from wmap.run.resolve import source_objects, target_object
     if endpoint == "target":
         return target_object(spec, target)[0]
@@ -94,7 +95,7 @@ def _endpoint_object(spec: Spec, endpoint: str, source: Any, target: Any) -> Any
     return objs[name][0]
 
 
-def check_lets(spec: Spec, config: Any = None) -> None:
+def check_lets(spec: Spec, config: ConfigLike = None) -> None:
     """For `wmap check` without a model: evaluate the lets against the config if it is at hand
     (the file the spec names exists, or one was passed), so a missing key or a wrong type is found
     at its position; a spec whose checkpoint is not on this machine is checked without it."""
@@ -115,7 +116,7 @@ def check_lets(spec: Spec, config: Any = None) -> None:
     bag.raise_if_errors()
 
 
-def check_saved_plan(plan: Plan, source: Any, target: Any, config: Any = None) -> None:
+def check_saved_plan(plan: Plan, source: Endpoint, target: Endpoint, config: ConfigLike = None) -> None:
     """A saved plan whose lets read a config: read it again, where it was found when the plan was
     made (or as passed now), and refuse if any value the plan was made with changed (WM604)."""
     b = plan.config

@@ -18,6 +18,7 @@ from typing import Any
 
 from wmap.core.errors import Diagnostic, WmapError, error
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.values import Endpoint, OutPath
 from wmap.formats.base import TensorSource
 from wmap.planning.plan import Plan, Step
 from wmap.sinks.base import LandedReader, TargetSink
@@ -237,7 +238,7 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: TargetSink,
             scans.close()
 
 
-def apply_plan(plan: Plan, source: Any = None, target: Any = None, out: Any = None, *,
+def apply_plan(plan: Plan, source: Endpoint = None, target: Endpoint = None, out: OutPath = None, *,
                on_step: StepHook | None = None, progress: Progress | None = None,
                opened: tuple[Mapping[str, TensorSource], Inventory] | None = None) -> ApplyReport:
     """Execute a checked plan. See `wmap.apply` for the arguments.

@@ -17,7 +17,7 @@ import inspect
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from wmap.core.errors import WmapError
 from wmap.core.names import is_factory_syntax
@@ -29,7 +29,7 @@ def is_factory_spec(text: str) -> bool:
     return is_factory_syntax(text)
 
 
-def is_factory(obj: object) -> bool:
+def is_factory(obj: object) -> TypeGuard[str]:
     """A `module:callable` reference rather than a path: the syntax matches and no such file exists
     (a checkpoint may be called `a:b` on POSIX; the file wins)."""
     import os

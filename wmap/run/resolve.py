@@ -11,19 +11,23 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wmap.core.errors import error
 from wmap.core.frameworks import installed
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.values import Endpoint, OutPath
 from wmap.formats.base import ArrayKind, TensorSource
 from wmap.lang.spec import DEFAULT_SOURCE, Spec
 from wmap.planning.plan import Plan
 from wmap.run.factory import Built, build_factory, is_factory
 from wmap.sinks.base import TargetSink
 
+if TYPE_CHECKING:
+    import torch
 
-def open_reader(obj: Any, framework: str | None = None) -> TensorSource:
+
+def open_reader(obj: Endpoint, framework: str | None = None) -> TensorSource:
     """A reader for anything a spec or a call may name: a `module:callable` is built first (torch
     models on the meta device), everything else goes to the format readers as it is."""
     from wmap.formats import open_source
@@ -32,7 +36,7 @@ def open_reader(obj: Any, framework: str | None = None) -> TensorSource:
     return open_source(obj, framework)
 
 
-def read_inventory(obj: Any, framework: str | None = None) -> Inventory:
+def read_inventory(obj: Endpoint, framework: str | None = None) -> Inventory:
     """The inventory of anything `open_reader` opens (a reader opened here is closed again)."""
     src = open_reader(obj, framework)
     try:
@@ -57,11 +61,11 @@ def _is_array(v: Any) -> bool:
         type(v).__name__ == "Parameter"
 
 
-def _is_state_dict(obj: Any) -> bool:
+def _is_state_dict(obj: Endpoint) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(_is_array(v) for v in obj.values())
 
 
-def source_objects(spec: Spec | None, source: Any) -> dict[str, tuple[Any, str | None]]:
+def source_objects(spec: Spec | None, source: Endpoint) -> dict[str, tuple[Any, str | None]]:
     """name -> (object or location, framework) for every source."""
     declared = {s.name: s for s in spec.sources} if spec else {}
     primary = next(iter(declared), DEFAULT_SOURCE)
@@ -85,7 +89,7 @@ def source_objects(spec: Spec | None, source: Any) -> dict[str, tuple[Any, str |
     return {primary: (source, fw), **others}
 
 
-def target_object(spec: Spec | None, target: Any) -> tuple[Any, str | None]:
+def target_object(spec: Spec | None, target: Endpoint) -> tuple[Any, str | None]:
     fw = spec.target.framework if spec and spec.target else None
     if target is not None:
         return target, fw
@@ -95,11 +99,11 @@ def target_object(spec: Spec | None, target: Any) -> tuple[Any, str | None]:
     return _locate(spec.target.location, spec, "the target"), fw
 
 
-def source_inventories(spec: Spec | None, source: Any) -> dict[str, Inventory]:
+def source_inventories(spec: Spec | None, source: Endpoint) -> dict[str, Inventory]:
     return {n: read_inventory(obj, fw) for n, (obj, fw) in source_objects(spec, source).items()}
 
 
-def open_spec_sources(spec: Spec, source: Any) -> dict[str, TensorSource]:
+def open_spec_sources(spec: Spec, source: Endpoint) -> dict[str, TensorSource]:
     """A reader for every source of the spec; the caller closes them (all closed on a failure)."""
     readers: dict[str, TensorSource] = {}
     try:
@@ -112,7 +116,7 @@ def open_spec_sources(spec: Spec, source: Any) -> dict[str, TensorSource]:
     return readers
 
 
-def target_inventory(spec: Spec | None, target: Any) -> Inventory:
+def target_inventory(spec: Spec | None, target: Endpoint) -> Inventory:
     obj, fw = target_object(spec, target)
     if isinstance(obj, Built):
         from wmap.formats import inventory_of
@@ -120,7 +124,7 @@ def target_inventory(spec: Spec | None, target: Any) -> Inventory:
     return read_inventory(obj, fw)
 
 
-def build_target(spec: Spec | None, target: Any, config: Mapping[str, object] | None = None) -> Any:
+def build_target(spec: Spec | None, target: Endpoint, config: Mapping[str, object] | None = None) -> Any:
     """The target to plan and apply with: a `module:callable` is built here, once (torch models on
     the meta device), and the built model is used for both; anything else as it is."""
     obj, fw = target_object(spec, target)
@@ -135,7 +139,7 @@ def _check_fingerprint(what: str, inv: Inventory, expected: str) -> None:
                     f"{expected})", hint="make the plan again against what you are applying it to")
 
 
-def open_sources(plan: Plan, source: Any) -> dict[str, TensorSource]:
+def open_sources(plan: Plan, source: Endpoint) -> dict[str, TensorSource]:
     readers: dict[str, TensorSource] = {}
     objs = source_objects(plan.spec, source) if (plan.spec is not None or source is not None) else {}
     expected = dict(plan.source_fingerprints)
@@ -176,7 +180,7 @@ def _check_step(plan: Plan, i: int, what: str, want: TensorMeta, have: TensorMet
                 hint="the plan file was edited or damaged; make it again with `wmap plan SPEC -o plan.json`")
 
 
-def open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None = None) -> TargetSink:
+def open_sink(plan: Plan, target: Endpoint, out: OutPath, planned: Inventory | None = None) -> TargetSink:
     """The sink for this apply, checked against the plan's target fingerprint and steps.
 
     `planned`: the inventory the plan was compiled from a moment ago, for an in-memory model
@@ -195,7 +199,7 @@ def open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None = Non
     return sink
 
 
-def _open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None) -> TargetSink:
+def _open_sink(plan: Plan, target: Endpoint, out: OutPath, planned: Inventory | None) -> TargetSink:
     if plan.spec is None and target is None:
         raise error("WM521", "applying a saved plan needs the target", hint="pass --target")
     obj, fw = target_object(plan.spec, target)
@@ -211,7 +215,7 @@ def _open_sink(plan: Plan, target: Any, out: Any, planned: Inventory | None) -> 
     return model_sink(plan, obj, planned)
 
 
-def model_sink(plan: Plan, model: Any, planned: Inventory | None = None) -> TargetSink:
+def model_sink(plan: Plan, model: Endpoint, planned: Inventory | None = None) -> TargetSink:
     from wmap.formats import inventory_of
     inv = planned if planned is not None else inventory_of(model)
     _check_fingerprint("the target", inv, plan.target_fingerprint)
@@ -241,11 +245,11 @@ def _factory_sink(plan: Plan, built: Built, planned: Inventory | None) -> Target
     return model_sink(plan, model, planned)
 
 
-def _on_meta(model: Any) -> bool:
+def _on_meta(model: torch.nn.Module) -> bool:
     return any(t.is_meta for t in model.state_dict().values())
 
 
-def _file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> TargetSink:
+def _file_sink(plan: Plan, obj: Endpoint, fw: str | None, out: str) -> TargetSink:
     from wmap.core.version import VERSION
     from wmap.formats import inventory_of
     from wmap.lang.validate import parse_size

@@ -13,6 +13,7 @@ from typing import Any
 
 from wmap.core.checksum import checksum
 from wmap.core.frameworks import installed
+from wmap.core.values import Endpoint
 from wmap.formats.base import ArrayKind
 from wmap.planning.plan import Plan
 from wmap.run.execute import compute_step
@@ -41,7 +42,7 @@ class VerifyReport:
         return "\n".join(lines) + "\n"
 
 
-def verify_plan(plan: Plan, source: Any = None, target: Any = None) -> VerifyReport:
+def verify_plan(plan: Plan, source: Endpoint = None, target: Endpoint = None) -> VerifyReport:
     from wmap.formats import open_source
     from wmap.run.resolve import model_sink, open_sources, target_object
 

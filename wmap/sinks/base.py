@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from wmap.core.inventory import Inventory, TensorMeta
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 
 # Copies at least this large (1 MiB of float32) may run on worker threads: a strided
 # (transposing) copy runs on one core in torch's blocked kernel, so several at once use
@@ -53,11 +53,11 @@ def worker_pool(prefix: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix=prefix)
 
 
-Check = Callable[[Any], bool]
+Check = Callable[[Array], bool]
 """A value check the executor may hand to `stage`: True when the value holds NaN or Inf."""
 Verdict = Callable[[], bool]
 """A check's result, settled by the executor (in plan order) before `commit`."""
-LandedReader = Callable[[TensorMeta], Any]
+LandedReader = Callable[[TensorMeta], Array]
 
 
 class TargetSink(Protocol):
@@ -85,11 +85,11 @@ class TargetSink(Protocol):
 
     def inventory(self) -> Inventory: ...
 
-    def read_current(self, meta: TensorMeta) -> Any:
+    def read_current(self, meta: TensorMeta) -> Array:
         """The target's current value (for `keep` into files and for `verify`)."""
         ...
 
-    def stage(self, meta: TensorMeta, value: Any, check: Check | None = None) -> Verdict | None:
+    def stage(self, meta: TensorMeta, value: Array, check: Check | None = None) -> Verdict | None:
         """Take one computed value (with `check`, see `checks_while_staging`)."""
         ...
 
@@ -112,13 +112,16 @@ class TargetSink(Protocol):
         ...
 
 
+V = TypeVar("V")
+
+
 @dataclass
-class StagedValues:
-    """Values staged for commit, in plan order."""
+class StagedValues(Generic[V]):
+    """Values staged for commit, in plan order (a sink's own form of them: tensors, or pending copies)."""
 
-    items: list[tuple[TensorMeta, Any]] = field(default_factory=list)
+    items: list[tuple[TensorMeta, V]] = field(default_factory=list)
 
-    def add(self, meta: TensorMeta, value: Any) -> None:
+    def add(self, meta: TensorMeta, value: V) -> None:
         self.items.append((meta, value))
 
     def clear(self) -> None:

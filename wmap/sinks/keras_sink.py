@@ -100,7 +100,7 @@ class KerasModelSink:
         for name, v in keras_names(model):  # the names the model's inventory gave (formats.memory)
             self.variables.setdefault(name, v)
             self.variables.setdefault(getattr(v, "path", None) or v.name, v)
-        self.staged = StagedValues()
+        self.staged: StagedValues[object] = StagedValues()  # owned arrays, or copies still running
         self._tf = _backend() == "tensorflow"
         self._pool: ThreadPoolExecutor | None = None
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from wmap.core.errors import error
 from wmap.core.inventory import Inventory, TensorMeta
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 from wmap.sinks.base import (
     PARALLEL_MIN_ELEMENTS,
     Check,
@@ -56,7 +56,7 @@ class TorchModuleSink:
         self.model = model
         self._inventory = inventory
         self.entries: dict[str, torch.Tensor] = dict(model.state_dict(keep_vars=True))
-        self.staged = StagedValues()
+        self.staged: StagedValues[torch.Tensor] = StagedValues()
         self._own_storage = {t.untyped_storage().data_ptr() for t in self.entries.values() if not t.is_meta}
 
     def inventory(self) -> Inventory:
@@ -84,7 +84,9 @@ class TorchModuleSink:
     def landed(self) -> AbstractContextManager[LandedReader]:
         return contextlib.nullcontext(self.read_current)
 
-    def stage(self, meta: TensorMeta, value: torch.Tensor, check: Check | None = None) -> None:
+    def stage(self, meta: TensorMeta, value: Array, check: Check | None = None) -> None:
+        if not isinstance(value, torch.Tensor):  # the executor computes in this sink's array_kind
+            raise TypeError(f"a {type(value).__name__} was staged into a PyTorch model")
         cur = self._entry(meta)
         if tuple(value.shape) != tuple(cur.shape):
             raise error("WM602", f"`{meta.name}`: value {tuple(value.shape)} does not fit {tuple(cur.shape)}",
