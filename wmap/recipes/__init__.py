@@ -74,6 +74,21 @@ def path(name: str) -> str:
     return known[name].path
 
 
+def one_way(recipe: Recipe) -> tuple[str, ...]:
+    """Why `recipe` runs one way only (each step without an inverse, once), or () when `wmap invert`
+    writes its reverse: derived from the spec itself, never written beside it."""
+    import re
+
+    from wmap.core.errors import WmapError
+    from wmap.lang import load_spec
+    from wmap.lang.invert import invert_spec
+    try:
+        invert_spec(load_spec(recipe.path))
+    except WmapError as e:
+        return tuple(dict.fromkeys(re.sub(r"^rule `.*?`: ", "", d.message) for d in e.errors))
+    return ()
+
+
 def for_model_type(model_type: str) -> list[Recipe]:
     """The recipes that read a Hugging Face checkpoint of this `model_type`."""
     return [r for r in catalog() if model_type in r.model_types]
