@@ -2,7 +2,7 @@
 
     python -m bench.bench_keras [--layers 64] [--dim 2048] [--repeat 1] [--dir /tmp]
 
-The model is 64 Linear 2048x2048 layers (PRIOR_ART.md's benchmark model) saved as safetensors;
+The model is 64 Linear 2048x2048 layers (the size the hand-written baselines were first measured at) saved as safetensors;
 the target is the same stack of Keras Dense layers. Each case runs in a fresh subprocess, so
 peak memory does not carry over from one case to the next:
 

@@ -9,7 +9,7 @@ WIDTH = int(os.environ.get("WMAP_BENCH_WIDTH", "2048"))
 
 
 def big_mlp():  # type: ignore[no-untyped-def]
-    """64 x Linear(2048, 2048): 1.07 GB of float32, as in PRIOR_ART's measurements."""
+    """64 x Linear(2048, 2048): 1.07 GB of float32, the size the hand-written baselines were first measured at."""
     import torch
     return torch.nn.Sequential(*[torch.nn.Linear(WIDTH, WIDTH) for _ in range(LAYERS)])
 

@@ -50,8 +50,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = torch_cnn()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so a wrong mapping would show
-        model.bn1.running_mean.uniform_(-0.5, 0.5)
-        model.bn1.running_var.uniform_(0.5, 2.0)
+        model.get_buffer("bn1.running_mean").uniform_(-0.5, 0.5)
+        model.get_buffer("bn1.running_var").uniform_(0.5, 2.0)
     save_file(model.state_dict(), str(ckpt))
     print(f"saved {rel(ckpt)} ({ckpt.stat().st_size / 1e3:.0f} kB)")
     _cli("inspect", rel(ckpt))

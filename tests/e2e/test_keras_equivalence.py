@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.tf, pytest.mark.torch,
               # Keras 3.15's own `np.array(variable)` under numpy 2; not ours to fix
               pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning")]
 
-# Every PyTorch <-> Keras layer family of PRIOR_ART.md, by the Keras class that holds it.
+# Every PyTorch <-> Keras layer family of the README's preset table, by the Keras class that holds it.
 FAMILIES = {"Conv2D", "BatchNormalization", "PReLU", "DepthwiseConv2D", "Conv2DTranspose", "Dense", "LSTMCell",
             "GRUCell", "EinsumDense"}
 

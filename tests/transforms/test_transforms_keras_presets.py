@@ -1,4 +1,4 @@
-"""Every PRIOR_ART layout preset, checked against the real layers: a torch layer and a Keras
+"""Every PyTorch <-> Keras layout preset, checked against the real layers: a torch layer and a Keras
 layer get the same weights through the preset, see the same input, and must agree to 1e-4.
 The reverse preset must then give back the torch weights exactly.
 """

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from wmap.core.errors import Diagnostic
 from wmap.core.names import printable
@@ -50,7 +50,7 @@ class Output:
         else:
             self.stdout.write(text)
 
-    def json(self, data: Any) -> None:
+    def json(self, data: object) -> None:
         self.stdout.write(json.dumps(data, indent=2) + "\n")
 
     def err(self, text: str) -> None:
@@ -113,7 +113,7 @@ def add_endpoints(p: argparse.ArgumentParser, out: bool = False) -> None:
                        "for shards; .weights.h5/.keras for Keras targets)")
 
 
-def parse_sources(values: Sequence[str] | None) -> Any:
+def parse_sources(values: Sequence[str] | None) -> str | dict[str, str] | None:
     """`--source a.safetensors` -> the path; `--source base=a --source tuned=b` -> {name: path}."""
     if not values:
         return None
@@ -131,7 +131,7 @@ def parse_sources(values: Sequence[str] | None) -> Any:
     return named or plain[0]
 
 
-def _paths(value: Any) -> list[str]:
+def _paths(value: object) -> list[str]:
     """The file paths in an endpoint argument: a path, {name: path}, or None (a `module:callable`
     names no file, and a path that does not exist yet is still compared by where it would be)."""
     if value is None:
@@ -150,7 +150,7 @@ def _same(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def refuse_clashes(writes: Mapping[str, str | None], reads: Mapping[str, Any]) -> None:
+def refuse_clashes(writes: Mapping[str, str | None], reads: Mapping[str, object]) -> None:
     """Refuse, before anything is read or written, a file the command writes that is also a file it
     reads or another file it writes (`--report` = `--out` would turn the checkpoint just written into
     JSON; `plan -o` = the spec would replace the spec). Keys are the flags, as the user typed them."""

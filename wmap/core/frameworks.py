@@ -13,7 +13,7 @@ import functools
 import importlib.util
 import sys
 from types import ModuleType
-from typing import Literal
+from typing import Literal, Protocol
 
 from wmap.core.errors import WmapError, did_you_mean, error
 
@@ -68,3 +68,37 @@ def loaded(module: str) -> ModuleType | None:
     way: if torch was never imported, nothing in hand can be a torch tensor, and wmap never
     imports a framework just to ask."""
     return sys.modules.get(module)
+
+
+class KerasVariable(Protocol):
+    """What wmap uses of a Keras 3 variable (Keras ships no type information, so this is the contract,
+    checked by mypy on wmap's side)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> object: ...
+
+    @property
+    def value(self) -> object: ...
+
+    def numpy(self) -> object: ...
+
+    def assign(self, value: object) -> object: ...
+
+
+class KerasModel(Protocol):
+    """What wmap uses of a Keras 3 model or layer: its name, whether it is built, its variables."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def built(self) -> bool: ...
+
+    @property
+    def weights(self) -> list[KerasVariable]: ...

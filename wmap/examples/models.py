@@ -2,7 +2,7 @@
 
 `torch_cnn()` and `keras_cnn()` compute the same function when their weights are mapped by
 `specs/examples/torch_to_keras_cnn.wmap` (or its reverse). Together they hold one layer of
-every family PRIOR_ART.md gives a PyTorch <-> Keras rule for: Conv2d, BatchNorm, PReLU,
+every family the README's PyTorch <-> Keras table gives a rule for: Conv2d, BatchNorm, PReLU,
 a depthwise conv, ConvTranspose, MaxPool, Flatten -> Linear, LSTM, GRU and
 MultiheadAttention. Sizes are tiny so the equivalence tests run in seconds.
 
@@ -20,14 +20,18 @@ with what else was built in the process (`dense_1`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+    import torch
 
 IMAGE = (3, 16, 16)  # C, H, W (PyTorch order); the Keras input is (16, 16, 3)
 CLASSES = 10
 TORCH_BN_EPS = 1e-5
 
 
-def torch_cnn() -> Any:
+def torch_cnn() -> torch.nn.Module:
     """The PyTorch network (NCHW input, e.g. `torch.randn(2, 3, 16, 16)`), in eval mode."""
     from torch import nn
 
@@ -47,7 +51,7 @@ def torch_cnn() -> Any:
             self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
             self.head = nn.Linear(8, CLASSES)
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             f = self.pool2(self.up(self.pool(self.dw(self.act(self.bn1(self.conv1(x)))))))
             y1 = self.fc(f.flatten(1))
             s = f.flatten(2).transpose(1, 2)  # (N, H*W, C): positions in row-major order
@@ -59,7 +63,7 @@ def torch_cnn() -> Any:
     return TwinCNN().eval()
 
 
-def keras_cnn(bn_epsilon: float = TORCH_BN_EPS) -> Any:
+def keras_cnn(bn_epsilon: float = TORCH_BN_EPS) -> keras.Model:
     """The Keras twin (NHWC input, e.g. shape (2, 16, 16, 3)), built.
 
     `bn_epsilon` defaults to PyTorch's 1e-5 (Keras' own default, 1e-3, gives outputs that
@@ -86,12 +90,12 @@ def keras_cnn(bn_epsilon: float = TORCH_BN_EPS) -> Any:
     return keras.Model(inp, out, name="twin_cnn")
 
 
-def keras_cnn_keras_eps() -> Any:
+def keras_cnn_keras_eps() -> keras.Model:
     """The Keras twin with Keras' default BatchNorm epsilon (1e-3): planning warns WM313."""
     return keras_cnn(bn_epsilon=1e-3)
 
 
-def keras_unbuilt() -> Any:
+def keras_unbuilt() -> keras.Model:
     """A Sequential model with no input shape: it has no variables until called (WM502)."""
     import keras
 

@@ -22,7 +22,7 @@ import glob
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from wmap.core.errors import WmapError, did_you_mean
 from wmap.core.inventory import Inventory
@@ -36,8 +36,11 @@ _DIR_PREFERENCE = ("model.safetensors.index.json", "model.safetensors", "pytorch
 _DIR_PATTERNS = ("*.safetensors.index.json", "*.safetensors", "*.bin.index.json", "*.weights.json", "*.keras",
                  "*.weights.h5", "*.h5", "*.npz", "*.pt", "*.pth", "*.bin", "*.index")
 
+if TYPE_CHECKING:
+    from wmap.core.frameworks import KerasModel
 
-def open_source(obj: Any, framework: str | None = None, *, keras_model: Any = None) -> TensorSource:
+
+def open_source(obj: object, framework: str | None = None, *, keras_model: KerasModel | None = None) -> TensorSource:
     """A `TensorSource` for `obj`; the caller closes it. Unknown inputs are WM500/WM501.
 
     `keras_model`: a built Keras model whose variables name the datasets of a Keras 3
@@ -67,7 +70,7 @@ def open_source(obj: Any, framework: str | None = None, *, keras_model: Any = No
                "or a mapping of names to arrays")
 
 
-def inventory_of(obj: Any, framework: str | None = None, *, keras_model: Any = None) -> Inventory:
+def inventory_of(obj: object, framework: str | None = None, *, keras_model: KerasModel | None = None) -> Inventory:
     """The inventory of `obj` (metadata only); sources opened here are closed again."""
     src = open_source(obj, framework, keras_model=keras_model)
     try:
@@ -77,7 +80,7 @@ def inventory_of(obj: Any, framework: str | None = None, *, keras_model: Any = N
             src.close()
 
 
-def _open_path(path: str, fw: str | None, keras_model: Any) -> TensorSource:
+def _open_path(path: str, fw: str | None, keras_model: KerasModel | None) -> TensorSource:
     from wmap.formats.tf_checkpoint import TFCheckpoint, checkpoint_prefix
 
     if not os.path.exists(path):
@@ -118,7 +121,7 @@ def _pick_in_dir(path: str) -> str:
                "*.keras, *.weights.h5, a TF checkpoint")
 
 
-def _open_file(path: str, fw: str | None, keras_model: Any) -> TensorSource:
+def _open_file(path: str, fw: str | None, keras_model: KerasModel | None) -> TensorSource:
     lower = path.lower()
     if lower.endswith(".weights.json"):
         from wmap.formats.keras_files import KerasWeightsFile
@@ -202,7 +205,7 @@ def _zip_kind(path: str) -> str | None:
     return None
 
 
-def _open_h5_file(path: str, fw: str | None, keras_model: Any) -> TensorSource:
+def _open_h5_file(path: str, fw: str | None, keras_model: KerasModel | None) -> TensorSource:
     from wmap.formats.h5_util import damaged, open_h5
     from wmap.formats.keras_files import KerasWeightsFile
     from wmap.formats.keras_legacy import LegacyKerasH5, is_legacy_h5

@@ -26,7 +26,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wmap.core.frameworks import KerasModel, KerasVariable
 
 _AUTO = re.compile(r"^(?P<base>[a-z0-9_]+?)(?:_(?P<n>[0-9]+))?$")
 
@@ -38,7 +41,7 @@ def snake_case(class_name: str) -> str:
     return "private" + s if s.startswith("_") else s
 
 
-def layers_of(model: Any) -> list[Any]:
+def layers_of(model: KerasModel) -> list[KerasModel]:
     """Every layer inside `model`, depth first in Keras' own order (not the model itself)."""
     if hasattr(model, "_flatten_layers"):
         return list(model._flatten_layers(include_self=False, recursive=True))
@@ -105,7 +108,7 @@ def canonical_paths(paths: Sequence[Sequence[str]], classes: Mapping[str, str | 
     return out
 
 
-def keras_names(model: Any) -> list[tuple[str, Any]]:
+def keras_names(model: KerasModel) -> list[tuple[str, KerasVariable]]:
     """(stable dotted name, variable) for every variable of `model`, in `model.weights` order."""
     own = getattr(model, "name", None)
     paths: list[list[str]] = []
@@ -123,13 +126,13 @@ def keras_names(model: Any) -> list[tuple[str, Any]]:
     return [(tree.get(id(v), n) if counts[n] > 1 else n, v) for n, v in rows]
 
 
-def tree_names(model: Any) -> dict[int, str]:
+def tree_names(model: KerasModel) -> dict[int, str]:
     """id(variable) -> its place in the layer tree: attribute names and list positions from the
     model, ending in the variable's own name (what disambiguates variables whose paths collide)."""
     out: dict[int, str] = {}
     seen: set[int] = set()
 
-    def visit(obj: Any, prefix: str) -> None:
+    def visit(obj: object, prefix: str) -> None:
         if id(obj) in seen:
             return
         seen.add(id(obj))
@@ -148,7 +151,7 @@ def tree_names(model: Any) -> dict[int, str]:
     return out
 
 
-def _children(value: Any) -> list[tuple[str, Any]]:
+def _children(value: object) -> list[tuple[str, object]]:
     if isinstance(value, (list, tuple)):
         return [(f".{i}", x) for i, x in enumerate(value)]
     if isinstance(value, dict):
@@ -156,5 +159,5 @@ def _children(value: Any) -> list[tuple[str, Any]]:
     return [("", value)]
 
 
-def _is_layer(obj: Any) -> bool:
+def _is_layer(obj: object) -> bool:
     return hasattr(obj, "_trainable_variables") and hasattr(obj, "_flatten_layers")

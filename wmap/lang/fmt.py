@@ -219,16 +219,16 @@ def _str(d: yaml.SafeDumper, v: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def _yaml_value(v: Value) -> Any:
+def _yaml_value(v: Value) -> object:
     return list(_yaml_value(x) for x in v) if isinstance(v, tuple) else v
 
 
-def _endpoint(location: str, framework: str | None) -> Any:
+def _endpoint(location: str, framework: str | None) -> object:
     # the schema's `module:callable` (ASCII names; `\w` would also take other scripts' letters)
     key = "model" if is_factory_syntax(location) else "path"
     if framework is None and key == "path" and location:
         return location
-    d: dict[str, Any] = {}
+    d: dict[str, object] = {}
     if framework:
         d["framework"] = framework
     if location:
@@ -237,7 +237,7 @@ def _endpoint(location: str, framework: str | None) -> Any:
 
 
 def to_yaml(spec: Spec) -> str:
-    doc: dict[str, Any] = {"wmap": spec.version}
+    doc: dict[str, object] = {"wmap": spec.version}
     if len(spec.sources) == 1 and spec.sources[0].name == DEFAULT_SOURCE:
         doc["source"] = _endpoint(spec.sources[0].location, spec.sources[0].framework)
     elif spec.sources:
@@ -254,7 +254,7 @@ def to_yaml(spec: Spec) -> str:
     if spec.rules:
         rules = []
         for r in spec.rules:
-            d: dict[str, Any] = {"from": r.sources[0] if len(r.sources) == 1 else tuple(r.sources), "to": r.target}
+            d: dict[str, object] = {"from": r.sources[0] if len(r.sources) == 1 else tuple(r.sources), "to": r.target}
             if r.via:
                 d["via"] = call_text(r.via[0]) if len(r.via) == 1 else tuple(call_text(c) for c in r.via)
             if r.optional:

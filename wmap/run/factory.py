@@ -15,9 +15,9 @@ import contextlib
 import importlib
 import inspect
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 from wmap.core.errors import WmapError
 from wmap.core.names import is_factory_syntax
@@ -49,14 +49,14 @@ def _cwd_on_path() -> Iterator[None]:
                 sys.path.remove("")
 
 
-def _takes_config(fn: Any) -> bool:
+def _takes_config(fn: Callable[..., object]) -> bool:
     try:
         return "config" in inspect.signature(fn).parameters
     except (TypeError, ValueError):  # a builtin or C callable: no introspectable signature
         return False
 
 
-def resolve_factory(spec: str) -> Any:
+def resolve_factory(spec: str) -> Callable[..., object]:
     """Import `module` and return the object at `callable` (not yet called)."""
     if not is_factory_spec(spec):
         raise fail("WM511", f"`{spec}` is not a factory reference",
@@ -64,7 +64,7 @@ def resolve_factory(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     try:
         with _cwd_on_path():
-            obj: Any = importlib.import_module(module_name)
+            obj: object = importlib.import_module(module_name)
     except Exception as exc:
         raise fail("WM511", f"cannot import `{module_name}` for factory `{spec}`: {type(exc).__name__}: {exc}",
                    hint="run from the project root, or install the package that defines the model") from None
@@ -86,14 +86,14 @@ class Built:
     second build would name them differently), and since it is wmap's own, writing a Keras file from
     it needs no private copy."""
 
-    model: Any
+    model: object  # a torch nn.Module or a Keras model: narrowed where it is used
     factory: str
     framework: str | None
     config: Mapping[str, object] | None = None
 
 
 def build_factory(spec: str, device: str | None = "meta", framework: str | None = None,
-                  config: Mapping[str, object] | None = None) -> Any:
+                  config: Mapping[str, object] | None = None) -> object:
     """Import and call a factory; torch models are built on `device` (None: torch's default).
 
     `framework="torch"` imports torch up front, for factories that import it lazily. A factory with
@@ -101,7 +101,7 @@ def build_factory(spec: str, device: str | None = "meta", framework: str | None 
     config.json), so one factory builds every size of a family.
     """
     fn = resolve_factory(spec)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     if _takes_config(fn):
         if config is None:
             raise fail("WM511", f"factory `{spec}` builds the model from its config, but there is none",
@@ -112,7 +112,7 @@ def build_factory(spec: str, device: str | None = "meta", framework: str | None 
         import torch as torch_module
 
         torch = torch_module
-    ctx: contextlib.AbstractContextManager[Any] = (
+    ctx: contextlib.AbstractContextManager[object] = (
         torch.device(device) if torch is not None and device is not None else contextlib.nullcontext()
     )
     try:

@@ -5,9 +5,9 @@ leaves the caller's model alone). The sink then applies into it and saves it."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from wmap.core.errors import error
+from wmap.core.frameworks import KerasModel
 from wmap.planning.plan import Plan
 from wmap.run.factory import Built, build_factory, is_factory
 from wmap.sinks.keras_sink import (
@@ -20,7 +20,7 @@ from wmap.sinks.keras_sink import (
 )
 
 
-def keras_file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> KerasFileSink:
+def keras_file_sink(plan: Plan, obj: object, fw: str | None, out: str) -> KerasFileSink:
     """The sink for a Keras output file: builds the target model in memory, checks it against the plan."""
     from wmap.formats import inventory_of
 
@@ -33,17 +33,16 @@ def keras_file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> KerasFile
     return KerasFileSink(KerasModelSink(model, inv), out, kind, suffix, set(plan.frozen), dict(plan.options))
 
 
-def _target_model(obj: Any, fw: str | None, kind: str, out: str) -> Any:
+def _target_model(obj: object, fw: str | None, kind: str, out: str) -> KerasModel:
     """A private built Keras model to apply into: from a factory, a template file, or a copy of a model."""
-    if isinstance(obj, Built):  # wmap's own build, for this call: no copy needed
-        return _built(obj.model, obj.factory)
-    if is_factory(obj):
-        model = build_factory(obj, device=None)
+    if isinstance(obj, Built) or is_factory(obj):  # wmap's own build, for this call: no copy needed
+        factory = obj.factory if isinstance(obj, Built) else obj
+        model = obj.model if isinstance(obj, Built) else build_factory(obj, device=None)
         if not is_keras_model(model):
-            raise error("WM521", f"`{out}` is a Keras file, but the factory `{obj}` built a "
+            raise error("WM521", f"`{out}` is a Keras file, but the factory `{factory}` built a "
                         f"{type(model).__module__}.{type(model).__name__}",
                         hint="write a PyTorch target to `.safetensors`, or name a Keras factory")
-        return _built(model, obj)
+        return _built(model, factory)
     if isinstance(obj, (str, os.PathLike)):
         return _load_template(os.fspath(obj), out)
     if is_keras_model(obj):
@@ -52,13 +51,13 @@ def _target_model(obj: Any, fw: str | None, kind: str, out: str) -> Any:
                 hint="give the target as a Keras model, a `module:callable` Keras factory, or a `.keras` file")
 
 
-def _built(model: Any, what: str) -> Any:
+def _built(model: KerasModel, what: str) -> KerasModel:
     if not getattr(model, "built", False):
         raise error("WM502", f"Keras model `{what}` has no variables yet (it is not built)", hint=BUILD_HINT)
     return model
 
 
-def _load_template(path: str, out: str) -> Any:
+def _load_template(path: str, out: str) -> KerasModel:
     lower = path.lower()
     if lower.endswith(".keras") or (lower.endswith((".h5", ".hdf5")) and not lower.endswith(".weights.h5")):
         import keras
@@ -76,7 +75,7 @@ def _load_template(path: str, out: str) -> Any:
                 f"writes `{out}`", hint="name the target as a `module:callable` Keras factory or a `.keras` file")
 
 
-def _copy_model(model: Any) -> Any:
+def _copy_model(model: KerasModel) -> KerasModel:
     """A copy of a Keras model with its current weights, so writing a file leaves the caller's model alone."""
     import keras
 

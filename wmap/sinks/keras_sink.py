@@ -41,13 +41,13 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from wmap.core.atomic import fsync_path, new_file_mode, sweep, temp_file
 from wmap.core.errors import WmapError, error
-from wmap.core.frameworks import installed
+from wmap.core.frameworks import KerasModel, installed
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
 from wmap.formats.keras_naming import keras_names
@@ -67,7 +67,7 @@ BUILD_HINT = ("build the model before planning: give it an input (`keras.Input(s
                "return a built model")
 
 
-def is_keras_model(obj: Any) -> bool:
+def is_keras_model(obj: object) -> TypeGuard[KerasModel]:
     """True for a Keras 3 model or layer; never imports Keras (an object of it implies it is loaded)."""
     keras = sys.modules.get("keras")
     layers = getattr(keras, "layers", None) if keras is not None else None

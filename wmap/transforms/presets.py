@@ -1,4 +1,4 @@
-"""Cross-framework presets for dense, convolution and PReLU layers (PRIOR_ART.md's rules).
+"""Cross-framework presets for dense, convolution and PReLU layers (the README's PyTorch <-> Keras table).
 
 Each preset names one verified PyTorch <-> Keras rule and has its reverse, so a spec
 says *what* moves (`conv_to_keras`) rather than a permutation a reader must check.

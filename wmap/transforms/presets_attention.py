@@ -1,4 +1,4 @@
-"""Multi-head attention presets (PRIOR_ART.md): PyTorch MultiheadAttention (fused in_proj
+"""Multi-head attention presets: PyTorch MultiheadAttention (fused in_proj
 (3E, E), out_proj (E, E)) <-> Keras MultiHeadAttention (EinsumDense kernels: query/key/value
 (E, NH, Dh), attention_output (NH, Dh, E)).
 

@@ -1,4 +1,4 @@
-"""LSTM and GRU presets (PRIOR_ART.md): PyTorch (gates stacked on dim 0, (G*H, in)) <-> Keras
+"""LSTM and GRU presets: PyTorch (gates stacked on dim 0, (G*H, in)) <-> Keras
 (gates on the last dim, (in, G*H)).
 
 LSTM gate order is the same in both (torch i,f,g,o = Keras i,f,c,o); Keras keeps one bias,
