@@ -78,6 +78,11 @@ class KerasVariable(Protocol):
     def name(self) -> str: ...
 
     @property
+    def path(self) -> str:
+        """`dense/kernel`: the layer path and the variable's name."""
+        ...
+
+    @property
     def shape(self) -> tuple[int, ...]: ...
 
     @property

@@ -30,7 +30,7 @@ import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta, normalise_name
@@ -53,13 +53,18 @@ from wmap.formats.keras_naming import canonical_paths, keras_names
 CONFIG_LIMIT = 64 * 1024 * 1024
 WEIGHTS_LIMIT = 16 * 1024**3
 
+if TYPE_CHECKING:
+    import h5py
+
+    from wmap.core.frameworks import KerasModel, KerasVariable
+
 
 @dataclass(frozen=True)
 class LayerConfig:
     """One layer's `class_name` and `config` from `config.json`, with nested layers by name."""
 
     cls: str | None
-    config: Mapping[str, Any]
+    config: Mapping[str, object]
     children: Mapping[str, LayerConfig]
 
     @classmethod
@@ -78,7 +83,7 @@ class LayerConfig:
         return cls(name if isinstance(name, str) else None, config, children)
 
 
-def layer_attrs(cls: str | None, config: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
+def layer_attrs(cls: str | None, config: Mapping[str, object]) -> tuple[tuple[str, object], ...]:
     """Settings worth reporting next to the weights (BatchNorm epsilon differs across frameworks)."""
     keys: tuple[str, ...] = ()
     if cls == "BatchNormalization":
@@ -113,11 +118,11 @@ class KerasWeightsFile:
     in `Functional.layers` but not in `Sequential.layers`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], framework: str | None = None, model: Any = None):
+    def __init__(self, path: str | os.PathLike[str], framework: str | None = None, model: KerasModel | None = None):
         self.path = shown(path)
         self.framework = canonical_framework(framework) or "keras"
-        self.config: dict[str, Any] | None = None
-        self._files: list[Any] = []
+        self.config: dict[str, object] | None = None
+        self._files: list[h5py.File] = []
         self._zip: zipfile.ZipFile | None = None
         self._member: IO[bytes] | None = None  # h5py does not close file objects it was given
         self._stored = 0  # bytes of HDF5 behind the datasets (file, shards or archive member)
@@ -129,7 +134,7 @@ class KerasWeightsFile:
             self._names: dict[str, str] = {}
             self._functional: set[str] = set()
             for f in self._files:
-                self._seen: set[Any] = set()
+                self._seen: set[object] = set()  # h5py object ids
                 self._survey(f)
             for fi, f in enumerate(self._files):
                 self._seen = set()
@@ -187,14 +192,14 @@ class KerasWeightsFile:
         except Exception as exc:
             raise fail("WM509", f"`{self.path}`: cannot read `{member}` ({exc})") from None
 
-    def _enter(self, group: Any) -> None:
+    def _enter(self, group: h5py.Group) -> None:
         """Hard links can make a group its own descendant; Keras never shares groups."""
         if group.id in self._seen:
             raise fail("WM509", f"`{self.path}`: group `{group.name}` is reachable twice (a link cycle?)",
                        hint="the file does not have the Keras 3 weights layout")
         self._seen.add(group.id)
 
-    def _survey(self, group: Any) -> None:
+    def _survey(self, group: h5py.Group) -> None:
         """Layer names and Functional models by group path, across every shard.
 
         A sharded file splits a layer's variables over shards and writes the `name` attr
@@ -212,7 +217,7 @@ class KerasWeightsFile:
             if sub is not None and hasattr(sub, "keys"):
                 self._survey(sub)
 
-    def _visit(self, fi: int, group: Any, key: str, scope: LayerConfig | None, parent_cls: str | None,
+    def _visit(self, fi: int, group: h5py.Group, key: str, scope: LayerConfig | None, parent_cls: str | None,
                chain: tuple[str, ...], full: tuple[str, ...], out: dict[str, _Saveable], is_root: bool = False
                ) -> None:
         h5py = require("h5py", self.path)
@@ -239,7 +244,7 @@ class KerasWeightsFile:
                            hint="the file does not have the Keras 3 weights layout")
             self._visit(fi, sub, k, scope, parent_cls, chain, full, out)
 
-    def _name(self, saveables: Mapping[str, _Saveable], by_model: Mapping[tuple[str, ...], Any],
+    def _name(self, saveables: Mapping[str, _Saveable], by_model: Mapping[tuple[str, ...], KerasModel],
               stable: Mapping[int, str]) -> tuple[tuple[TensorMeta, ...], dict[str, tuple[int, str, str]]]:
         rows = []
         from_model: set[str] = set()
@@ -323,11 +328,11 @@ class KerasWeightsFile:
         self.close()
 
 
-def _natural(key: str) -> list[Any]:
+def _natural(key: str) -> list[int | str]:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key)]
 
 
-def _child_order(group: Any, scope: LayerConfig | None, where: str) -> list[str]:
+def _child_order(group: h5py.Group, scope: LayerConfig | None, where: str) -> list[str]:
     """Model order where `config.json` gives it, else natural key order (`dense_2` before `dense_10`).
 
     The file itself does not record layer order (HDF5 iterates by name, and packs small
@@ -347,7 +352,7 @@ def _child_order(group: Any, scope: LayerConfig | None, where: str) -> list[str]
     return sorted(keys, key=position)
 
 
-def _json(raw: bytes, where: str) -> dict[str, Any]:
+def _json(raw: bytes, where: str) -> dict[str, object]:
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: `[[[[...`
@@ -383,7 +388,7 @@ def _shard_files(path: str) -> list[str]:
     return sorted(files)
 
 
-def _own_variables(layer: Any) -> list[Any] | None:
+def _own_variables(layer: KerasModel) -> list[KerasVariable] | None:
     """A layer's own variables in Keras' storage order (trainable first), or None if unknowable."""
     trainable = getattr(layer, "_trainable_variables", None)
     frozen = getattr(layer, "_non_trainable_variables", None)
@@ -392,11 +397,11 @@ def _own_variables(layer: Any) -> list[Any] | None:
     return list(trainable) + list(frozen)
 
 
-def _model_index(model: Any) -> dict[tuple[str, ...], Any]:
+def _model_index(model: KerasModel) -> dict[tuple[str, ...], KerasModel]:
     """Every layer of a built model by the chain of names from the root, as the file records them."""
-    out: dict[tuple[str, ...], Any] = {}
+    out: dict[tuple[str, ...], KerasModel] = {}
 
-    def visit(layer: Any, chain: tuple[str, ...]) -> None:
+    def visit(layer: KerasModel, chain: tuple[str, ...]) -> None:
         chain = chain + (layer.name,)
         out.setdefault(chain, layer)
         children = layer._flatten_layers(include_self=False, recursive=False) \

@@ -35,7 +35,7 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta
@@ -55,8 +55,11 @@ WRAPPER_KEYS = ("state_dict", "model")
 _GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
 _CODE_SIGNS = ("unsupported global", "unsupported operand", "unrecognized function", "unsupported class")
 
+if TYPE_CHECKING:
+    from torch import Tensor
 
-def load_weights_only(path: str) -> Any:
+
+def load_weights_only(path: str) -> object:
     """torch.load the safe way, its storages checked against the archive; every failure is a WmapError."""
     torch = require("torch", f"reading `{path}`")
     layout = _zip_layout(path)
@@ -122,19 +125,19 @@ def _zip_layout(path: str) -> dict[str, bounds.Member] | None:
 class _Inert:
     """What `_StorageScan` builds for every global: it takes any arguments, state and items."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         pass
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: object) -> None:
         pass
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: object, value: object) -> None:
         pass
 
-    def append(self, value: Any) -> None:
+    def append(self, value: object) -> None:
         pass
 
-    def extend(self, values: Any) -> None:
+    def extend(self, values: object) -> None:
         pass
 
 
@@ -151,12 +154,12 @@ class _StorageScan(pickle.Unpickler):
         super().__init__(io.BytesIO(data), encoding="utf-8")
         self.storages: dict[str, tuple[str, int]] = {}
 
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> type | _StorageType:
         if module in ("torch", "torch.storage") and name.endswith("Storage"):
             return _StorageType(name)
         return type(str(name), (_Inert,), {})
 
-    def persistent_load(self, pid: Any) -> Any:
+    def persistent_load(self, pid: object) -> None:
         if isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage"):
             _, kind, key, _, numel = pid
             key = key.decode("ascii") if isinstance(key, bytes) else key
@@ -209,14 +212,14 @@ def _check_storages(path: str, layout: Mapping[str, bounds.Member]) -> None:
                        "re-save it with torch.save")
 
 
-def pick_state_dict(obj: object, where: str) -> tuple[Mapping[Any, Any], str | None]:
+def pick_state_dict(obj: object, where: str) -> tuple[Mapping[object, object], str | None]:
     """The state dict in a loaded object, and the wrapper key it was found under."""
     torch = require("torch", where)
     if not isinstance(obj, Mapping):
         raise fail("WM510", f"{where} holds a {type(obj).__name__}, not a state dict",
                    hint="save `model.state_dict()` rather than the model or a tensor")
 
-    def has_tensors(m: Mapping[Any, Any]) -> bool:
+    def has_tensors(m: Mapping[object, object]) -> bool:
         return any(isinstance(v, torch.Tensor) for v in m.values())
 
     if has_tensors(obj) or not obj:
@@ -263,14 +266,14 @@ class TorchFile:
         self.close()
 
 
-def collect_tensors(sd: Mapping[Any, Any], where: str
-                    ) -> tuple[dict[str, Any], tuple[str, ...], tuple[tuple[str, str], ...]]:
+def collect_tensors(sd: Mapping[object, object], where: str
+                    ) -> tuple[dict[str, Tensor], tuple[str, ...], tuple[tuple[str, str], ...]]:
     """(tensors by name, skipped entry names, tied pairs) from a state-dict-like mapping.
 
     Tied: two names viewing the same storage bytes the same way (torch.save keeps sharing).
     """
     torch = require("torch", where)
-    tensors: dict[str, Any] = {}
+    tensors: dict[str, Tensor] = {}
     skipped: list[str] = []
     seen: dict[tuple[int, int, tuple[int, ...], tuple[int, ...], str], str] = {}
     tied: list[tuple[str, str]] = []
@@ -298,7 +301,7 @@ def collect_tensors(sd: Mapping[Any, Any], where: str
     return tensors, tuple(skipped), tuple(tied)
 
 
-def check_view(t: Any, key: str, where: str) -> None:
+def check_view(t: Tensor, key: str, where: str) -> None:
     """A tensor's view must lie inside its storage, and may not declare more than the expansion
     bound over the storage bytes it spans (zero or overlapping strides repeat bytes)."""
     numel = t.numel()
