@@ -23,9 +23,15 @@ def rounded(dtype: str, compare: Callable[[Any, Any, Any], dict[str, float]]) ->
     return f
 
 
+# grouped-query attention (4 query heads over 2 key/value heads), head_dim 8
+_DECODER = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=64)
+
 FAMILIES = (
     Family("hf_to_keras_hub/mistral", "MistralConfig",
            dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False),
            "MistralForCausalLM", rounded("float16", decoder())),
+    Family("hf_to_keras_hub/qwen", "Qwen2Config", dict(_DECODER, tie_word_embeddings=False), "Qwen2ForCausalLM",
+           decoder()),
 )
