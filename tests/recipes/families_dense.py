@@ -34,4 +34,10 @@ FAMILIES = (
            "MistralForCausalLM", rounded("float16", decoder())),
     Family("hf_to_keras_hub/qwen", "Qwen2Config", dict(_DECODER, tie_word_embeddings=False), "Qwen2ForCausalLM",
            decoder()),
+    # head_dim 16, not hidden / heads: Qwen3 sets it on its own. rms_norm_eps 1e-5: keras-hub's
+    # Qwen3Attention is built without the config's epsilon, so its q/k norms always use 1e-5 (with
+    # transformers' default 1e-6 the outputs differ by 6e-4 from the second position on; the weights
+    # are bit-identical either way)
+    Family("hf_to_keras_hub/qwen3", "Qwen3Config",
+           dict(_DECODER, head_dim=16, rms_norm_eps=1e-5, tie_word_embeddings=False), "Qwen3ForCausalLM", decoder()),
 )
