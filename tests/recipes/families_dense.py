@@ -40,4 +40,9 @@ FAMILIES = (
     # are bit-identical either way)
     Family("hf_to_keras_hub/qwen3", "Qwen3Config",
            dict(_DECODER, head_dim=16, rms_norm_eps=1e-5, tie_word_embeddings=False), "Qwen3ForCausalLM", decoder()),
+    # multi-query attention, as Gemma 2B (Gemma 7B has as many key/value heads as query heads; no Gemma has a
+    # grouped size between): keras-hub's Gemma exporter writes key/value head 0 only, right for multi-query
+    # attention alone (with 2 key/value heads it writes k_proj (8, 32) where the model has (16, 32))
+    Family("hf_to_keras_hub/gemma", "GemmaConfig", dict(_DECODER, num_key_value_heads=1, head_dim=8),
+           "GemmaForCausalLM", decoder()),
 )
