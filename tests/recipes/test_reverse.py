@@ -75,8 +75,9 @@ def test_the_reverse_writes_what_keras_hubs_exporter_writes(recipe: str,
     from keras_hub.src.utils.transformers.export.hf_exporter import export_backbone
     original = _tensors(b.folder / "model.safetensors")
     exported = tmp_path_factory.mktemp("exported")
-    # the exporter writes the LM head only when asked; the checkpoint has one when it is not tied
-    export_backbone(b.reference, str(exported), include_lm_head="lm_head.weight" in original)
+    # the exporter writes the LM head (and Gemma 3's `model.` names, as a *ForCausalLM has them) only when asked
+    causal_lm = "lm_head.weight" in original or any(k.startswith("model.") for k in original)
+    export_backbone(b.reference, str(exported), include_lm_head=causal_lm)
     ours = _tensors(_back(b, tmp_path_factory.mktemp("back") / "model.safetensors"))
     theirs = _tensors(exported / "model.safetensors")
     assert theirs and not _differ(ours, theirs)
