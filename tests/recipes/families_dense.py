@@ -49,4 +49,8 @@ FAMILIES = (
     # hidden / heads (27B's). A sliding window shorter than the test sequence, so the window is exercised.
     Family("hf_to_keras_hub/gemma3", "Gemma3TextConfig",
            dict(_DECODER, head_dim=8, query_pre_attn_scalar=8, sliding_window=4), "Gemma3ForCausalLM", decoder()),
+    # every second layer without RoPE (SmolLM3's 3B has every fourth), so both kinds of layer are exercised
+    Family("hf_to_keras_hub/smollm3", "SmolLM3Config",
+           dict(_DECODER, no_rope_layer_interval=2, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+           "SmolLM3ForCausalLM", decoder()),
 )
