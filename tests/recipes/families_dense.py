@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.recipes.families import Family, decoder
@@ -21,6 +23,21 @@ def rounded(dtype: str, compare: Callable[[Any, Any, Any], dict[str, float]]) ->
                 p.copy_(p.to(getattr(torch, dtype)).to(p.dtype))
         return compare(twin, backbone, cfg)
     return f
+
+
+def qwen3_5_hub_layout(folder: Path, hf: Any) -> None:
+    """A text-only Qwen3_5ForCausalLM checkpoint as the hub ships Qwen3.5 (and keras-hub's loader reads it):
+    a `qwen3_5` config with the text model's under `text_config` (no vision_config), and the language
+    model's tensors under `model.language_model.`."""
+    from safetensors.numpy import load_file, save_file
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({("model.language_model." + k[len("model."):] if k.startswith("model.") else k): v
+               for k, v in tensors.items()}, str(weights), metadata={"format": "pt"})
+    text = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen3_5ForConditionalGeneration"], "model_type": "qwen3_5",
+        "tie_word_embeddings": text["tie_word_embeddings"], "text_config": text}))
 
 
 # grouped-query attention (4 query heads over 2 key/value heads), head_dim 8
@@ -53,4 +70,9 @@ FAMILIES = (
     Family("hf_to_keras_hub/smollm3", "SmolLM3Config",
            dict(_DECODER, no_rope_layer_interval=2, pad_token_id=0, bos_token_id=1, eos_token_id=2),
            "SmolLM3ForCausalLM", decoder()),
+    # a linear-attention (Gated DeltaNet) layer and a full-attention one; 2 key heads, 4 value heads
+    Family("hf_to_keras_hub/qwen3_5", "Qwen3_5TextConfig",
+           dict(_DECODER, head_dim=8, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2,
+                linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=8, tie_word_embeddings=False),
+           "Qwen3_5ForCausalLM", decoder(), prepare=qwen3_5_hub_layout),
 )
