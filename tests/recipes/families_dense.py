@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.recipes.families import Family, decoder
+from tests.recipes.families import SEQ, Family, as_np, base, call, decoder, diff, ids, mask
 
 
 def rounded(dtype: str, compare: Callable[[Any, Any, Any], dict[str, float]]) -> Callable[[Any, Any, Any], dict[str, float]]:
@@ -22,6 +22,23 @@ def rounded(dtype: str, compare: Callable[[Any, Any, Any], dict[str, float]]) ->
             for p in twin.parameters():
                 p.copy_(p.to(getattr(torch, dtype)).to(p.dtype))
         return compare(twin, backbone, cfg)
+    return f
+
+
+def positioned_decoder(pad: int = 2) -> Callable[[Any, Any, Any], dict[str, float]]:
+    """`decoder()` for a backbone that also takes position ids (Gemma 4's): 0, 1, 2, ... in every row, the
+    positions transformers uses when it is given none."""
+    def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
+        import numpy as np
+        import torch
+        x, m = ids(cfg.vocab_size), mask(pad)
+        positions = np.broadcast_to(np.arange(SEQ, dtype="int32"), x.shape).copy()
+        seq = call(backbone, {"token_ids": x, "padding_mask": m, "position_ids": positions})
+        with torch.no_grad():
+            kwargs = {"input_ids": torch.tensor(x, dtype=torch.long), "attention_mask": torch.tensor(m)}
+            o, logits = base(hf)(**kwargs), hf(**kwargs).logits
+        return {"sequence": diff(o.last_hidden_state.numpy(), as_np(seq), m),
+                "logits": diff(logits.numpy(), as_np(backbone.get_layer("token_embedding")(seq, reverse=True)), m)}
     return f
 
 
@@ -75,4 +92,10 @@ FAMILIES = (
            dict(_DECODER, head_dim=8, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2,
                 linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=8, tie_word_embeddings=False),
            "Qwen3_5ForCausalLM", decoder(), prepare=qwen3_5_hub_layout),
+    # a sliding and a full-attention layer, with per-layer token conditioning (as E2B/E4B). The full-attention
+    # head_dim equals the sliding one: transformers 5 writes it as `per_layer_config`, which keras-hub's
+    # loader does not read (it reads `global_head_dim`, which transformers 5 no longer writes)
+    Family("hf_to_keras_hub/gemma4", "Gemma4TextConfig",
+           dict(_DECODER, head_dim=8, global_head_dim=8, hidden_size_per_layer_input=8, vocab_size_per_layer_input=128),
+           "Gemma4ForCausalLM", positioned_decoder()),
 )
