@@ -79,6 +79,11 @@ FAMILIES = (
     # attention alone (with 2 key/value heads it writes k_proj (8, 32) where the model has (16, 32))
     Family("hf_to_keras_hub/gemma", "GemmaConfig", dict(_DECODER, num_key_value_heads=1, head_dim=8),
            "GemmaForCausalLM", decoder()),
+    # grouped-query attention (Gemma 2 9B/27B have it), attention soft cap on, a sliding window shorter than the
+    # test sequence; no final logit soft cap, which keras-hub applies in its CausalLM, not in the backbone
+    Family("hf_to_keras_hub/gemma2", "Gemma2Config",
+           dict(_DECODER, head_dim=8, query_pre_attn_scalar=8, sliding_window=4, final_logit_softcapping=None),
+           "Gemma2ForCausalLM", decoder()),
     # query_pre_attn_scalar = head_dim, as in Gemma 3 1B/4B/12B: keras-hub reads any other value as
     # hidden / heads (27B's). A sliding window shorter than the test sequence, so the window is exercised.
     Family("hf_to_keras_hub/gemma3", "Gemma3TextConfig",
