@@ -57,6 +57,14 @@ def qwen3_5_hub_layout(folder: Path, hf: Any) -> None:
         "tie_word_embeddings": text["tie_word_embeddings"], "text_config": text}))
 
 
+def gemma4_hub_layout(folder: Path, hf: Any) -> None:
+    """The full-attention head size written as the hub's Gemma 4 configs write it, `global_head_dim` (which
+    keras-hub's loader reads); transformers 5 saves it only inside `per_layer_config`."""
+    cfg = json.loads((folder / "config.json").read_text())
+    full = [v["head_dim"] for v in cfg["per_layer_config"].values() if "head_dim" in v]
+    (folder / "config.json").write_text(json.dumps(dict(cfg, global_head_dim=full[0])))
+
+
 # grouped-query attention (4 query heads over 2 key/value heads), head_dim 8
 _DECODER = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=64)
@@ -97,10 +105,9 @@ FAMILIES = (
            dict(_DECODER, head_dim=8, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2,
                 linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=8, tie_word_embeddings=False),
            "Qwen3_5ForCausalLM", decoder(), prepare=qwen3_5_hub_layout),
-    # a sliding and a full-attention layer, with per-layer token conditioning (as E2B/E4B). The full-attention
-    # head_dim equals the sliding one: transformers 5 writes it as `per_layer_config`, which keras-hub's
-    # loader does not read (it reads `global_head_dim`, which transformers 5 no longer writes)
+    # a sliding and a full-attention layer with different head sizes (8 and 16), and per-layer token
+    # conditioning (as E2B/E4B)
     Family("hf_to_keras_hub/gemma4", "Gemma4TextConfig",
-           dict(_DECODER, head_dim=8, global_head_dim=8, hidden_size_per_layer_input=8, vocab_size_per_layer_input=128),
-           "Gemma4ForCausalLM", positioned_decoder()),
+           dict(_DECODER, head_dim=8, global_head_dim=16, hidden_size_per_layer_input=8, vocab_size_per_layer_input=128),
+           "Gemma4ForCausalLM", positioned_decoder(), prepare=gemma4_hub_layout),
 )
