@@ -153,6 +153,28 @@ def test_keras_model_source(saved: tuple[Any, Path]) -> None:
     assert d.hint == "Build the target (call it once on an input) before planning"
 
 
+class _Skips(keras.Model):
+    """A built model with a layer its forward never calls (as keras-hub's SmolLM3 gives every layer a rotary
+    embedding and calls it only in the layers that use RoPE): that layer is never built and has no variables."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = keras.layers.Dense(3, name="used")
+        self.unused = keras.layers.Dense(3, name="unused")
+
+    def call(self, x: Any) -> Any:
+        return self.used(x)
+
+
+def test_a_built_model_with_a_layer_it_never_calls_is_read_without_it() -> None:
+    model = _Skips()
+    model(np.zeros((1, 4), dtype="float32"))
+    assert model.built and not model.unused.built
+    inv = open_source(model).inventory()
+    assert inv.names == ("used.kernel", "used.bias")
+    expect_wm("WM502", lambda: open_source(_Skips()))  # a model that is not built itself is still refused
+
+
 def test_hostile_keras_files(tmp_path: Path, saved: tuple[Any, Path]) -> None:
     _, d = saved
     ext = tmp_path / "ext.weights.h5"

@@ -22,6 +22,13 @@ ONE_WAY: dict[str, str] = {
 }
 
 
+# Recipes whose backbone class keras-hub's exporter takes but writes wrongly, and how: the test checks
+# that it still does (and that the reverse equals the checkpoint), so a fixed exporter changes this file.
+EXPORTER_WRONG: dict[str, str] = {
+    "hf_to_keras_hub/gemma2": "Gemma 1's names (no pre/post_feedforward norms) and key/value head 0 only",
+}
+
+
 def _tensors(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
     return load_file(str(path))
@@ -75,11 +82,12 @@ def test_the_reverse_writes_what_keras_hubs_exporter_writes(recipe: str,
     from keras_hub.src.utils.transformers.export.hf_exporter import export_backbone
     original = _tensors(b.folder / "model.safetensors")
     exported = tmp_path_factory.mktemp("exported")
-    # the exporter writes the LM head only when asked; the checkpoint has one when it is not tied
-    export_backbone(b.reference, str(exported), include_lm_head="lm_head.weight" in original)
+    # the exporter writes the LM head (and Gemma 3's `model.` names, as a *ForCausalLM has them) only when asked
+    causal_lm = "lm_head.weight" in original or any(k.startswith("model.") for k in original)
+    export_backbone(b.reference, str(exported), include_lm_head=causal_lm)
     ours = _tensors(_back(b, tmp_path_factory.mktemp("back") / "model.safetensors"))
     theirs = _tensors(exported / "model.safetensors")
-    assert theirs and not _differ(ours, theirs)
+    assert theirs and bool(_differ(ours, theirs)) == (recipe in EXPORTER_WRONG)
 
 
 def test_the_round_trip_comparison_can_fail(tmp_path_factory: pytest.TempPathFactory) -> None:
