@@ -11,4 +11,8 @@ FAMILIES = (
     Family("hf_to_keras_hub/mixtral", "MixtralConfig",
            dict(_DECODER, intermediate_size=64, num_local_experts=16, num_experts_per_tok=2),
            "MixtralForCausalLM", decoder()),
+    Family("hf_to_keras_hub/qwen_moe", "Qwen2MoeConfig",
+           dict(_DECODER, intermediate_size=64, moe_intermediate_size=16, shared_expert_intermediate_size=48,
+                num_experts=16, num_experts_per_tok=2),
+           "Qwen2MoeForCausalLM", decoder()),
 )
