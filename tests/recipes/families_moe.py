@@ -26,6 +26,44 @@ def renamed_config(**keys: str) -> Callable[[Path, Any], None]:
     return f
 
 
+def mxfp4_experts(folder: Path, hf: Any) -> None:
+    """Store the experts as gpt-oss is released: MXFP4 (`*_blocks`: two 4-bit E2M1 values a byte, 32 a
+    block; `*_scales`: one E8M0 power of two a block), the only layout keras-hub's converter reads. The
+    values are random codes, and the Hugging Face model gets them as transformers itself dequantizes
+    them (`convert_moe_packed_tensors`), so the forward comparison runs on exactly the stored weights."""
+    import numpy as np
+    import torch
+    from safetensors.numpy import load_file, save_file
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    rng = np.random.default_rng(0)
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    for i, layer in enumerate(hf.model.layers):
+        experts = layer.mlp.experts
+        for name in ("gate_up_proj", "down_proj"):
+            key = f"model.layers.{i}.mlp.experts.{name}"
+            e, n_in, n_out = tensors.pop(key).shape                   # (experts, in, out) in memory
+            blocks = rng.integers(0, 256, size=(e, n_out, n_in // 32, 16), dtype=np.uint8)
+            scales = rng.integers(118, 124, size=(e, n_out, n_in // 32), dtype=np.uint8)  # 2^-9 .. 2^-4
+            tensors[f"{key}_blocks"], tensors[f"{key}_scales"] = blocks, scales
+            with torch.no_grad():
+                getattr(experts, name).copy_(convert_moe_packed_tensors(torch.from_numpy(blocks),
+                                                                        torch.from_numpy(scales),
+                                                                        dtype=torch.float32))
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def as_released(folder: Path, hf: Any) -> None:
+    """gpt-oss as released: MXFP4 experts, and the YaRN settings under `rope_scaling` as well, where the
+    released config.json has them and keras-hub reads them (transformers 5 writes only `rope_parameters`)."""
+    mxfp4_experts(folder, hf)
+    p = folder / "config.json"
+    cfg = json.loads(p.read_text())
+    cfg["rope_scaling"] = {k: v for k, v in cfg["rope_parameters"].items() if k != "rope_theta"}
+    p.write_text(json.dumps(cfg, indent=2))
+
+
 FAMILIES = (
     Family("hf_to_keras_hub/mixtral", "MixtralConfig",
            dict(_DECODER, intermediate_size=64, num_local_experts=16, num_experts_per_tok=2),
@@ -39,4 +77,9 @@ FAMILIES = (
            dict(_DECODER, intermediate_size=64, moe_intermediate_size=16, num_experts=16, num_experts_per_tok=2,
                 head_dim=16),
            "Qwen3MoeForCausalLM", decoder(), prepare=renamed_config(num_local_experts="num_experts")),
+    # hidden and intermediate 64: two MXFP4 blocks of 32 per row; layer 0 slides, layer 1 attends fully
+    Family("hf_to_keras_hub/gpt_oss", "GptOssConfig",
+           dict(_DECODER, hidden_size=64, intermediate_size=64, head_dim=16, num_local_experts=16,
+                num_experts_per_tok=2),
+           "GptOssForCausalLM", decoder(), prepare=as_released),
 )
