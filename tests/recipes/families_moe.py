@@ -54,6 +54,14 @@ def mxfp4_experts(folder: Path, hf: Any) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+def on_text(compare: Callable[[Any, Any, Any], dict[str, float]]) -> Callable[[Any, Any, Any], dict[str, float]]:
+    """`compare` with the language model's config (a vision-language config keeps its sizes there); the
+    comparison feeds token ids only, so the vision tower is not run."""
+    def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
+        return compare(hf, backbone, cfg.text_config)
+    return f
+
+
 def as_released(folder: Path, hf: Any) -> None:
     """gpt-oss as released: MXFP4 experts, and the YaRN settings under `rope_scaling` as well, where the
     released config.json has them and keras-hub reads them (transformers 5 writes only `rope_parameters`)."""
@@ -82,4 +90,16 @@ FAMILIES = (
            dict(_DECODER, hidden_size=64, intermediate_size=64, head_dim=16, num_local_experts=16,
                 num_experts_per_tok=2),
            "GptOssForCausalLM", decoder(), prepare=as_released),
+    # three linear-attention layers, then one full-attention layer (the family's 3:1 pattern); a tiny
+    # vision tower, which keras-hub's converter always ports when the config has one
+    Family("hf_to_keras_hub/qwen3_5_moe", "Qwen3_5MoeConfig",
+           dict(text_config=dict(_DECODER, num_hidden_layers=4, head_dim=16, linear_key_head_dim=8,
+                                 linear_value_head_dim=8, linear_num_key_heads=2, linear_num_value_heads=4,
+                                 linear_conv_kernel_dim=4, moe_intermediate_size=16,
+                                 shared_expert_intermediate_size=24, num_experts=16, num_experts_per_tok=2),
+                vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, in_channels=3,
+                                   patch_size=4, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=32,
+                                   num_position_embeddings=16),
+                tie_word_embeddings=False),
+           "Qwen3_5MoeForConditionalGeneration", on_text(decoder())),
 )

@@ -151,6 +151,12 @@ def _keras_attrs(layer: Any) -> Attrs:
                  if isinstance(getattr(layer, k, None), (int, float)) and not isinstance(getattr(layer, k), bool))
 
 
+def _never_builds(layer: Any) -> bool:
+    """A layer that keeps Keras' default `build` and holds no sublayers creates no variables, built or
+    not (keras-hub's vision rotary embedding: a helper whose methods are called, never the layer)."""
+    return bool(getattr(type(layer).build, "_is_default", False)) and not list(layer._flatten_layers(include_self=False))
+
+
 class KerasModelSource(_Live):
     """A built Keras model, named stably (`keras_naming.keras_names`); kind = owning layer class."""
 
@@ -159,7 +165,7 @@ class KerasModelSource(_Live):
     def __init__(self, model: Any, framework: str | None = None):
         self.framework = canonical_framework(framework) or "keras"
         layers = list(model._flatten_layers(include_self=False)) if hasattr(model, "_flatten_layers") else []
-        unbuilt = [la for la in layers if not la.built and type(la).__name__ not in WEIGHTLESS]
+        unbuilt = [la for la in layers if not la.built and type(la).__name__ not in WEIGHTLESS and not _never_builds(la)]
         if unbuilt or not model.built:
             name = (unbuilt[0] if unbuilt else model).name
             raise fail("WM502", f"Keras layer `{name}` has no variables yet (the model is not built)",
