@@ -29,7 +29,8 @@ def vision(output: str = "sequence_output") -> Callable[[Any, Any, Any], dict[st
                      else keras.ops.convert_to_tensor(x))
         out = as_np(y[output] if isinstance(y, dict) else y)
         with torch.no_grad():
-            o = base(hf)(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+            model = hf if type(hf).__name__.endswith("Model") else base(hf)  # a bare model is its own base
+            o = model(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
         want = o.last_hidden_state.numpy()
         if out.ndim == 4:
             out = out.reshape(out.shape[0], -1, out.shape[-1])
@@ -47,4 +48,16 @@ FAMILIES = (
            "ViTForImageClassification", vision()),
     Family("hf_to_keras_hub/deit", "DeiTConfig", dict(_VIT, num_labels=5), "DeiTForImageClassificationWithTeacher",
            vision()),
+    Family("hf_to_keras_hub/dinov2", "Dinov2Config",
+           dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2),
+           "Dinov2Model", vision()),
+    Family("hf_to_keras_hub/dinov3", "DINOv3ViTConfig",
+           dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, num_register_tokens=4),
+           "DINOv3ViTModel", vision()),
+    # two stages (one patch merging), windows of 4 on a 16 x 16 token grid: shifted windows in each stage's
+    # second block
+    Family("hf_to_keras_hub/swin_transformer", "SwinConfig",
+           dict(image_size=32, patch_size=2, embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=4),
+           "SwinModel", vision()),
 )
