@@ -153,26 +153,35 @@ def test_keras_model_source(saved: tuple[Any, Path]) -> None:
     assert d.hint == "Build the target (call it once on an input) before planning"
 
 
-class _Skips(keras.Model):
-    """A built model with a layer its forward never calls (as keras-hub's SmolLM3 gives every layer a rotary
-    embedding and calls it only in the layers that use RoPE): that layer is never built and has no variables."""
+def test_an_unbuilt_layer_that_cannot_hold_variables_does_not_make_the_model_unbuilt() -> None:
+    """A helper layer with Keras' default `build` and no sublayers, never called (keras-hub's vision rotary
+    embedding), creates no variables: the model around it is read; one that overrides `build` is not."""
+    import keras
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.used = keras.layers.Dense(3, name="used")
-        self.unused = keras.layers.Dense(3, name="unused")
+    class Helper(keras.layers.Layer):
+        def table(self, n: int) -> Any:
+            return keras.ops.arange(n)
 
-    def call(self, x: Any) -> Any:
-        return self.used(x)
+    class Lazy(keras.layers.Layer):
+        def build(self, shape: Any) -> None:
+            self.w = self.add_weight(shape=(shape[-1],), name="w")
 
+    class Tower(keras.layers.Layer):
+        def __init__(self, extra: keras.layers.Layer) -> None:
+            super().__init__()
+            self.dense, self.extra = keras.layers.Dense(2, name="proj"), extra
 
-def test_a_built_model_with_a_layer_it_never_calls_is_read_without_it() -> None:
-    model = _Skips()
-    model(np.zeros((1, 4), dtype="float32"))
-    assert model.built and not model.unused.built
-    inv = open_source(model).inventory()
-    assert inv.names == ("used.kernel", "used.bias")
-    expect_wm("WM502", lambda: open_source(_Skips()))  # a model that is not built itself is still refused
+        def build(self, shape: Any) -> None:
+            self.dense.build(shape)
+
+        def call(self, x: Any) -> Any:
+            return self.dense(x)
+
+    inp = keras.Input((3,))
+    helped = keras.Model(inp, Tower(Helper(name="rotary"))(inp))
+    assert open_source(helped).inventory().names == ("tower.proj.kernel", "tower.proj.bias")
+    lazy = keras.Model(inp, Tower(Lazy(name="lazy"))(inp))
+    assert expect_wm("WM502", lambda: open_source(lazy)).diagnostics[0].message.startswith("Keras layer `lazy`")
 
 
 def test_hostile_keras_files(tmp_path: Path, saved: tuple[Any, Path]) -> None:

@@ -75,6 +75,13 @@ def test_what_cannot_run_backwards_is_refused_at_its_rule(text: str, code: str, 
     assert (got, (line, col)) == (code, where) and says in message
 
 
+def test_a_copy_init_is_a_derived_tensor_dropped_on_the_way_back() -> None:
+    """`init X = copy("s")` duplicates a source a rule maps: the reverse drops X; other inits stay refused."""
+    text = "wmap 1\npos -> table\ninit table_resized = copy(\"pos\")\n"
+    assert rules(text) == ["table -> pos", "drop table_resized"]
+    assert refused(text + "init head.b = zeros\n")[:3] == ("WM130", 4, 6)
+
+
 def test_every_refusal_is_listed_at_once() -> None:
     with pytest.raises(wmap.WmapError) as e:
         wmap.invert(wmap.parse_spec("wmap 1\na.w -> b.w | prune(0.1)\nc.w -> d.w | cast(float16)\n"))

@@ -175,6 +175,35 @@ def test_a_target_only_capture_without_a_fan_out_transform_is_still_a_typo() -> 
     assert "cannot be computed with" in e.value.diagnostics[0].message
 
 
+PAIR_STACK = "wmap 1\nexperts.{e:int}.{gate,up}.weight -> bank | stack(0)\n"
+PAIR_UNSTACK = "wmap 1\nbank -> experts.{e:int}.{gate,up}.weight | unstack(0)\n"
+
+
+def pairs(n: int) -> dict[str, np.ndarray]:
+    """`experts.E.gate.weight` holding 10 E, `experts.E.up.weight` holding 10 E + 1."""
+    return {f"experts.{e}.{p}.weight": np.full((2, 3), 10 * e + j, np.float32)
+            for e in range(n) for j, p in enumerate(("gate", "up"))}
+
+
+def test_an_index_beside_a_target_alternation_fans_out_in_the_templates_order(tmp_path) -> None:
+    """The reverse of a fan-in over (expert, gate|up): expert-major, as the fan-in stacked them, over a
+    full grid of both, and the plan says so."""
+    n = 12
+    stacked = landed(PAIR_STACK, pairs(n), {"bank": np.zeros((2 * n, 2, 3), np.float32)}, tmp_path)
+    assert stacked["bank"][:, 0, 0].tolist() == [10 * e + j for e in range(n) for j in range(2)]
+    plan = wmap.plan(wmap.parse_spec(PAIR_UNSTACK), source=stacked, target=pairs(n))
+    (step,) = plan.steps
+    assert [t.name for t in step.targets][:4] == ["experts.0.gate.weight", "experts.0.up.weight",
+                                                  "experts.1.gate.weight", "experts.1.up.weight"]
+    assert step.order == "{e} = 0..11; {gate,up}"
+    back = landed(PAIR_UNSTACK, stacked, pairs(n), tmp_path)
+    assert all(np.array_equal(back[k], v) for k, v in pairs(n).items())
+    tgt = pairs(n)
+    del tgt["experts.7.up.weight"]
+    (msg,) = _errors(PAIR_UNSTACK, stacked, tgt)
+    assert msg.startswith("WM211") and "do not form a full grid (23 targets" in msg
+
+
 def test_stack_then_unstack_gives_back_every_expert_bit_for_bit(tmp_path) -> None:
     from safetensors.numpy import save_file
     rng = np.random.default_rng(0)

@@ -34,6 +34,7 @@ class Case:
     frameworks: tuple[str | None, str | None] = (None, None)
     src_names: tuple[str, ...] = ()
     tgt_names: tuple[str, ...] = ()
+    in_dtype: str | None = None  # inputs of this dtype whatever the run's (packed codes: "uint8")
 
     @property
     def id(self) -> str:
@@ -100,12 +101,14 @@ CASES = [
     C("mha_out_to_keras", ins=((8, 8),), targets=((2, 4, 8),)), C("mha_out_from_keras", ins=((2, 4, 8),)),
     C("mha_proj_to_keras", ins=((8, 6),), targets=((6, 2, 4),)), C("mha_proj_to_keras", (4,), ins=((8,),)),
     C("mha_proj_from_keras", ins=((6, 2, 4),)), C("mha_proj_from_keras", ins=((2, 4),)),
+    C("dequant_mxfp4", ins=((2, 3, 2, 16), (2, 3, 2)), in_dtype="uint8"),
     C("layout", ins=((4, 3, 2, 2),), targets=((2, 2, 3, 4),), kinds=("Conv2d", "Conv2D"),
       frameworks=("torch", "keras"), src_names=("c.weight",), tgt_names=("c.kernel",)),
 ]
 
 
 def _ctx(case: Case, dtype: str) -> tuple[InferContext, list[ArrayMeta]]:
+    dtype = case.in_dtype or dtype
     ins = [ArrayMeta(s, dtype) for s in case.ins]
     sn = case.src_names or tuple(f"s{i}.weight" for i in range(len(ins)))
     tn = case.tgt_names or tuple(f"t{i}.weight" for i in range(len(case.targets)))
@@ -116,6 +119,8 @@ def _ctx(case: Case, dtype: str) -> tuple[InferContext, list[ArrayMeta]]:
 
 def _inputs(case: Case, dtype: str, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
+    if case.in_dtype == "uint8":  # every code, including the scale 255 (inf) and the nibble 8 (-0.0)
+        return [rng.integers(0, 256, s).astype(np.uint8) for s in case.ins]
     if dtype.startswith("int"):
         return [rng.integers(-50, 50, s).astype(dtype) for s in case.ins]
     return [rng.standard_normal(s).astype(np.float32).astype(np_dtype(dtype)) for s in case.ins]
@@ -269,6 +274,9 @@ def test_array_ops_agree(name: str, call: Any, dtype: str) -> None:
 ARITH_CALLS = [
     ("add", lambda o, x: o.add(x, o.flip(x, 0))),
     ("mul", lambda o, x: o.mul(x, 0.3)),
+    ("multiply", lambda o, x: o.multiply(x, o.slice(x, 2, 1, 2, 1))),
+    ("lookup", lambda o, x: o.lookup(o.asarray(np.arange(24, dtype=np.uint8).reshape(2, 3, 4) % 7, x),
+                                     np.linspace(-3, 3, 7).astype(o.dtype_name(x)))),
 ]
 
 
@@ -282,3 +290,22 @@ def test_array_ops_arithmetic_agree(name: str, call: Any, dtype: str) -> None:
     want, got = call(nops, x), _to_numpy(call(tops, tops.asarray(x, None)))
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+def test_dequant_mxfp4_agrees_with_transformers_and_keeps_every_code() -> None:
+    """Every byte and every scale through `dequant_mxfp4`, against transformers' own MXFP4 decoder
+    (`convert_moe_packed_tensors`, float32) bit for bit: signed zeros, subnormal and infinite scales too."""
+    torch = pytest.importorskip("torch")
+    mxfp4 = pytest.importorskip("transformers.integrations.mxfp4")
+    blocks = np.arange(256, dtype=np.uint8).reshape(1, 16, 1, 16).repeat(16, 0)  # every byte, 16 scales each
+    scales = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+    (ours,) = build("dequant_mxfp4", [], []).apply([blocks, scales], get_ops("numpy"))
+    theirs = mxfp4.convert_moe_packed_tensors(torch.from_numpy(blocks), torch.from_numpy(scales),
+                                              dtype=torch.float32).transpose(1, 2).numpy()
+    assert ours.shape == theirs.shape == (16, 16, 32)
+    # scales 0..254 (subnormal 2^-127 and overflowing products included): the same bits
+    finite = scales[..., 0] < 255
+    np.testing.assert_array_equal(ours.view(np.uint32)[finite], theirs.view(np.uint32)[finite])
+    assert np.signbit(ours[0, 0, 16]) and ours[0, 0, 16] == 0   # byte 8: low nibble -0.0
+    assert np.isnan(ours[15, 15]).all()                         # scale 255 is NaN in the MX spec
+    assert build("dequant_mxfp4", [], []).inverse() is None

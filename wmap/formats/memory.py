@@ -24,7 +24,7 @@ from wmap.formats._common import (
     missing,
     torch_dtype_name,
 )
-from wmap.formats.base import Array, ArrayKind
+from wmap.formats.base import ArrayKind
 from wmap.formats.keras_layers import WEIGHTLESS
 from wmap.formats.keras_naming import keras_names
 
@@ -50,7 +50,7 @@ class _Live:
     def inventory(self) -> Inventory:
         return Inventory.from_metas(self._metas, self.label, self.framework, self._tied)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
         if name not in self._arrays:
             raise missing(name, self._arrays, f"the {self.label}")
         return as_kind(self._value(self._arrays[name]), kind, f"`{name}`")
@@ -151,6 +151,12 @@ def _keras_attrs(layer: Any) -> Attrs:
                  if isinstance(getattr(layer, k, None), (int, float)) and not isinstance(getattr(layer, k), bool))
 
 
+def _never_builds(layer: Any) -> bool:
+    """A layer that keeps Keras' default `build` and holds no sublayers creates no variables, built or
+    not (keras-hub's vision rotary embedding: a helper whose methods are called, never the layer)."""
+    return bool(getattr(type(layer).build, "_is_default", False)) and not list(layer._flatten_layers(include_self=False))
+
+
 class KerasModelSource(_Live):
     """A built Keras model, named stably (`keras_naming.keras_names`); kind = owning layer class."""
 
@@ -159,11 +165,8 @@ class KerasModelSource(_Live):
     def __init__(self, model: Any, framework: str | None = None):
         self.framework = canonical_framework(framework) or "keras"
         layers = list(model._flatten_layers(include_self=False)) if hasattr(model, "_flatten_layers") else []
-        # In a built model, a layer that is still unbuilt is one its forward never calls (keras-hub's SmolLM3
-        # gives every block a rotary embedding and calls it only where RoPE is on): it has no variables, in
-        # this model or in any copy of it, so there is nothing to read or fill. Only an unbuilt model is refused.
-        unbuilt = [la for la in layers if not la.built and type(la).__name__ not in WEIGHTLESS]
-        if not model.built:
+        unbuilt = [la for la in layers if not la.built and type(la).__name__ not in WEIGHTLESS and not _never_builds(la)]
+        if unbuilt or not model.built:
             name = (unbuilt[0] if unbuilt else model).name
             raise fail("WM502", f"Keras layer `{name}` has no variables yet (the model is not built)",
                        hint="Build the target (call it once on an input) before planning")

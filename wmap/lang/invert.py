@@ -16,7 +16,7 @@ one spec for every size of its family (its `config` and `let`s carry over; `conf
   the target trains and have no reverse: they are left out, and said so in a comment.
 
 What cannot run backwards is refused with the rule named (WM130): a step that loses information
-(`prune`, `lerp`, `cast`, an `init`), a transform whose inverse needs sizes the spec does not state
+(`prune`, `lerp`, `cast`, an `init` other than a `copy`, whose target is dropped), a transform whose inverse needs sizes the spec does not state
 (`reshape(...)` does not say what it reshapes from: `rearrange` names its axes and inverts), index
 arithmetic other than `+` and `-`, and a rule with several source patterns or named sources (WM131).
 """
@@ -49,8 +49,13 @@ def invert_spec(spec: Spec) -> Spec:
     bag = DiagnosticBag()
     if spec.path and spec.text is not None:
         bag.sources[spec.path] = spec.text
-    if spec.init:
-        first = spec.init[0]
+    # `init X = copy("s")` duplicates a source another rule maps (a derived buffer, such as a position
+    # table kept twice): backwards, s comes from its own rule and X is dropped. Any other init made
+    # values no source holds.
+    copies = [i for i in spec.init if i.call.name == "copy"]
+    made = [i for i in spec.init if i.call.name != "copy"]
+    if made:
+        first = made[0]
         bag.add("WM130", f"`init {first.pattern}` creates values that have no source to go back to",
                 first.span, "a reverse spec cannot recreate what the forward one initialised: take the `init` "
                 "out (and drop those tensors from the model) before inverting")
@@ -85,7 +90,8 @@ def invert_spec(spec: Spec) -> Spec:
         trailing = (*trailing, "# left out of the reverse (they say how the forward target trains): "
                     + "; ".join(left_out))
     return Spec(spec.version, sources=(new_source,), target=new_target, options=options,
-                rules=tuple(rules), drop=tuple(_unprefixed(p, names) for p in spec.keep),
+                rules=tuple(rules), drop=tuple(_unprefixed(p, names) for p in spec.keep)
+                + tuple(PatternStmt(i.pattern, i.span, i.comments) for i in copies),
                 keep=tuple(_unprefixed(p, names) for p in spec.drop), config=config, lets=spec.lets,
                 trailing_comments=trailing)
 

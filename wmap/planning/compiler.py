@@ -8,6 +8,7 @@ once; nothing here reads weight data.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -386,12 +387,19 @@ def _group_fan_out(st: _State, rule: Rule, claims: list[_Claim], template: P.Pat
     labels = [f"{{{f}}}" for f in free]
     for c in claims:
         keys = P.render_match(keyed, pats[c.pattern], c.m)
-        hits = [row for k in keys for row in sorted(enumerated.get(k, ()), key=lambda r: tuple(map(natural_key, r[0])))]
+        varying, alts = _fan_out_order(template, pats[c.pattern], free)
+        # an index beside a target alternation (`experts.{e:int}.{gate,up}`): the targets are ordered by
+        # the template's pieces from left to right (e0.gate, e0.up, e1.gate, ...), as a fan-in's sources are
+        combos = list(itertools.product(*(range(len(opts)) for _, opts in alts)))
+        rows = [(vals + tuple(alts[a][1][j] for a, j in enumerate(combos[k])), name,
+                 tuple(natural_key(vals[i]) if kind == "cap" else (combos[k][i],) for kind, i in varying))
+                for k, key in enumerate(keys) for vals, name in enumerated.get(key, ())]
+        hits = [(v, n) for v, n, _ in sorted(rows, key=lambda r: r[2])]
         if not hits:
             absent.extend(_show_free(k, labels) for k in keys)
             continue
         names = tuple(n for _, n in hits)
-        problem = _index_problem(labels, [v for v, _ in hits])
+        problem = _index_problem(labels + [label for label, _ in alts], [v for v, _ in hits])
         if problem is not None:
             st.bag.add("WM211", f"rule `{_rule_text(rule)}`: the targets of `{c.ref.name}` are enumerated by "
                        f"{problem[0]}", rule.span, problem[1])
@@ -399,12 +407,34 @@ def _group_fan_out(st: _State, rule: Rule, claims: list[_Claim], template: P.Pat
                 st.filled.setdefault(st.tgt_names[n].name, f"rule `{_rule_text(rule)}` (line {rule.span.line})")
             continue
         groups.setdefault(names, []).append(c)
-        orders[names] = "; ".join(_values_text(lab, [v[i] for v, _ in hits]) for i, lab in enumerate(labels))
+        orders[names] = "; ".join([_values_text(lab, [v[i] for v, _ in hits]) for i, lab in enumerate(labels)]
+                                  + [label for label, _ in alts])
     if absent:
         st.bag.add("WM204", f"rule `{_rule_text(rule)}` fans out over {', '.join(labels)}, but the target has no "
                    f"tensor matching {_fold(absent)}", rule.span,
                    target_missing_hint([a.replace("{", "").replace("}", "") for a in absent], list(st.tgt_names)))
     return groups, orders
+
+
+def _fan_out_order(template: P.Pattern, source: P.Pattern, free: tuple[str, ...]
+                   ) -> tuple[list[tuple[str, int]], list[tuple[str, tuple[str, ...]]]]:
+    """What varies across one source's fan-out targets, in the template's order: each fan-out index
+    (`("cap", its place in free)`) and each target alternation the source does not pair (`("alt", k)`),
+    with those alternations' labels and options in the order `render_match` expands them."""
+    varying: list[tuple[str, int]] = []
+    alts: list[tuple[str, tuple[str, ...]]] = []
+    seen: set[str] = set()
+    k = 0
+    for p in template.pieces:
+        if p.kind == "alt":
+            if k >= len(source.alternations):
+                varying.append(("alt", len(alts)))
+                alts.append(("{" + ",".join(p.options) + "}", tuple(p.options)))
+            k += 1
+        elif p.kind in ("cap", "int", "path") and p.text in free and p.text not in seen:
+            seen.add(p.text)
+            varying.append(("cap", free.index(p.text)))
+    return varying, alts
 
 
 def _show_free(key: str, labels: Sequence[str]) -> str:

@@ -15,6 +15,7 @@ from wmap.transforms import (  # noqa: F401  (imported for registration)
     presets,
     presets_attention,
     presets_rnn,
+    quant,
     resize,
     routing,
     values,

@@ -106,6 +106,13 @@ class ArrayOps(Protocol[A]):
         working precision, float32/float64, where the backends agree to the bit; on bf16/fp16
         numpy rounds `c` to the dtype first and torch does not."""
         ...
+    def multiply(self, a: A, b: A) -> A:
+        """`a * b`, element-wise, `b` broadcast against `a` (numpy rules), for equal float dtypes."""
+        ...
+    def lookup(self, x: A, table: NDArray) -> A:
+        """`table[x]`: each element of the integer array `x` replaced by that entry of the 1-D numpy
+        `table`, in the table's dtype (decoding packed codes)."""
+        ...
     def contiguous(self, x: A) -> A: ...
     def asarray(self, values: NDArray, like: A | None) -> A:
         """A numpy float32/float64 array as this backend's array, on `like`'s device (seeded fills)."""

@@ -116,6 +116,13 @@ class NumpyOps:
     def mul(self, x: NDArray, c: float) -> NDArray:
         return x * c
 
+    def multiply(self, a: NDArray, b: NDArray) -> NDArray:
+        with np.errstate(over="ignore", invalid="ignore"):  # IEEE inf/NaN, silently, as torch does
+            return np.multiply(a, b)
+
+    def lookup(self, x: NDArray, table: NDArray) -> NDArray:
+        return np.asarray(table)[x]
+
     def contiguous(self, x: NDArray) -> NDArray:
         x = np.asarray(x)
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)  # keeps 0-d arrays 0-d

@@ -124,6 +124,12 @@ class TorchOps:
     def mul(self, x: torch.Tensor, c: float) -> torch.Tensor:
         return x * c
 
+    def multiply(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.mul(a, b)
+
+    def lookup(self, x: torch.Tensor, table: NDArray) -> torch.Tensor:
+        return self.asarray(table, x)[x.long()]
+
     def contiguous(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous()
 
