@@ -45,4 +45,11 @@ _BERTISH = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden
 FAMILIES = (
     Family("hf_to_keras_hub/bert", "BertConfig", _BERTISH, "BertForPreTraining",
            encoder(segment_ids=True, pooled=True)),
+    Family("hf_to_keras_hub/distilbert", "DistilBertConfig",
+           dict(vocab_size=128, dim=32, hidden_dim=64, n_layers=2, n_heads=4, max_position_embeddings=64),
+           "DistilBertForMaskedLM", encoder()),
+    # two groups of two inner layers: every shared weight set is reached by (group, inner) indices
+    Family("hf_to_keras_hub/albert", "AlbertConfig",
+           dict(_BERTISH, embedding_size=16, num_hidden_groups=2, inner_group_num=2),
+           "AlbertForPreTraining", encoder(segment_ids=True, pooled=True)),
 )
