@@ -39,6 +39,24 @@ def encoder(pad: int = 2, segment_ids: bool = False, pooled: bool = False
     return f
 
 
+def zeroed(names: tuple[str, ...], compare: Callable[[Any, Any, Any], dict[str, float]]
+           ) -> Callable[[Any, Any, Any], dict[str, float]]:
+    """`compare` against a copy of the Hugging Face model with the parameters `names` set to zero: what
+    keras-hub's converter leaves out (RoBERTa's token-type row, which Hugging Face adds to every token and
+    keras-hub's backbone has no place for), so what is left to compare is everything it does port."""
+    def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
+        import copy
+
+        import torch
+        twin = copy.deepcopy(hf)
+        params = dict(twin.named_parameters())
+        with torch.no_grad():
+            for n in names:
+                params[n].zero_()
+        return compare(twin, backbone, cfg)
+    return f
+
+
 _BERTISH = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 max_position_embeddings=64)
 
@@ -52,4 +70,7 @@ FAMILIES = (
     Family("hf_to_keras_hub/albert", "AlbertConfig",
            dict(_BERTISH, embedding_size=16, num_hidden_groups=2, inner_group_num=2),
            "AlbertForPreTraining", encoder(segment_ids=True, pooled=True)),
+    # layer_norm_eps as roberta-base's config.json has it (keras-hub's backbone fixes 1e-5)
+    Family("hf_to_keras_hub/roberta", "RobertaConfig", dict(_BERTISH, max_position_embeddings=66, layer_norm_eps=1e-5),
+           "RobertaForMaskedLM", zeroed(("roberta.embeddings.token_type_embeddings.weight",), encoder())),
 )
