@@ -73,4 +73,6 @@ FAMILIES = (
     # layer_norm_eps as roberta-base's config.json has it (keras-hub's backbone fixes 1e-5)
     Family("hf_to_keras_hub/roberta", "RobertaConfig", dict(_BERTISH, max_position_embeddings=66, layer_norm_eps=1e-5),
            "RobertaForMaskedLM", zeroed(("roberta.embeddings.token_type_embeddings.weight",), encoder())),
+    Family("hf_to_keras_hub/xlm_roberta", "XLMRobertaConfig",
+           dict(_BERTISH, max_position_embeddings=66, layer_norm_eps=1e-5), "XLMRobertaModel", encoder()),
 )

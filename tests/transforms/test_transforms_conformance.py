@@ -73,7 +73,7 @@ CASES = [
     C("repeat", (2, 0), {"interleave": True}, ins=((2, 3),)),
     C("cast", ("bfloat16",)), C("cast", ("float16",)), C("cast", ("float64",)),
     C("scale", (0.37,)), C("prune", (0.5,)), C("identity", floats_only=False),
-    C("add", ins=((3, 4),) * 3), C("sub", ins=((3, 4),) * 2), C("lerp", (0.25,), ins=((3, 4),) * 2),
+    C("add", ins=((3, 4),) * 3), C("add_row", ins=((5, 4), (2, 4))), C("add_row", (-1, 1), ins=((3, 4), (3, 2))), C("sub", ins=((3, 4),) * 2), C("lerp", (0.25,), ins=((3, 4),) * 2),
     C("average", kwargs={"weights": [1, 3]}, ins=((3, 4),) * 2), C("average", ins=((3, 4),) * 3),
     C("update", (0.1,), ins=((3, 4),) * 2),
     C("lora", (2.0,), ins=((6, 5), (2, 5), (6, 2)), approx=True),

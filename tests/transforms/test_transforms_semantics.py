@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wmap.core.inventory import TensorMeta
-from wmap.transforms import ArrayMeta, InferContext, Transform, build, get_ops
+from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build, get_ops
 
 NP = get_ops("numpy")
 
@@ -102,6 +102,18 @@ def test_arithmetic() -> None:
     np.testing.assert_allclose(run("average", [a, b], weights=[1, 3])[1][0], 0.25 * a + 0.75 * b, rtol=1e-6)
     np.testing.assert_allclose(run("average", [a, b], weights=[1, -1], normalize=False)[1][0], a - b, rtol=1e-6)
     np.testing.assert_array_equal(run("prune", [a], 0.5)[1][0], np.where(np.abs(a) < 0.5, 0, a))
+
+
+def test_add_row_is_numpy_broadcasting_of_one_row() -> None:
+    """XLM-RoBERTa's fold (keras-hub: `position + token_type[0]`), as numpy broadcasts it, to the bit."""
+    pos, types = rand(6, 4, seed=1), rand(2, 4, seed=2)
+    np.testing.assert_array_equal(run("add_row", [pos, types])[1][0], pos + types[0])
+    np.testing.assert_array_equal(run("add_row", [pos, rand(6, 3, seed=3)], 2, dim=1)[1][0],
+                                  pos + rand(6, 3, seed=3)[:, 2:3])
+    with pytest.raises(TransformError, match="does not fit"):
+        run("add_row", [pos, rand(2, 5)])
+    with pytest.raises(TransformError, match="out of range"):
+        run("add_row", [pos, types], 2)
 
 
 def test_gate_reorder_and_gru_swap() -> None:
