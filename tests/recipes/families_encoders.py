@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,15 @@ def zeroed(names: tuple[str, ...], compare: Callable[[Any, Any, Any], dict[str, 
     return f
 
 
+def hub_layout(folder: Path, hf: Any) -> None:
+    """Rewrite the checkpoint as the hub's ESM-2 files have it (and keras-hub's converter reads it):
+    `LayerNorm.weight`/`.bias` (transformers 5 saves ESM's as `gamma`/`beta`) and no tied LM decoder."""
+    from safetensors.torch import save_file
+    tied = set(getattr(hf, "_tied_weights_keys", None) or ())
+    state = {k: v.detach().clone().contiguous() for k, v in hf.state_dict().items() if k not in tied}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
 _BERTISH = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 max_position_embeddings=64)
 
@@ -75,4 +85,8 @@ FAMILIES = (
            "RobertaForMaskedLM", zeroed(("roberta.embeddings.token_type_embeddings.weight",), encoder())),
     Family("hf_to_keras_hub/xlm_roberta", "XLMRobertaConfig",
            dict(_BERTISH, max_position_embeddings=66, layer_norm_eps=1e-5), "XLMRobertaModel", encoder()),
+    # no padding: keras-hub's ESM attention masks by token id, and on the TensorFlow backend it reshapes
+    # the mask over the queries, not the keys (esm_attention.py), so padded keys stay visible there
+    Family("hf_to_keras_hub/esm", "EsmConfig", dict(_BERTISH, pad_token_id=1, position_embedding_type="rotary"),
+           "EsmForMaskedLM", encoder(pad=0), prepare=hub_layout),
 )
