@@ -67,6 +67,35 @@ def hub_layout(folder: Path, hf: Any) -> None:
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
+def seq2seq(pad: int = 2) -> Callable[[Any, Any, Any], dict[str, float]]:
+    """An encoder-decoder's two outputs: the encoder's last hidden states, and the decoder's over its own
+    (causal) input attending to the encoder, against the Hugging Face base model on the same token ids and
+    padding masks (padded positions left out on each side)."""
+    def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
+        import torch
+        x, m = ids(cfg.vocab_size), mask(pad)
+        dx, dm = ids(cfg.vocab_size, seed=2), mask(pad + 1)
+        y = call(backbone, {"encoder_token_ids": x, "encoder_padding_mask": m,
+                            "decoder_token_ids": dx, "decoder_padding_mask": dm})
+        t = {"dtype": torch.long}
+        with torch.no_grad():
+            o = base(hf)(input_ids=torch.tensor(x, **t), attention_mask=torch.tensor(m),
+                         decoder_input_ids=torch.tensor(dx, **t), decoder_attention_mask=torch.tensor(dm))
+        return {"encoder": diff(o.encoder_last_hidden_state.numpy(), as_np(y["encoder_sequence_output"]), m),
+                "decoder": diff(o.last_hidden_state.numpy(), as_np(y["decoder_sequence_output"]), dm)}
+    return f
+
+
+def hub_config(**keys: Any) -> Callable[[Path, Any], None]:
+    """Add keys to the saved config.json that the hub's configs carry (written by older transformers) and
+    keras-hub's converter reads, such as BART's `num_hidden_layers`."""
+    def f(folder: Path, hf: Any) -> None:
+        import json
+        path = folder / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **keys}, indent=2))
+    return f
+
+
 _BERTISH = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 max_position_embeddings=64)
 
@@ -89,4 +118,8 @@ FAMILIES = (
     # the mask over the queries, not the keys (esm_attention.py), so padded keys stay visible there
     Family("hf_to_keras_hub/esm", "EsmConfig", dict(_BERTISH, pad_token_id=1, position_embedding_type="rotary"),
            "EsmForMaskedLM", encoder(pad=0), prepare=hub_layout),
+    Family("hf_to_keras_hub/bart", "BartConfig",
+           dict(vocab_size=128, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64),
+           "BartForConditionalGeneration", seq2seq(), prepare=hub_config(num_hidden_layers=2)),
 )

@@ -17,8 +17,9 @@ NP = get_ops("numpy")
 def run(name: str, xs: list[np.ndarray], *args: Any, targets: tuple[tuple[int, ...], ...] = (),
         **kw: Any) -> tuple[Transform, tuple[np.ndarray, ...]]:
     ctx = InferContext((), tuple(TensorMeta(f"t{i}", s, str(xs[0].dtype)) for i, s in enumerate(targets)))
-    resolved, outs = build(name, list(args), list(kw.items())).infer(
-        [ArrayMeta(x.shape, str(x.dtype)) for x in xs], ctx)
+    t = build(name, list(args), list(kw.items()))
+    given = xs[:-1] if t.READS_TARGET else xs  # the target's current value is not an input to infer
+    resolved, outs = t.infer([ArrayMeta(x.shape, str(x.dtype)) for x in given], ctx)
     ys = resolved.apply(xs, NP)
     assert [y.shape for y in ys] == [o.shape for o in outs]
     return resolved, ys
@@ -114,6 +115,22 @@ def test_add_row_is_numpy_broadcasting_of_one_row() -> None:
         run("add_row", [pos, rand(2, 5)])
     with pytest.raises(TransformError, match="out of range"):
         run("add_row", [pos, types], 2)
+
+
+def test_splice_is_numpy_slice_assignment_into_the_target() -> None:
+    """`splice` = numpy's `t[..., a:b, ...] = x` on a copy of the target's value (given last)."""
+    part, current = rand(4, 3, seed=1), rand(6, 3, seed=2)
+    want = current.copy()
+    want[2:] = part
+    _, (y,) = run("splice", [part, current], 0, 2, targets=((6, 3),))
+    np.testing.assert_array_equal(y, want)
+    column = rand(6, 1, seed=3)
+    want = current.copy()
+    want[:, 1:2] = column
+    _, (y,) = run("splice", [column, current], 1, 1, 2, targets=((6, 3),))
+    np.testing.assert_array_equal(y, want)
+    with pytest.raises(TransformError, match=r"part 1:6 of the target \(6, 3\) is \(5, 3\), the input is \(4, 3\)"):
+        run("splice", [part, current], 0, 1, targets=((6, 3),))
 
 
 def test_gate_reorder_and_gru_swap() -> None:
