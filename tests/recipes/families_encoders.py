@@ -99,6 +99,10 @@ def hub_config(**keys: Any) -> Callable[[Path, Any], None]:
 _BERTISH = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 max_position_embeddings=64)
 
+# grouped-query attention (4 query heads, 2 key/value heads), as T5Gemma has it
+_T5GEMMA = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=8, max_position_embeddings=64, sliding_window=16)
+
 FAMILIES = (
     Family("hf_to_keras_hub/bert", "BertConfig", _BERTISH, "BertForPreTraining",
            encoder(segment_ids=True, pooled=True)),
@@ -122,4 +126,6 @@ FAMILIES = (
            dict(vocab_size=128, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                 decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64),
            "BartForConditionalGeneration", seq2seq(), prepare=hub_config(num_hidden_layers=2)),
+    Family("hf_to_keras_hub/t5gemma", "T5GemmaConfig", dict(vocab_size=128, encoder=_T5GEMMA, decoder=_T5GEMMA),
+           "T5GemmaForConditionalGeneration", seq2seq()),
 )
