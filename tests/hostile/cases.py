@@ -1002,6 +1002,16 @@ def keep_without_target_values(w: Work) -> Setup:
     return s
 
 
+@case("execute", "WM602", "cannot keep `b.weight`", needs=("torch",))
+def splice_without_target_values(w: Work) -> Setup:
+    """`splice` keeps the rest of its target, so like `keep` it needs a target with values."""
+    body = "import torch\n\ndef build():\n    return torch.nn.ModuleDict({'b': torch.nn.Linear(3, 4)})\n"
+    s = w.apply(spec=w.spec("wmap 1\na.weight -> b.weight | splice(0, 2)\ndrop a.bias\ninit b.bias = zeros\n"),
+                target=w.factory(body))
+    s.cwd = w.d
+    return s
+
+
 # == outputs and I/O faults =========================================================================
 
 

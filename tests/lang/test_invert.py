@@ -51,6 +51,12 @@ def test_transforms_invert_with_their_config_references_kept() -> None:
                        "o.kernel -> o.w | flip(1) | mha_proj_from_keras($heads)"]
 
 
+def test_a_slice_runs_back_as_a_splice_that_keeps_the_rest_of_the_target() -> None:
+    text = "wmap 1\nconfig \"c.json\"\nlet first = config.pad + 1\na.w -> b.w | slice(0, $first)\n"
+    assert rules(text)[-1:] == ["b.w -> a.w | splice(0, start=$first)"]
+    assert "a.w -> b.w | slice(0, start=$first)" in to_wmap(wmap.invert(wmap.invert(wmap.parse_spec(text))))
+
+
 def test_drop_and_keep_trade_places_and_so_do_the_prefix_options() -> None:
     text = back('wmap 1\nsource hf "a.safetensors"\ntarget keras "m:build"\noption strip_prefix = "model."\n'
                 "config hf\nlet n = config.n\n{p:**} -> {p}\ndrop ?rotary.**\nkeep head.**\nfreeze stem.**\n"
@@ -68,6 +74,7 @@ def test_drop_and_keep_trade_places_and_so_do_the_prefix_options() -> None:
     ("wmap 1\nx.w, y.w -> z.w | add\n", "WM131", (2, 1), "2 source patterns"),
     ("wmap 1\na.w -> b.w\ninit head.** = zeros\n", "WM130", (3, 6), "`init head.**` creates values"),
     ("wmap 1\na.w -> b.w | layout(auto)\n", "WM130", (2, 1), "picks its transform"),
+    ("wmap 1\na.w -> b.w | slice(0, 1, 5, 2)\n", "WM130", (2, 1), "`slice` as written"),  # strided: no splice
 ])
 def test_what_cannot_run_backwards_is_refused_at_its_rule(text: str, code: str, where: tuple[int, int],
                                                           says: str) -> None:

@@ -55,7 +55,10 @@ CASES = [
     C("chunk", kwargs={"dim": 0}, ins=((6, 4),), targets=((2, 4),) * 3),
     C("concat", (0,), ins=((2, 4), (3, 4))), C("stack", (1,), ins=((2, 3),) * 3),
     C("unstack", (0,), ins=((3, 2, 2),), targets=((2, 2),) * 3),
-    C("slice", (0, 1, 5, 2), ins=((6, 3),)), C("slice", (1, -2), ins=((6, 3),)), C("select", (1, -1)),
+    C("slice", (0, 1, 5, 2), ins=((6, 3),)), C("slice", (1, -2), ins=((6, 3),)), C("slice", (0, 2), ins=((6, 3),)),
+    C("select", (1, -1)),
+    C("splice", (0, 2), ins=((4, 3),), targets=((6, 3),), floats_only=False),
+    C("splice", (1, 1, 3), ins=((6, 2),), targets=((6, 5),)), C("splice", (0, -2), ins=((2, 3),), targets=((6, 3),)),
     C("pad", (0,), {"init": "mean"}, ins=((4, 3),), targets=((6, 3),)),
     C("pad", (0,), {"init": "normal", "seed": 3, "std": 0.5}, ins=((4, 3),), targets=((7, 3),)),
     C("pad", (1, 6), {"init": "constant", "value": 2.0, "side": "start"}, ins=((4, 3),)),
@@ -74,7 +77,7 @@ CASES = [
     C("repeat", (2, 0), {"interleave": True}, ins=((2, 3),)),
     C("cast", ("bfloat16",)), C("cast", ("float16",)), C("cast", ("float64",)),
     C("scale", (0.37,)), C("prune", (0.5,)), C("identity", floats_only=False),
-    C("add", ins=((3, 4),) * 3), C("sub", ins=((3, 4),) * 2), C("lerp", (0.25,), ins=((3, 4),) * 2),
+    C("add", ins=((3, 4),) * 3), C("add_row", ins=((5, 4), (2, 4))), C("add_row", (-1, 1), ins=((3, 4), (3, 2))), C("sub", ins=((3, 4),) * 2), C("lerp", (0.25,), ins=((3, 4),) * 2),
     C("average", kwargs={"weights": [1, 3]}, ins=((3, 4),) * 2), C("average", ins=((3, 4),) * 3),
     C("update", (0.1,), ins=((3, 4),) * 2),
     C("lora", (2.0,), ins=((6, 5), (2, 5), (6, 2)), approx=True),
@@ -118,12 +121,14 @@ def _ctx(case: Case, dtype: str) -> tuple[InferContext, list[ArrayMeta]]:
 
 
 def _inputs(case: Case, dtype: str, seed: int = 0) -> list[np.ndarray]:
+    """The case's inputs, and for a transform that keeps part of its target, the target's current value last."""
     rng = np.random.default_rng(seed)
     if case.in_dtype == "uint8":  # every code, including the scale 255 (inf) and the nibble 8 (-0.0)
         return [rng.integers(0, 256, s).astype(np.uint8) for s in case.ins]
+    shapes = case.ins + (case.targets[:1] if REGISTRY[case.name].READS_TARGET else ())
     if dtype.startswith("int"):
-        return [rng.integers(-50, 50, s).astype(dtype) for s in case.ins]
-    return [rng.standard_normal(s).astype(np.float32).astype(np_dtype(dtype)) for s in case.ins]
+        return [rng.integers(-50, 50, s).astype(dtype) for s in shapes]
+    return [rng.standard_normal(s).astype(np.float32).astype(np_dtype(dtype)) for s in shapes]
 
 
 def _resolve(case: Case, dtype: str) -> tuple[Transform, tuple[ArrayMeta, ...], InferContext]:
@@ -205,15 +210,23 @@ def test_inverse_reproduces_input_bit_for_bit(case: Case, backend: str) -> None:
     if not resolved.INVERTIBLE:
         pytest.skip(f"{case.name} resolved to a non-invertible {resolved.NAME}")
     inv = resolved.inverse()
-    if inv is None:  # only a Keras alpha broadcast over positions has no way back
-        assert resolved.NAME == "prelu_to_keras" and resolved.params()["keras_shape"][0] != 1
+    if inv is None:  # only a Keras alpha broadcast over positions, and a strided slice, have no way back
+        assert (resolved.NAME == "prelu_to_keras" and resolved.params()["keras_shape"][0] != 1
+                or resolved.NAME == "slice" and resolved.params()["step"] != 1)
         return
     inv_ctx = InferContext(ctx.targets, ctx.sources, ctx.target_framework, ctx.source_framework)
     inv_resolved, back_metas = inv.infer(outs, inv_ctx)
     assert [m.shape for m in back_metas] == list(case.ins)
     ops = get_ops(backend)
     xs = [ops.asarray(x, None) for x in _inputs(case, "float32")]
-    back = inv_resolved.apply(resolved.apply(xs, ops), ops)
+    if resolved.READS_TARGET:  # what `splice` keeps comes back from the target: that is what it undoes
+        outs_ = resolved.apply(xs, ops)
+        back = inv_resolved.apply(outs_, ops)
+        np.testing.assert_array_equal(np.asarray(_np(back[0])), np.asarray(_np(xs[0])))
+        return
+    fwd = resolved.apply(xs, ops)
+    # the way back from a `slice` keeps the rest of its target, here the tensor it was cut from
+    back = inv_resolved.apply((*fwd, *xs) if inv_resolved.READS_TARGET else fwd, ops)
     for b, x in zip(back, xs, strict=True):
         np.testing.assert_array_equal(np.asarray(_np(b)), np.asarray(_np(x)))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wmap.core.inventory import TensorMeta
-from wmap.transforms import ArrayMeta, InferContext, Transform, build, get_ops
+from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build, get_ops
 
 NP = get_ops("numpy")
 
@@ -17,8 +17,9 @@ NP = get_ops("numpy")
 def run(name: str, xs: list[np.ndarray], *args: Any, targets: tuple[tuple[int, ...], ...] = (),
         **kw: Any) -> tuple[Transform, tuple[np.ndarray, ...]]:
     ctx = InferContext((), tuple(TensorMeta(f"t{i}", s, str(xs[0].dtype)) for i, s in enumerate(targets)))
-    resolved, outs = build(name, list(args), list(kw.items())).infer(
-        [ArrayMeta(x.shape, str(x.dtype)) for x in xs], ctx)
+    t = build(name, list(args), list(kw.items()))
+    given = xs[:-1] if t.READS_TARGET else xs  # the target's current value is not an input to infer
+    resolved, outs = t.infer([ArrayMeta(x.shape, str(x.dtype)) for x in given], ctx)
     ys = resolved.apply(xs, NP)
     assert [y.shape for y in ys] == [o.shape for o in outs]
     return resolved, ys
@@ -102,6 +103,34 @@ def test_arithmetic() -> None:
     np.testing.assert_allclose(run("average", [a, b], weights=[1, 3])[1][0], 0.25 * a + 0.75 * b, rtol=1e-6)
     np.testing.assert_allclose(run("average", [a, b], weights=[1, -1], normalize=False)[1][0], a - b, rtol=1e-6)
     np.testing.assert_array_equal(run("prune", [a], 0.5)[1][0], np.where(np.abs(a) < 0.5, 0, a))
+
+
+def test_add_row_is_numpy_broadcasting_of_one_row() -> None:
+    """XLM-RoBERTa's fold (keras-hub: `position + token_type[0]`), as numpy broadcasts it, to the bit."""
+    pos, types = rand(6, 4, seed=1), rand(2, 4, seed=2)
+    np.testing.assert_array_equal(run("add_row", [pos, types])[1][0], pos + types[0])
+    np.testing.assert_array_equal(run("add_row", [pos, rand(6, 3, seed=3)], 2, dim=1)[1][0],
+                                  pos + rand(6, 3, seed=3)[:, 2:3])
+    with pytest.raises(TransformError, match="does not fit"):
+        run("add_row", [pos, rand(2, 5)])
+    with pytest.raises(TransformError, match="out of range"):
+        run("add_row", [pos, types], 2)
+
+
+def test_splice_is_numpy_slice_assignment_into_the_target() -> None:
+    """`splice` = numpy's `t[..., a:b, ...] = x` on a copy of the target's value (given last)."""
+    part, current = rand(4, 3, seed=1), rand(6, 3, seed=2)
+    want = current.copy()
+    want[2:] = part
+    _, (y,) = run("splice", [part, current], 0, 2, targets=((6, 3),))
+    np.testing.assert_array_equal(y, want)
+    column = rand(6, 1, seed=3)
+    want = current.copy()
+    want[:, 1:2] = column
+    _, (y,) = run("splice", [column, current], 1, 1, 2, targets=((6, 3),))
+    np.testing.assert_array_equal(y, want)
+    with pytest.raises(TransformError, match=r"part 1:6 of the target \(6, 3\) is \(5, 3\), the input is \(4, 3\)"):
+        run("splice", [part, current], 0, 1, targets=((6, 3),))
 
 
 def test_gate_reorder_and_gru_swap() -> None:

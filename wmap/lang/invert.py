@@ -221,7 +221,9 @@ def invert_call(call: Call) -> Call:
     if inverse is None:
         raise NotInvertible("WM130", f"`{call.name}` as written does not say what it undoes",
                             "`reshape` does not name the shape it reshapes from; `rearrange(\"e (h d) -> e h d\", "
-                            "h=$heads)` names its axes and runs backwards")
+                            "h=$heads)` names its axes and runs backwards" if call.name == "reshape" else
+                            "only some forms of it run backwards (`wmap explain` says which); a spec with this "
+                            "one runs one way only")
 
     def back(v: object) -> Value:
         if isinstance(v, bool) or not isinstance(v, (int, list, tuple)):

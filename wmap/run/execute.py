@@ -99,7 +99,7 @@ def compute_step(step: Step, readers: Mapping[str, TensorSource], ops: ArrayOps[
         values = step.init.generate(t.shape, int(plan.option("seed")), t.name, plan.target_framework)
         return (ops.asarray(values, None) if kind == "torch" else values,)
     xs = tuple(_read(readers[r.source], r.read_name, kind) for r in step.sources)
-    return apply_chain(step.transforms, xs, ops)
+    return apply_chain(step.transforms, xs, ops, None if read_target is None else lambda: read_target(step.targets[0]))
 
 
 def _read(reader: TensorSource, name: str, kind: Any) -> Any:
@@ -111,10 +111,17 @@ def _read(reader: TensorSource, name: str, kind: Any) -> Any:
     return x
 
 
-def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: ArrayOps[Any]) -> tuple[Any, ...]:
-    """Run resolved transforms; a 1:1 transform after a fan-out applies to each part."""
+def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: ArrayOps[Any],
+                current: Callable[[], Any] | None = None) -> tuple[Any, ...]:
+    """Run resolved transforms; a 1:1 transform after a fan-out applies to each part. `current` gives
+    the target's value, for a transform that keeps part of it (`READS_TARGET`: `splice`)."""
     for tr in transforms:
-        if tr.ARITY == "1:1" and len(xs) > 1:
+        if tr.READS_TARGET:
+            if current is None:
+                raise error("WM602", f"`{tr.NAME}` keeps part of the target, and this target has no values to keep",
+                            hint="give a target with values: the model in hand, or a template checkpoint with --out")
+            xs = tuple(tr.apply((*xs, current()), ops))
+        elif tr.ARITY == "1:1" and len(xs) > 1:
             xs = tuple(tr.apply((x,), ops)[0] for x in xs)
         else:
             xs = tuple(tr.apply(xs, ops))

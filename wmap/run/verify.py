@@ -69,7 +69,8 @@ def verify_plan(plan: Plan, source: Endpoint = None, target: Endpoint = None) ->
             if step.kind == "keep":
                 report.skipped.extend(t.name for t in step.targets)
                 continue
-            values = compute_step(step, readers, ops, plan, None)
+            # the target's own values stand for what a `splice` kept (unchecked, as `keep`)
+            values = compute_step(step, readers, ops, plan, current)
             for meta, v in zip(step.targets, values):
                 if ops.dtype_name(v) != meta.dtype:
                     v = ops.cast(v, meta.dtype)

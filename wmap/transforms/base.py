@@ -149,6 +149,10 @@ class Transform:
     # Name of the first field when it is a tuple of ints that may also be written as positional
     # arguments (`reshape(64, 2, 16)`, `permute(2, 3, 1, 0)`), as numpy and torch accept them.
     VARARGS: ClassVar[str | None] = None
+    # True when `apply` also takes the target's current value, as its last input (after the chain's
+    # inputs): a transform that fills part of a tensor and keeps the rest (`splice`). Execution reads
+    # it from the target; a target without values (a new model, a file without a template) is WM602.
+    READS_TARGET: ClassVar[bool] = False
 
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
         raise NotImplementedError(f"{type(self).__name__}.infer")

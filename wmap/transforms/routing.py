@@ -223,6 +223,7 @@ class Slice(Transform):
 
     NAME = "slice"
     VIEW = True
+    INVERTIBLE = True
     dim: int
     start: int = 0
     stop: int | None = None
@@ -244,6 +245,60 @@ class Slice(Transform):
     def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
         stop = self.stop if self.stop is not None else ops.shape(xs[0])[self.dim]
         return (ops.slice(xs[0], self.dim, self.start, stop, self.step),)
+
+    def inverse(self) -> Transform | None:
+        # what the slice left out is not in its output: the way back keeps it from the target
+        return Splice(self.dim, self.start, self.stop) if self.step == 1 else None
+
+
+@register
+@dataclass(frozen=True)
+class Splice(Transform):
+    """Write the tensor into part `start:stop` along `dim` of the target's current value, and keep
+    the rest of the target as it is: the reverse of `slice`, as `keep` is the reverse of `drop`.
+    Needs a target with values (a model in hand, or a template checkpoint with `--out`).
+
+    Example: `pos.embeddings -> roberta.embeddings.position_embeddings.weight | splice(0, 2)`
+      (64, 32) into rows 2..66 of (66, 32); rows 0 and 1 stay
+    """
+
+    NAME = "splice"
+    INVERTIBLE = True
+    READS_TARGET = True
+    dim: int
+    start: int = 0
+    stop: int | None = None
+
+    def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
+        m = U.one(ins, self.NAME)
+        if not ctx.is_last or len(ctx.targets) != 1:
+            raise TransformError("`splice` writes into its target's current value, so it ends the chain of a rule "
+                                 "with one target", "put `splice` last")
+        t = ctx.targets[0]
+        d = U.norm_dim(self.dim, len(t.shape), self.NAME)
+        start, stop, _ = slice(self.start, self.stop).indices(t.shape[d])
+        want = _with(t.shape, d, max(stop - start, 0))
+        if len(m.shape) != len(t.shape) or tuple(m.shape) != want:
+            raise TransformError(f"`splice({d}, {self.start}, {self.stop})`: part {start}:{stop} of the target "
+                                 f"{U.fmt(t.shape)} is {U.fmt(want)}, the input is {U.fmt(m.shape)}",
+                                 "the input must fill exactly that part")
+        if t.dtype != m.dtype:
+            raise TransformError(f"`splice`: the input is {m.dtype} and the target {t.dtype}",
+                                 "the kept part is the target's own values: `cast` the input to the target's dtype first")
+        return Splice(d, start, stop), (ArrayMeta(t.shape, m.dtype),)
+
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
+        part, current = xs
+        n = ops.shape(current)[self.dim]
+        stop = n if self.stop is None else self.stop
+        pieces = [ops.slice(current, self.dim, 0, self.start, 1)] if self.start else []
+        pieces.append(part)
+        if stop < n:
+            pieces.append(ops.slice(current, self.dim, stop, n, 1))
+        return (ops.concat(pieces, self.dim) if len(pieces) > 1 else ops.contiguous(part),)
+
+    def inverse(self) -> Transform:
+        return Slice(self.dim, self.start, self.stop)
 
 
 @register

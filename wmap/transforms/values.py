@@ -162,6 +162,42 @@ class Add(_Arith):
 
 @register
 @dataclass(frozen=True)
+class AddRow(Transform):
+    """Fan-in: the first input plus one row of the second (`index` along `dim`), added to every row
+    of the first along `dim`: a constant folded into another tensor. One-way: a sum does not say
+    what its parts were.
+
+    Example: `embeddings.{position,token_type}_embeddings.weight -> pos.embeddings | add_row(0)`
+      (66, 32) + row 0 of (2, 32) -> (66, 32)  (XLM-RoBERTa's token-type row, the same for every token)
+    """
+
+    NAME = "add_row"
+    ARITY = "n:1"
+    index: int = 0
+    dim: int = 0
+
+    def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
+        U.exactly(ins, 2, self.NAME, "the tensor, then the one whose row is added")
+        a, b = ins
+        d = U.norm_dim(self.dim, len(a.shape), self.NAME)
+        if len(b.shape) != len(a.shape) or b.shape[:d] + b.shape[d + 1:] != a.shape[:d] + a.shape[d + 1:]:
+            raise TransformError(f"`add_row`: a row of {U.fmt(b.shape)} along dim {d} does not fit {U.fmt(a.shape)}",
+                                 "both inputs need the same shape apart from `dim`")
+        if not -b.shape[d] <= self.index < b.shape[d]:
+            raise TransformError(f"`add_row({self.index})`: index out of range for size {b.shape[d]} of "
+                                 f"{U.fmt(b.shape)}")
+        return AddRow(self.index % b.shape[d], d), (ArrayMeta(a.shape, U.promote([a.dtype, b.dtype], self.NAME)),)
+
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
+        a, b = xs
+        row = ops.slice(b, self.dim, self.index, self.index + 1, 1)
+        rows = ops.repeat(row, ops.shape(a)[self.dim], self.dim)
+        dtype = U.promote([ops.dtype_name(a), ops.dtype_name(b)], self.NAME)
+        return (_combine((a, rows), (1.0, 1.0), ops, dtype),)
+
+
+@register
+@dataclass(frozen=True)
 class Sub(_Arith):
     """Fan-in: first input minus the second (e.g. a task vector: tuned - base).
 
