@@ -288,3 +288,16 @@ def test_tf_checkpoint_state_file_and_data_files(tmp_path: Path, saved: tuple[An
     assert err.message == f"`{prefix}`: the checkpoint file `{data}` is missing"
     os.mkfifo(data)
     assert "is not a regular file" in expect_wm("WM513", lambda: inventory_of(prefix)).diagnostics[0].message
+
+
+def test_a_legacy_h5_names_a_process_numbered_layer_like_the_model(tmp_path: Path) -> None:
+    """A GRU built after another in the same process is `gru_1` to Keras; its variables sit under its
+    `gru_cell`, so the layer's own class comes from the file's model config. Read back, it is named as
+    the built model names it (`gru`), not as the process counter did."""
+    keras.layers.GRU(2)  # another GRU first: the model's own is numbered `gru_1` (or later) by Keras
+    keras.utils.set_random_seed(0)
+    model = keras_functional()
+    assert any(la.name.startswith("gru_") for la in model.layers)
+    model.save(tmp_path / "m.h5")
+    with open_source(tmp_path / "m.h5") as src:  # type: ignore[attr-defined]
+        assert {t.name for t in src.inventory()} == set(_expected(model))

@@ -117,7 +117,9 @@ class LegacyKerasH5:
                   if counts[m.name] > 1 else m, p) for layer, m, p in rows]
         # named as keras_naming names the built model: process-numbered layers numbered within their parent
         classes = {seg: m.kind for m, _ in fixed for seg in m.name.split(".")[:-1][-1:]}
-        classes.update({layer: classes.get(layer) for layer, _, _ in rows})
+        # a layer's own class from the model config (a GRU layer's variables sit under its `gru_cell`)
+        classes.update({layer: (configs[layer].cls if layer in configs else None) or classes.get(layer)
+                        for layer, _, _ in rows})
         stable = canonical_paths([m.name.split(".") for m, _ in fixed], classes)
         fixed = [(dataclasses.replace(m, name=".".join(parts)), p) for (m, p), parts in zip(fixed, stable, strict=True)]
         metas = check_unique((m for m, _ in fixed), f"`{where}`")
