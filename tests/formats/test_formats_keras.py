@@ -301,3 +301,33 @@ def test_a_legacy_h5_names_a_process_numbered_layer_like_the_model(tmp_path: Pat
     model.save(tmp_path / "m.h5")
     with open_source(tmp_path / "m.h5") as src:  # type: ignore[attr-defined]
         assert {t.name for t in src.inventory()} == set(_expected(model))
+
+
+def test_an_unbuilt_layer_that_made_its_variables_in_init_is_read() -> None:
+    """SmolLM3's rotary embedding adds its `inv_freq` in `__init__` and is called only in the layers that use
+    RoPE: never called, never built, yet it holds its variable, so the model around it is read, with it."""
+    class Table(keras.layers.Layer):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.freq = self.add_weight(shape=(2,), name="freq", trainable=False)
+
+        def build(self, shape: Any) -> None:
+            super().build(shape)
+
+    class Block(keras.layers.Layer):
+        def __init__(self) -> None:
+            super().__init__(name="block")
+            self.dense, self.table = keras.layers.Dense(2, name="proj"), Table(name="table")
+
+        def build(self, shape: Any) -> None:
+            self.dense.build(shape)
+
+        def call(self, x: Any) -> Any:
+            return self.dense(x)
+
+    inp = keras.Input((3,))
+    block = Block()
+    model = keras.Model(inp, block(inp))
+    assert not block.table.built
+    # `table.freq`, as Keras paths it: the variable was made before the table was attached to the block
+    assert set(open_source(model).inventory().names) == {"block.proj.kernel", "block.proj.bias", "table.freq"}

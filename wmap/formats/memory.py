@@ -157,6 +157,11 @@ def _never_builds(layer: Any) -> bool:
     return bool(getattr(type(layer).build, "_is_default", False)) and not list(layer._flatten_layers(include_self=False))
 
 
+def _made_variables(layer: Any) -> bool:
+    """A layer that already holds variables of its own (created before any build)."""
+    return bool(getattr(layer, "_trainable_variables", None) or getattr(layer, "_non_trainable_variables", None))
+
+
 class KerasModelSource(_Live):
     """A built Keras model, named stably (`keras_naming.keras_names`); kind = owning layer class."""
 
@@ -165,7 +170,12 @@ class KerasModelSource(_Live):
     def __init__(self, model: Any, framework: str | None = None):
         self.framework = canonical_framework(framework) or "keras"
         layers = list(model._flatten_layers(include_self=False)) if hasattr(model, "_flatten_layers") else []
-        unbuilt = [la for la in layers if not la.built and type(la).__name__ not in WEIGHTLESS and not _never_builds(la)]
+        # An unbuilt layer in a built model is one its forward never calls. It matters only if building it
+        # would create variables the model lacks: not when it keeps Keras' default `build` with no sublayers
+        # (keras-hub's vision rotary helper), nor when it made its variables in `__init__` (SmolLM3's rotary
+        # embedding, called only in the layers that use RoPE).
+        unbuilt = [la for la in layers if not la.built and type(la).__name__ not in WEIGHTLESS
+                   and not _never_builds(la) and not _made_variables(la)]
         if unbuilt or not model.built:
             name = (unbuilt[0] if unbuilt else model).name
             raise fail("WM502", f"Keras layer `{name}` has no variables yet (the model is not built)",
