@@ -43,6 +43,7 @@ def _source_bytes(plan: Any) -> int:
     return sum(r.meta.nbytes for s in plan.steps for r in s.sources)
 
 
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
 @pytest.mark.parametrize("world", [2, 4])
 def test_sharded_apply_matches_single_process_bit_for_bit(world: int, tmp_path: Path) -> None:
     from safetensors.torch import load_file
@@ -84,6 +85,14 @@ def test_sharded_apply_matches_single_process_bit_for_bit(world: int, tmp_path: 
     dcp.load(loaded, checkpoint_id=str(tmp_path / "gpt2_ckpt"), no_dist=True)
     _assert_identical(loaded, want, "the DCP folder")
     assert sum(r["gpt2_dcp"]["staged_bytes"] for r in ranks) == sum(t.nbytes for t in want.values())
+
+    # `wmap apply --distributed` on every rank: the same folder, and rank 0's report of every rank
+    assert [r["cli"]["rc"] for r in ranks] == [0] * world
+    loaded = {n: torch.empty_like(t) for n, t in want.items()}
+    dcp.load(loaded, checkpoint_id=str(tmp_path / "cli_ckpt"), no_dist=True)
+    _assert_identical(loaded, want, "the DCP folder from the command line")
+    cli = json.loads((tmp_path / "cli_report.json").read_text())
+    assert [r["bytes_read"] for r in cli["ranks"]] == [r["gpt2_dcp"]["bytes_read"] for r in ranks]
 
     # one rank fails while staging, or while reading: every rank refuses, none has written
     codes = {"fault_stage": [], "fault_read": [], "fault_dcp": [], "digest": []}

@@ -114,6 +114,12 @@ def scenarios(rank: int, world: int, work: str) -> None:
     out["gpt2_dcp"] = report.to_json()
     out["seconds"]["dcp"] = time.perf_counter() - t0
 
+    # the command line, as torchrun runs it on every rank (the group is up already, so it is used)
+    from wmap.cli import main
+    out["cli"] = {"rc": main(["apply", str(SPEC["gpt2"]), "--distributed", "--source", str(w / "gpt2.safetensors"),
+                              "--target", "tests.dist.workers:gpt2_model", "--out", str(w / "cli_ckpt"),
+                              "--report", str(w / "cli_report.json")])}
+
     # faults: one rank fails, every rank refuses and none writes
     last = world - 1
     from wmap.formats.dcp_reader import SafetensorsRangeReader
@@ -179,3 +185,8 @@ class _fault_on:
     def __exit__(self, *exc: object) -> None:
         if self.active:
             setattr(self.cls, self.method, self.original)
+
+
+def gpt2_model() -> nn.Module:
+    """The fused-QKV example's target, for `--target tests.dist.workers:gpt2_model`."""
+    return target_model("gpt2")
