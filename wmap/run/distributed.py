@@ -156,28 +156,35 @@ class _Planner(LoadPlanner):
         self.plan, self.sink, self.ops = plan, sink, ops
         self.steps = {s.index: s for s in steps}
         self.items: list[ReadItem] = []
-        self._reads: dict[str, tuple[int, Read]] = {}
+        # one ReadItem per distinct (source tensor, box): a box two steps need (a tied copy, `copy("...")`
+        # of a mapped tensor) is read once and handed to both
+        self._consumers: dict[str, list[tuple[int, Read]]] = {}
         self._pending: dict[int, int] = {}
         self._buffers: dict[int, dict[Read, torch.Tensor]] = {}
+        self._users: dict[int, int] = {}  # id(buffer) -> steps still to use it
         self.readless: list[ShardStep] = []
         self.failure: WmapError | None = None
         self.live = self.peak = 0
         self.warnings: list[Diagnostic] = []
         from wmap.formats.dcp_reader import storage_key
+        seen: dict[tuple[str, Box, str], str] = {}
         for s in steps:
             reads = [r for r in s.reads if box_numel(r.box) > 0]
             if not reads:
                 self.readless.append(s)
                 continue
             self._pending[s.index] = len(reads)
-            for k, r in enumerate(reads):
+            for r in reads:
                 ref = s.step.sources[r.source]
-                dest = f"{s.index}/{k}"
-                self._reads[dest] = (s.index, r)
-                self.items.append(ReadItem(
-                    type=LoadItemType.TENSOR, dest_index=MetadataIndex(dest), dest_offsets=torch.Size([0] * len(r.box)),
-                    storage_index=MetadataIndex(storage_key(ref.source, ref.read_name)),
-                    storage_offsets=torch.Size([s0 for s0, _ in r.box]), lengths=torch.Size([n for _, n in r.box])))
+                key = (storage_key(ref.source, ref.read_name), r.box, ref.meta.dtype)
+                dest = seen.get(key)
+                if dest is None:
+                    dest = seen[key] = str(len(self.items))
+                    self.items.append(ReadItem(
+                        type=LoadItemType.TENSOR, dest_index=MetadataIndex(dest),
+                        dest_offsets=torch.Size([0] * len(r.box)), storage_index=MetadataIndex(key[0]),
+                        storage_offsets=torch.Size([s0 for s0, _ in r.box]), lengths=torch.Size([n for _, n in r.box])))
+                self._consumers.setdefault(dest, []).append((s.index, r))
 
     # -- the LoadPlanner protocol --------------------------------------------------------------
     def set_up_planner(self, state_dict: Any, metadata: Metadata | None = None, is_coordinator: bool = False) -> None:
@@ -196,22 +203,28 @@ class _Planner(LoadPlanner):
         raise RuntimeError("a wmap plan reads tensors only")
 
     def resolve_tensor(self, read_item: ReadItem) -> torch.Tensor:
-        index, r = self._reads[read_item.dest_index.fqn]
+        index, r = self._consumers[read_item.dest_index.fqn][0]
         dtype = self.steps[index].step.sources[r.source].meta.dtype
         buf = torch.empty(tuple(read_item.lengths), dtype=getattr(torch, dtype))
         self._account(buf.numel() * buf.element_size())
         return buf
 
     def commit_tensor(self, read_item: ReadItem, tensor: torch.Tensor) -> None:
-        index, r = self._reads[read_item.dest_index.fqn]
-        self._buffers.setdefault(index, {})[r] = tensor
-        self._pending[index] -= 1
-        if self._pending[index] == 0:
-            bufs = self._buffers.pop(index)
-            try:
-                self.run(self.steps[index], bufs)
-            finally:
-                self._account(-sum(b.numel() * b.element_size() for b in bufs.values()))
+        consumers = self._consumers[read_item.dest_index.fqn]
+        self._users[id(tensor)] = len(consumers)
+        for index, r in consumers:
+            self._buffers.setdefault(index, {})[r] = tensor
+            self._pending[index] -= 1
+            if self._pending[index] == 0:
+                bufs = self._buffers.pop(index)
+                try:
+                    self.run(self.steps[index], bufs)
+                finally:
+                    for b in bufs.values():  # a buffer stops counting when its last step has run
+                        self._users[id(b)] -= 1
+                        if self._users[id(b)] == 0:
+                            del self._users[id(b)]
+                            self._account(-b.numel() * b.element_size())
 
     # -- computing and staging -----------------------------------------------------------------
     def _account(self, delta: int) -> None:
