@@ -369,6 +369,7 @@ def apply(spec: Spec | str | os.PathLike[str], source: Any = None, target: Any =
         plan, readers, inv = _open(spec, source, target, config)
         storage = SafetensorsRangeReader(readers)
         sink = _sink(plan, inv, out, group)
+        planner = _Planner(shard_plan(plan, {t.name: sink.box(t) for t in plan.targets}), plan, sink, get_ops("torch"))
         digest = plan_digest(plan)
     except BaseException as e:  # reported to every rank below, so none waits for this one
         failure = e
@@ -378,7 +379,6 @@ def apply(spec: Spec | str | os.PathLike[str], source: Any = None, target: Any =
             differ = [r for r, d in enumerate(digests) if d != digests[0]]
             raise error("WM605", f"rank(s) {differ} compiled a different plan from rank 0", None,
                         "every rank must see the same spec, files and wmap version; nothing was read")
-        planner = _Planner(shard_plan(plan, {t.name: sink.box(t) for t in plan.targets}), plan, sink, get_ops("torch"))
     except BaseException:
         for r in readers.values():
             r.close()

@@ -212,8 +212,15 @@ class DCPFolderSink:
         dist.broadcast_object_list(token, group_src=0, group=self.group)
         tmp = f"{self.out}.wmap-tmp-{token[0]}"
         rank0 = dist.get_rank(self.group) == 0
+        from torch.distributed.checkpoint.api import CheckpointException
         try:
-            dcp.save(self.state_dict(), storage_writer=dcp.FileSystemWriter(tmp), process_group=self.group)
+            try:
+                dcp.save(self.state_dict(), storage_writer=dcp.FileSystemWriter(tmp), process_group=self.group)
+            except CheckpointException as e:  # DCP raises it on every rank when any rank failed to write
+                ranks = sorted(e.failures)
+                exc = e.failures[ranks[0]][0]
+                raise error("WM512", f"writing the checkpoint failed on rank(s) {ranks}: {type(exc).__name__}: "
+                            f"{exc}", hint=f"nothing was written: `{self.out}` does not exist") from None
             dist.barrier(group=self.group)
             verdict: list[str | None] = [None]
             if rank0:
