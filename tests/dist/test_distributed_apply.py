@@ -104,6 +104,7 @@ def test_sharded_apply_matches_single_process_bit_for_bit(world: int, tmp_path: 
     assert codes["fault_stage"] == ["WM606"] * (world - 1) + ["WM500"]
     assert codes["fault_read"] == ["WM606"] * (world - 1) + ["WM500"]
     assert codes["fault_dcp"] == ["WM606"] * (world - 1) + ["WM500"]
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("never_ckpt")]
+    assert [r["fault_save"]["code"] for r in ranks] == ["WM512"] * world  # a failed write is DCP's, on every rank
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("never_ckpt")]  # nor a temporary folder
     # ranks that compiled different plans (another seed on the last rank) refuse before reading
     assert codes["digest"] == ["WM605"] * world

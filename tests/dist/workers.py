@@ -140,6 +140,13 @@ def scenarios(rank: int, world: int, work: str) -> None:
                                       out=str(w / "never_ckpt")))
     out["fault_dcp"] = {"code": code}
 
+    # the disk fills up on one rank while the folder is written: DCP fails on every rank, nothing appears
+    from torch.distributed.checkpoint import FileSystemWriter
+    with _fault_on(rank == last, FileSystemWriter, "write_data", after=1, exc=lambda: OSError(28, "No space left")):
+        code = _fails(lambda: D.apply(SPEC["gpt2"], source=str(w / "gpt2.safetensors"), target=target_model("gpt2"),
+                                      out=str(w / "never_ckpt2")))
+    out["fault_save"] = {"code": code}
+
     # ranks that would run different plans refuse before reading
     from wmap.lang import parse_spec
     text = SPEC["resnet"].read_text()
@@ -163,8 +170,9 @@ def _groups(plan: Any, model: nn.Module) -> list[tuple[float, list[str]]]:
 class _fault_on:
     """Make `cls.method` raise on its `after`-th call, in this rank only (`active`)."""
 
-    def __init__(self, active: bool, cls: type, method: str, after: int):
-        self.active, self.cls, self.method, self.after = active, cls, method, after
+    def __init__(self, active: bool, cls: type, method: str, after: int,
+                 exc: Callable[[], BaseException] | None = None):
+        self.active, self.cls, self.method, self.after, self.exc = active, cls, method, after, exc
 
     def __enter__(self) -> None:
         if not self.active:
@@ -176,7 +184,7 @@ class _fault_on:
             calls[0] += 1
             if calls[0] == self.after:
                 from wmap.core.errors import error
-                raise error("WM500", "injected fault: the disk went away")
+                raise self.exc() if self.exc is not None else error("WM500", "injected fault: the disk went away")
             return original(obj, *a, **k)
 
         self.original = original
