@@ -34,11 +34,20 @@ def _rank_main(rank: int, world: int, port: int, fn: Callable[..., None], args: 
         dist.destroy_process_group()
 
 
+# Ranks fork from a forkserver that has imported these once: a fresh `spawn` imports torch in every
+# rank (seconds each, all at once on a small machine), and forking the test process itself would
+# copy whatever threads it runs. The server starts clean and single-threaded, and is reused.
+PRELOAD = ["torch", "torch.distributed.checkpoint", "torch.distributed.fsdp", "torch.distributed.tensor",
+           "safetensors.torch", "tests.dist.workers"]
+
+
 def run_ranks(fn: Callable[..., None], world: int, *args: Any, timeout: float = 240.0) -> None:
-    """Run `fn(rank, world, *args)` on `world` spawned processes in one gloo group. Raises the first
-    rank's failure (with its traceback), or TimeoutError; no process outlives the call."""
+    """Run `fn(rank, world, *args)` on `world` processes in one gloo group. Raises the first rank's
+    failure (with its traceback), or TimeoutError; no process outlives the call."""
+    import multiprocessing
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
     ctx = mp.start_processes(_rank_main, args=(world, free_port(), fn, args), nprocs=world, join=False,
-                             start_method="spawn")
+                             start_method="forkserver")
     deadline = time.monotonic() + timeout
     try:
         while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
@@ -49,3 +58,11 @@ def run_ranks(fn: Callable[..., None], world: int, *args: Any, timeout: float = 
             if p.is_alive():
                 p.kill()
             p.join(timeout=10)
+
+
+def stop_forkserver() -> None:
+    """Stop the forkserver now (it would also go when this process exits, a moment later)."""
+    from multiprocessing import forkserver
+    stop = getattr(forkserver._forkserver, "_stop", None)  # CPython's own (its tests use it)
+    if stop is not None:
+        stop()

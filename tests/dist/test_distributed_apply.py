@@ -14,9 +14,15 @@ pytest.importorskip("torch.distributed.checkpoint")
 
 import wmap  # noqa: E402
 from tests.dist import workers as W  # noqa: E402
-from tests.dist.harness import run_ranks  # noqa: E402
+from tests.dist.harness import run_ranks, stop_forkserver  # noqa: E402
 from tests.support.example_inventories import CHECKPOINTS  # noqa: E402
 from tests.support.shaped_models import checkpoint_from_shapes  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_forkserver_left() -> Any:
+    yield
+    stop_forkserver()
 
 
 def _sources(work: Path) -> None:
