@@ -37,6 +37,8 @@ CASES: dict[str, tuple[str, dict[str, tuple[int, ...]], dict[str, tuple[int, ...
     "scale_cast": ("a -> x | scale(0.1) | cast(\"bfloat16\")", {"a": (5, 7)}, {"x": (5, 7)}, torch.float32),
     "each_transposed_then_added": ("{a,b} -> x | transpose | add", {"a": (4, 6), "b": (4, 6)}, {"x": (6, 4)},
                                    torch.float32),
+    "conv_to_keras": ("a -> x | conv_to_keras", {"a": (8, 3, 3, 5)}, {"x": (3, 5, 3, 8)}, torch.float32),
+    "linear_to_dense": ("a -> x | linear_to_dense", {"a": (6, 4)}, {"x": (4, 6)}, torch.float32),
     # these need more than a box: they gather
     "concat": ("{a,b} -> x | concat(0)", {"a": (3, 4), "b": (5, 4)}, {"x": (8, 4)}, torch.float32),
     "reshape": ("a -> x | reshape(4, 6)", {"a": (6, 4)}, {"x": (4, 6)}, torch.float32),

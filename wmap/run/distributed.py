@@ -63,6 +63,7 @@ class ShardSink(Protocol):
     landing (`sinks/dtensor_sink.py`)."""
 
     framework: str | None
+    staged_bytes: int
 
     def box(self, meta: TensorMeta) -> Box: ...
     def read_current(self, meta: TensorMeta) -> torch.Tensor: ...
@@ -403,7 +404,7 @@ def apply(spec: Spec | str | os.PathLike[str], source: Any = None, target: Any =
     gathered = tuple(Gathered(s.index, s.step.rule_text, tuple(t.name for t in s.step.targets), s.reason,
                               s.gather_bytes()) for s in planner.steps.values() if s.mode == "gather")
     return DistributedReport(plan, rank, world, sink.result, storage.bytes_read, storage.header_bytes,
-                             int(getattr(sink, "staged_bytes", 0)), planner.peak,
+                             sink.staged_bytes, planner.peak,
                              sum(1 for s in planner.steps.values() if s.mode == "region"), gathered,
                              notes, planner.warnings)
 

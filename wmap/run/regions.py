@@ -8,12 +8,13 @@ either pure data movement or element-wise and exactly rounded per element:
 
   rename, `identity`, `cast`, `scale`, `prune`, and element-wise arithmetic over several
   sources (`add`, `sub`, `lerp`, `average`, `update`: sums of scaled terms, each rounded once)
-  keep the box as it is; `transpose`/`permute` permute it; `unsqueeze`/`squeeze` add or drop
+  keep the box as it is; `transpose`/`permute` and the layout presets that are one permutation
+  (`linear_to_dense`, `conv_to_keras`, ...) permute it; `unsqueeze`/`squeeze` add or drop
   a dim of one; `slice` shifts (and, with a step, strides) it; `select`, `split`, `chunk` and
   `unstack` shift it into the part they take.
 
-Every other transform (reshape, rearrange, concat, stack, pad, resize, the layout presets,
-LoRA...) needs values from outside the box, so the step *gathers*: the rank reads the whole
+Every other transform (reshape, rearrange, concat, stack, pad, resize, the presets that regroup
+heads or gates, LoRA...) needs values from outside the box, so the step *gathers*: the rank reads the whole
 source tensors, runs the step as a single process would, and keeps its box. The plan of
 regions says which steps gather, why, and what the whole tensors cost.
 
@@ -28,7 +29,7 @@ from typing import Literal
 
 from wmap.core.inventory import DTYPE_BITS, Shape, TensorMeta
 from wmap.planning.plan import Plan, Step
-from wmap.transforms import layout, routing, values
+from wmap.transforms import layout, presets, routing, values
 from wmap.transforms.base import Transform
 
 Box = tuple[tuple[int, int], ...]
@@ -120,8 +121,13 @@ def _back_1to1(tr: Transform, box: Box) -> tuple[Box, Transform | None] | None:
     input box into the output box (None: nothing to do). None when no single box will do."""
     if isinstance(tr, _SAME_BOX):
         return box, tr
-    if isinstance(tr, (layout.Transpose, layout.Permute)):
-        perm = tr.dims if tr.dims is not None else (1, 0)
+    if isinstance(tr, (layout.Transpose, layout.Permute, presets.PermutePreset)):
+        # output dim i is input dim perm[i]; a layout preset (`linear_to_dense`, `conv_to_keras`...)
+        # is one fixed permutation per rank
+        if isinstance(tr, presets.PermutePreset):
+            perm = tr.perm(len(box))
+        else:
+            perm = tr.dims if tr.dims is not None else (1, 0)
         if len(perm) != len(box):  # an unresolved swap; resolved plans carry full permutations
             return None
         back: list[tuple[int, int]] = [(0, 0)] * len(box)

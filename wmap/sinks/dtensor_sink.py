@@ -182,9 +182,6 @@ class DCPFolderSink:
                         "builds it on the meta device)", hint="pass a model with real weights as the target")
         return current.detach()
 
-    def landed(self) -> AbstractContextManager[LandedReader]:
-        return contextlib.nullcontext(lambda meta: self._staged[meta.name])
-
     def stage(self, meta: TensorMeta, value: torch.Tensor, check: Check | None = None) -> None:
         want = tuple(n for _, n in self.box(meta))
         if tuple(value.shape) != want:
