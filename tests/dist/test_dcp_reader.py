@@ -117,3 +117,16 @@ def test_apply_without_a_process_group_says_how_to_start_one() -> None:
     with pytest.raises(WmapError) as e:
         distributed.apply("unused.wmap")
     assert e.value.diagnostics[0].code == "WM522" and "torchrun" in (e.value.diagnostics[0].hint or "")
+
+
+def test_the_command_outside_torchrun_says_how_to_start_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support import paths
+    from wmap.cli import main
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    rc = main(["apply", str(paths.EXAMPLES / "fused_qkv_split.wmap"), "--distributed", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "WM522" in err and "RANK, WORLD_SIZE, MASTER_ADDR are not set" in err and "torchrun" in err
+    assert not (tmp_path / "c").exists()

@@ -439,7 +439,8 @@ def init_from_env(backend: str | None = None) -> Iterator[tuple[int, int]]:
         yield dist.get_rank(), dist.get_world_size()
         return
     if missing:
-        raise error("WM522", f"--distributed needs a process group, and {', '.join(missing)} is not set",
+        raise error("WM522", f"--distributed needs a process group, and {', '.join(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} not set",
                     hint="start it under torchrun: torchrun --nproc-per-node 2 -m wmap apply SPEC --distributed "
                          "--out DIR")
     chosen = backend or ("nccl" if torch.cuda.is_available() else "gloo")
