@@ -38,7 +38,8 @@ def _rank_main(rank: int, world: int, port: int, fn: Callable[..., None], args: 
 # rank (seconds each, all at once on a small machine), and forking the test process itself would
 # copy whatever threads it runs. The server starts clean and single-threaded, and is reused.
 PRELOAD = ["torch", "torch.distributed.checkpoint", "torch.distributed.fsdp", "torch.distributed.tensor",
-           "safetensors.torch", "tests.dist.workers"]
+           "safetensors.torch", "wmap.api", "wmap.cli", "wmap.run.distributed", "wmap.sinks.dtensor_sink",
+           "wmap.formats.dcp_reader", "tests.dist.workers"]
 
 
 def run_ranks(fn: Callable[..., None], world: int, *args: Any, timeout: float = 240.0) -> None:
