@@ -92,6 +92,8 @@ def test_sharded_apply_matches_single_process_bit_for_bit(world: int, tmp_path: 
     dcp.load(loaded, checkpoint_id=str(tmp_path / "gpt2_ckpt"), no_dist=True)
     _assert_identical(loaded, want, "the DCP folder")
     assert sum(r["gpt2_dcp"]["staged_bytes"] for r in ranks) == sum(t.nbytes for t in want.values())
+    _assert_identical(load_file(str(tmp_path / "gpt2_ckpt_into_tp.safetensors")), want,
+                      "the DCP folder loaded by the ranks into tensor-parallel shards")
 
     # `wmap apply --distributed` on every rank: the same folder, and rank 0's report of every rank
     assert [r["cli"]["rc"] for r in ranks] == [0] * world

@@ -112,6 +112,13 @@ def scenarios(rank: int, world: int, work: str) -> None:
     report = D.apply(SPEC["gpt2"], source=str(w / "gpt2.safetensors"), target=target_model("gpt2"),
                      out=str(w / "gpt2_ckpt"))
     out["gpt2_dcp"] = report.to_json()
+    # a sharded job starts from it: DCP loads the folder (sharded along dim 0) into tensor-parallel shards
+    import torch.distributed.checkpoint as dcp
+    model = shard(target_model("gpt2"), "tp", world)
+    dcp.load(model.state_dict(), checkpoint_id=str(w / "gpt2_ckpt"))
+    state = full_state(model)
+    if rank == 0:
+        save_file(state, str(w / "gpt2_ckpt_into_tp.safetensors"))
     out["seconds"]["dcp"] = time.perf_counter() - t0
 
     # the command line, as torchrun runs it on every rank (the group is up already, so it is used)
