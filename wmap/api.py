@@ -85,17 +85,10 @@ def _checked_spec(spec: SpecLike) -> Spec:
 def _compile(s: Spec, sources: dict[str, Inventory], source: Endpoint, target: Endpoint, config: ConfigLike = None
              ) -> tuple[Plan, Inventory]:
     """The plan bound to the endpoints it was made for, and the target inventory it was made from."""
-    from wmap.planning.compiler import compile_plan
-    from wmap.run.config import config_for
-    from wmap.run.resolve import build_target, target_inventory
+    from wmap.run.resolve import compile_bound
 
-    cfg = config_for(s, source, target, config) if s.lets or config is not None or s.config is not None else None
-    built = build_target(s, target, cfg.data if cfg is not None else None)
-    if built is not None:
-        target = built  # a factory runs once: planned against, then written into
-    target_inv = target_inventory(s, target)
-    p = compile_plan(s, sources, target_inv, cfg if s.lets else None)
-    return Plan.of(dataclasses.replace(p, bound=(source, target))), target_inv
+    p, target_inv = compile_bound(s, sources, source, target, config)
+    return Plan.of(p), target_inv
 
 
 # A plan is ~300 bytes a step: 256 MiB holds ~900k steps, ten times a DeepSeek-size checkpoint.

@@ -188,3 +188,15 @@ def test_unprintable_characters_are_shown_escaped() -> None:
     d = Diagnostic("WM402", "error", "unused: `a\x1b[2J\ud800`", hint="`b\x07`", notes=("c\x9b",))
     assert d.render() == "error[WM402]: unused: `a\\x1b[2J\\ud800`\n  note: c\\x9b\n  hint: `b\\x07`"
     assert str(WmapError([d])).encode("utf-8")  # no lone surrogate left to fail an encoder
+
+
+def test_a_wmap_error_survives_pickling_with_its_diagnostics() -> None:
+    """torch.distributed.checkpoint and multiprocessing pickle exceptions to other processes; a
+    WmapError must arrive as itself (it used to fail to unpickle: its args are the rendered text)."""
+    import pickle
+
+    from wmap.core.errors import Diagnostic, Span, WmapError
+    e = WmapError([Diagnostic("WM505", "error", "bad offsets", Span("a.wmap", 3, 1), "re-export it")], {"a.wmap": "x"})
+    back = pickle.loads(pickle.dumps(e))
+    assert isinstance(back, WmapError) and back.diagnostics == e.diagnostics and back.sources == e.sources
+    assert str(back) == str(e)

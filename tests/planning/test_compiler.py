@@ -248,3 +248,17 @@ def test_plan_json_round_trips() -> None:
     again = plan_from_json(json.loads(plan.dumps()))
     assert again.steps == plan.steps and again.spec_digest == plan.spec_digest
     assert again.dumps() == plan.dumps()
+
+
+def test_an_equal_split_into_names_without_dots_warns_instead_of_crashing() -> None:
+    """WM311 names the blocks by their module; a target named without a dot is its own block name
+    (this used to raise IndexError while building the hint)."""
+    import wmap
+    from wmap.core.inventory import Inventory, TensorMeta
+    from wmap.planning.compiler import compile_plan
+
+    src = Inventory.from_metas([TensorMeta("a", (6, 4), "float32")], "test", None)
+    tgt = Inventory.from_metas([TensorMeta(n, (2, 4), "float32") for n in "xyz"], "test", None)
+    plan = compile_plan(wmap.parse_spec("wmap 1\na -> {x,y,z} | split(0)\n"), {"src": src}, tgt)
+    (w,) = [w for w in plan.warnings if w.code == "WM311"]
+    assert w.hint is not None and w.hint.endswith("matches x, y, z")

@@ -26,6 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--reverse", action="store_true",
                    help="run SPEC backwards (`wmap invert`): --source is what SPEC fills, --target what it reads")
     p.add_argument("--report", metavar="REPORT.json", help="also save the apply report (with checksums)")
+    p.add_argument("--distributed", action="store_true",
+                   help="run on every rank of a torchrun job: each rank reads only the byte ranges of its part "
+                        "and --out is a new torch.distributed.checkpoint folder, written all or nothing")
+    p.add_argument("--backend", choices=("gloo", "nccl"),
+                   help="with --distributed: the process group backend (default: nccl with CUDA, else gloo)")
     add_format(p)
     p.set_defaults(run=run)
 
@@ -46,6 +51,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     sources = parse_sources(args.source)
     refuse_clashes({"--out": args.out, "--report": args.report},
                    {"SPEC": given, "--source": sources, "--target": args.target, "--config": args.config})
+    if args.distributed:
+        return _run_distributed(args, given, sources, out)
     spec = load_plan(given) if given.endswith(".json") else given
     report = apply(spec, source=sources, target=args.target, out=args.out, config=args.config,
                    reverse=args.reverse)
@@ -64,6 +71,47 @@ def run(args: argparse.Namespace, out: Output) -> int:
     s = report.plan.summary()
     lines = [f"wrote {args.out}: {s['targets']} tensors ({s['copied']} copied, {s['transformed']} transformed, "
              f"{s['initialised']} initialised, {s['kept']} kept)"]
+    lines += [f"note: {n}" for n in report.notes]
+    lines += [f"warning[{w.code}]: {w.message}" for w in report.warnings]
+    out.print("\n".join(lines) + "\n")
+    return 0
+
+
+def _run_distributed(args: argparse.Namespace, given: str, sources: object, out: Output) -> int:
+    """`--distributed`: every rank of the torchrun job runs this; rank 0 prints and writes the report
+    (every rank's figures: bytes read, what it staged, which steps gathered)."""
+    from wmap.core.errors import error
+    from wmap.run import distributed
+
+    if given.endswith(".json") or args.reverse:
+        raise error("WM522", "--distributed runs a spec (every rank compiles it and the ranks compare digests)",
+                    hint="pass the .wmap/.yaml spec rather than a saved plan, and invert it first for --reverse")
+    with distributed.init_from_env(args.backend) as (rank, world):
+        report = distributed.apply(given, source=sources, target=args.target, out=args.out, config=args.config)
+        import torch.distributed as dist
+        every: list[object] = [None] * world
+        dist.all_gather_object(every, report.to_json())
+    if rank != 0:
+        return 0
+    data = {"out": args.out, "world_size": world, "ranks": every}
+    if args.report:
+        import json
+
+        from wmap.core.atomic import write_text_atomic
+        write_text_atomic(args.report, json.dumps(data, indent=2) + "\n")
+    if out.fmt == "json":
+        out.json(data)
+        return 0
+    s = report.plan.summary()
+    lines = [f"wrote {args.out}: a DCP checkpoint of {s['targets']} tensors over {world} ranks ({s['copied']} copied, "
+             f"{s['transformed']} transformed, {s['initialised']} initialised)"]
+    for r in every:
+        assert isinstance(r, dict)
+        lines.append(f"rank {r['rank']}: read {r['bytes_read']:,} bytes of tensor data (+{r['header_bytes']:,} of "
+                     f"headers), staged {r['staged_bytes']:,}, working set {r['peak_working_bytes']:,}")
+    for g in report.gathered:
+        lines.append(f"note: step {g.step + 1} (`{g.rule}`) read whole tensors ({g.reason}): {g.nbytes:,} bytes "
+                     "at its peak on each rank")
     lines += [f"note: {n}" for n in report.notes]
     lines += [f"warning[{w.code}]: {w.message}" for w in report.warnings]
     out.print("\n".join(lines) + "\n")

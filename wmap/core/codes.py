@@ -301,6 +301,13 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "A command lacks an input it needs (no source, no target, no --out), got several sources "
      "without names, or was given a name it does not know.",
      "wmap apply port.wmap --out ported.safetensors"),
+    ("WM522", "cannot run distributed",
+     "A distributed apply (`--distributed`, `wmap.run.distributed.apply`) reads byte ranges of safetensors "
+     "sources (one file, or shards with an index) and writes into parameters placed with `Shard`/`Replicate` "
+     "on a device mesh, or into a new DCP checkpoint folder. Another source format, a parameter still on "
+     "the meta device, another placement, an output folder that already exists, or no process group is "
+     "refused on every rank before anything is read.",
+     "torchrun --nproc-per-node 4 -m wmap apply port.wmap --distributed --out ckpt/step0"),
     # -- 6xx: execution ------------------------------------------------------------------------
     ("WM601", "a step failed while applying",
      "Executing a planned step raised. Nothing was written: outputs are atomic.",
@@ -317,6 +324,15 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "A saved plan pins fingerprints of every source and the target; one of them changed, so the "
      "plan no longer describes what would happen.",
      "wmap plan port.wmap -o plan.json   (plan again against the current files)"),
+    ("WM605", "ranks planned differently",
+     "In a distributed apply every rank compiles the plan from the same headers and compares a digest of "
+     "it with the others before reading anything; they differed, so the ranks see different files, specs "
+     "or wmap versions. Nothing was read or written.",
+     "run every rank from the same checkout against one shared copy of the checkpoint"),
+    ("WM606", "another rank failed",
+     "In a distributed apply every rank stages its part and the ranks exchange verdicts before the first "
+     "write; a rank failed (its message is quoted), so no rank wrote anything.",
+     "fix what the failing rank reports; its own error is printed by that rank"),
 )
 
 CODES: dict[str, DiagnosticCode] = {c: DiagnosticCode(c, t, e, f) for c, t, e, f in _ENTRIES}

@@ -130,6 +130,11 @@ class WmapError(Exception):
         self.sources: dict[str, str] = dict(sources or {})
         super().__init__(self.render(limit=1) if self.diagnostics else "wmap error")
 
+    def __reduce__(self) -> tuple[type[WmapError], tuple[tuple[Diagnostic, ...], dict[str, str]]]:
+        # rebuilt from its diagnostics, not its rendered text (`args`), so it survives being pickled
+        # to another process (multiprocessing, torch.distributed.checkpoint's exchange of failures)
+        return (WmapError, (self.diagnostics, self.sources))
+
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
         return tuple(d for d in self.diagnostics if d.severity == "error")

@@ -185,6 +185,7 @@ class SafetensorsFile:
         self.framework = canonical_framework(framework)
         header = read_header(path)
         self.metadata: Mapping[str, str] = header.metadata
+        self.header_bytes = header.data_start  # the length field and the JSON header, read at open
         self._entries = {e.name: e for e in header.entries}
         self._mm: mmap.mmap | None = None
         self._lock = threading.Lock()  # executors read from several threads
@@ -192,6 +193,14 @@ class SafetensorsFile:
     def inventory(self) -> Inventory:
         metas = (TensorMeta(e.name, e.shape, e.dtype) for e in self._entries.values())
         return Inventory.from_metas(metas, self.label, self.framework)
+
+    def locate(self, name: str) -> tuple[str, Entry]:
+        """Where `name`'s bytes are: this file and its validated header entry (absolute offsets), for
+        readers that fetch byte ranges themselves (`formats/dcp_reader.py`)."""
+        entry = self._entries.get(name)
+        if entry is None:
+            raise missing(name, self._entries, f"`{self.path}`")
+        return self.path, entry
 
     def _map(self) -> mmap.mmap:
         with self._lock:

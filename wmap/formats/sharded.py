@@ -114,6 +114,17 @@ class ShardedSource:
             raise missing(name, self._where, f"`{self.path}`")
         return self._shards[shard].read(name, kind)
 
+    def shards(self) -> tuple[TensorSource, ...]:
+        """The open shard readers (their headers were validated at open)."""
+        return tuple(self._shards.values())
+
+    def shard_of(self, name: str) -> TensorSource:
+        """The reader of the shard that holds `name`."""
+        shard = self._where.get(name)
+        if shard is None:
+            raise missing(name, self._where, f"`{self.path}`")
+        return self._shards[shard]
+
     def close(self) -> None:
         for src in self._shards.values():
             src.close()

@@ -183,7 +183,7 @@ def trap_warnings(step: Step, rule: Rule, src_fw: str | None, tgt_fw: str | None
         if len(sizes) == 1:
             warn("WM311", f"`{step.sources[0].name}` splits into {len(step.targets)} blocks of equal size; "
                  "a wrong order or interleaving has the same shapes",
-                 f"check that the block order matches {', '.join(t.name.rsplit('.', 2)[-2] for t in step.targets)}")
+                 f"check that the block order matches {', '.join(_block(t.name) for t in step.targets)}")
     kinds = {s.meta.kind for s in step.sources} | {t.kind for t in step.targets}
     if cross and kinds & _GATE_KINDS and not any(n.startswith(_GATE_AWARE) for n in names):
         warn("WM312", f"`{tgt.name}` belongs to a recurrent layer; gate blocks may be ordered differently "
@@ -215,3 +215,9 @@ def _layout(fw: str | None) -> str | None:
 def _permutation_invariant(shape: Shape) -> bool:
     return any(tuple(shape[i] for i in p) == tuple(shape) for p in itertools.permutations(range(len(shape)))
                if list(p) != list(range(len(shape)))) if len(shape) <= 5 else False
+
+
+def _block(name: str) -> str:
+    """The name of the block a split target is (`attn.q.weight` -> `q`; an undotted name is its own)."""
+    parts = name.rsplit(".", 2)
+    return parts[-2] if len(parts) > 1 else name

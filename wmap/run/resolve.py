@@ -133,6 +133,26 @@ def build_target(spec: Spec | None, target: Endpoint, config: Mapping[str, objec
     return Built(build_factory(obj, device="meta", framework=fw, config=config), obj, fw, config)
 
 
+def compile_bound(spec: Spec, sources: dict[str, Inventory], source: Any, target: Any, config: Any = None
+                  ) -> tuple[Plan, Inventory]:
+    """Compile `spec` against the source inventories and the target, and bind the plan to the endpoints
+    it was made for (a `module:callable` target is built once, here, and the built model is bound).
+    Returns the plan and the target inventory it was compiled from."""
+    import dataclasses
+
+    from wmap.planning.compiler import compile_plan
+    from wmap.run.config import config_for
+
+    cfg = config_for(spec, source, target, config) if spec.lets or config is not None or spec.config is not None \
+        else None
+    built = build_target(spec, target, cfg.data if cfg is not None else None)
+    if built is not None:
+        target = built  # a factory runs once: planned against, then written into
+    target_inv = target_inventory(spec, target)
+    p = compile_plan(spec, sources, target_inv, cfg if spec.lets else None)
+    return dataclasses.replace(p, bound=(source, target)), target_inv
+
+
 def _check_fingerprint(what: str, inv: Inventory, expected: str) -> None:
     if inv.fingerprint() != expected:
         raise error("WM604", f"{what} changed since the plan was made (fingerprint {inv.fingerprint()} != "

@@ -122,24 +122,30 @@ class TorchModuleSink:
         self.staged.clear()
 
     def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
-        notes: list[str] = []
-        params = dict(self.model.named_parameters(remove_duplicate=False))
-        for name in sorted(frozen):
-            p = params.get(name)
-            if p is not None:
-                p.requires_grad_(False)
-        bn = [n for n, m in self.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-              and any(p is not None for p in (m.weight, m.bias))
-              and all(f"{n}.{k}" in frozen for k in ("weight", "bias") if getattr(m, k) is not None)]
-        if bn:
-            if options.get("bn_eval"):
-                for n in bn:
-                    _pin_eval(self.model.get_submodule(n))
-                notes.append(f"{len(bn)} BatchNorm layer(s) in frozen parts are pinned to eval mode: {', '.join(bn)}")
-            else:
-                notes.append(f"{len(bn)} BatchNorm layer(s) in frozen parts still update running statistics in "
-                             f"train mode: {', '.join(bn)} (set `option bn_eval = true` to pin them to eval)")
-        return notes
+        return freeze(self.model, frozen, options)
+
+
+def freeze(model: nn.Module, frozen: set[str], options: dict[str, Any]) -> list[str]:
+    """After a commit: frozen parameters stop requiring grad, and BatchNorm layers inside frozen parts
+    are pinned to eval (`option bn_eval`) or named in a note. Works on DTensor parameters as they are."""
+    notes: list[str] = []
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for name in sorted(frozen):
+        p = params.get(name)
+        if p is not None:
+            p.requires_grad_(False)
+    bn = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+          and any(p is not None for p in (m.weight, m.bias))
+          and all(f"{n}.{k}" in frozen for k in ("weight", "bias") if getattr(m, k) is not None)]
+    if bn:
+        if options.get("bn_eval"):
+            for n in bn:
+                _pin_eval(model.get_submodule(n))
+            notes.append(f"{len(bn)} BatchNorm layer(s) in frozen parts are pinned to eval mode: {', '.join(bn)}")
+        else:
+            notes.append(f"{len(bn)} BatchNorm layer(s) in frozen parts still update running statistics in "
+                         f"train mode: {', '.join(bn)} (set `option bn_eval = true` to pin them to eval)")
+    return notes
 
 
 def _swap_in(model: nn.Module, swaps: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
