@@ -34,6 +34,7 @@ class Case:
     frameworks: tuple[str | None, str | None] = (None, None)
     src_names: tuple[str, ...] = ()
     tgt_names: tuple[str, ...] = ()
+    copies: bool = False  # every input holds the first one's values (`deduplicate` refuses anything else)
 
     @property
     def id(self) -> str:
@@ -56,6 +57,8 @@ CASES = [
     C("unstack", (0,), ins=((3, 2, 2),), targets=((2, 2),) * 3),
     C("slice", (0, 1, 5, 2), ins=((6, 3),)), C("slice", (1, -2), ins=((6, 3),)), C("slice", (0, 2), ins=((6, 3),)),
     C("select", (1, -1)),
+    C("duplicate", ins=((3, 4),), targets=((3, 4),) * 2, floats_only=False), C("duplicate", (3,)),
+    C("deduplicate", ins=((3, 4),) * 3, copies=True, floats_only=False),
     C("splice", (0, 2), ins=((4, 3),), targets=((6, 3),), floats_only=False),
     C("splice", (1, 1, 3), ins=((6, 2),), targets=((6, 5),)), C("splice", (0, -2), ins=((2, 3),), targets=((6, 3),)),
     C("pad", (0,), {"init": "mean"}, ins=((4, 3),), targets=((6, 3),)),
@@ -122,8 +125,10 @@ def _inputs(case: Case, dtype: str, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     shapes = case.ins + (case.targets[:1] if REGISTRY[case.name].READS_TARGET else ())
     if dtype.startswith("int"):
-        return [rng.integers(-50, 50, s).astype(dtype) for s in shapes]
-    return [rng.standard_normal(s).astype(np.float32).astype(np_dtype(dtype)) for s in shapes]
+        xs = [rng.integers(-50, 50, s).astype(dtype) for s in shapes]
+    else:
+        xs = [rng.standard_normal(s).astype(np.float32).astype(np_dtype(dtype)) for s in shapes]
+    return [xs[0].copy() for _ in xs] if case.copies else xs
 
 
 def _resolve(case: Case, dtype: str) -> tuple[Transform, tuple[ArrayMeta, ...], InferContext]:

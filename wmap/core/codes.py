@@ -317,6 +317,11 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "A saved plan pins fingerprints of every source and the target; one of them changed, so the "
      "plan no longer describes what would happen.",
      "wmap plan port.wmap -o plan.json   (plan again against the current files)"),
+    ("WM605", "copies of one tensor differ",
+     "`deduplicate` writes one tensor from several that were copies of it (`duplicate` made them, or the "
+     "other side keeps one weight in several places); they no longer hold the same values, so no one of "
+     "them is the tensor. Nothing was written.",
+     "choose one copy in the spec (map it, drop the others), or make them equal in the model first"),
 )
 
 CODES: dict[str, DiagnosticCode] = {c: DiagnosticCode(c, t, e, f) for c, t, e, f in _ENTRIES}
