@@ -70,9 +70,9 @@ def hub_layout(folder: Path, hf: Any) -> None:
 def seq2seq(pad: int = 2, images: bool = False) -> Callable[[Any, Any, Any], dict[str, float]]:
     """An encoder-decoder's two outputs: the encoder's last hidden states, and the decoder's over its own
     (causal) input attending to the encoder, against the Hugging Face base model on the same token ids and
-    padding masks (padded positions left out on each side). `images`: a backbone that also takes images
-    gets text only: one blank image per prompt whose tokens all go to index 0, which keras-hub's Gemma 3
-    interleaving treats as no position (it restores what was there)."""
+    padding masks (padded positions left out on each side). `images`: the encoder also reads one random
+    image per prompt, its `mm_tokens_per_image` tokens at positions 1.. (Hugging Face: image-token ids
+    there and `pixel_values`; keras-hub: the same pixels channels-last, and those positions)."""
     def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
         import torch
         vocab = getattr(cfg, "vocab_size", None) or cfg.decoder.vocab_size
@@ -80,15 +80,21 @@ def seq2seq(pad: int = 2, images: bool = False) -> Callable[[Any, Any, Any], dic
         dx, dm = ids(vocab, seed=2), mask(pad + 1)
         inputs = {"encoder_token_ids": x, "encoder_padding_mask": m, "decoder_token_ids": dx,
                   "decoder_padding_mask": dm}
+        extra = {}
         if images:
-            size = cfg.encoder.vision_config.image_size
-            inputs["images"] = np.zeros((BATCH, 1, size, size, 3), "float32")
-            inputs["vision_indices"] = np.zeros((BATCH, cfg.encoder.mm_tokens_per_image), "int32")
+            size, tok = cfg.encoder.vision_config.image_size, cfg.encoder.image_token_index
+            where = np.arange(1, 1 + cfg.encoder.mm_tokens_per_image)
+            x = np.where(x == tok, tok + 1, x)
+            x[:, where] = tok
+            pixels = np.random.RandomState(3).standard_normal((BATCH, 3, size, size)).astype("float32")
+            inputs.update(encoder_token_ids=x, images=pixels.transpose(0, 2, 3, 1)[:, None],
+                          vision_indices=np.tile(where, (BATCH, 1)).astype("int32"))
+            extra["pixel_values"] = torch.tensor(pixels)
         y = call(backbone, inputs)
         t = {"dtype": torch.long}
         with torch.no_grad():
             o = base(hf)(input_ids=torch.tensor(x, **t), attention_mask=torch.tensor(m),
-                         decoder_input_ids=torch.tensor(dx, **t), decoder_attention_mask=torch.tensor(dm))
+                         decoder_input_ids=torch.tensor(dx, **t), decoder_attention_mask=torch.tensor(dm), **extra)
         return {"encoder": diff(o.encoder_last_hidden_state.numpy(), as_np(y["encoder_sequence_output"]), m),
                 "decoder": diff(o.last_hidden_state.numpy(), as_np(y["decoder_sequence_output"]), dm)}
     return f
@@ -151,7 +157,7 @@ FAMILIES = (
     Family("hf_to_keras_hub/t5gemma", "T5GemmaConfig", dict(vocab_size=128, encoder=_T5GEMMA, decoder=_T5GEMMA),
            "T5GemmaForConditionalGeneration", seq2seq()),
     Family("hf_to_keras_hub/t5gemma2", "T5Gemma2Config",
-           dict(vocab_size=128, decoder=_T5GEMMA, encoder=dict(
+           dict(vocab_size=128, image_token_index=4, decoder=_T5GEMMA, encoder=dict(
                text_config=_T5GEMMA, mm_tokens_per_image=4, vision_config=dict(
                    hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
                    patch_size=8, vision_use_head=False))),
