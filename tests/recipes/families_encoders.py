@@ -67,20 +67,34 @@ def hub_layout(folder: Path, hf: Any) -> None:
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
-def seq2seq(pad: int = 2) -> Callable[[Any, Any, Any], dict[str, float]]:
+def seq2seq(pad: int = 2, images: bool = False) -> Callable[[Any, Any, Any], dict[str, float]]:
     """An encoder-decoder's two outputs: the encoder's last hidden states, and the decoder's over its own
     (causal) input attending to the encoder, against the Hugging Face base model on the same token ids and
-    padding masks (padded positions left out on each side)."""
+    padding masks (padded positions left out on each side). `images`: the encoder also reads one random
+    image per prompt, its `mm_tokens_per_image` tokens at positions 1.. (Hugging Face: image-token ids
+    there and `pixel_values`; keras-hub: the same pixels channels-last, and those positions)."""
     def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
         import torch
-        x, m = ids(cfg.vocab_size), mask(pad)
-        dx, dm = ids(cfg.vocab_size, seed=2), mask(pad + 1)
-        y = call(backbone, {"encoder_token_ids": x, "encoder_padding_mask": m,
-                            "decoder_token_ids": dx, "decoder_padding_mask": dm})
+        vocab = getattr(cfg, "vocab_size", None) or cfg.decoder.vocab_size
+        x, m = ids(vocab), mask(pad)
+        dx, dm = ids(vocab, seed=2), mask(pad + 1)
+        inputs = {"encoder_token_ids": x, "encoder_padding_mask": m, "decoder_token_ids": dx,
+                  "decoder_padding_mask": dm}
+        extra = {}
+        if images:
+            size, tok = cfg.encoder.vision_config.image_size, cfg.encoder.image_token_index
+            where = np.arange(1, 1 + cfg.encoder.mm_tokens_per_image)
+            x = np.where(x == tok, tok + 1, x)
+            x[:, where] = tok
+            pixels = np.random.RandomState(3).standard_normal((BATCH, 3, size, size)).astype("float32")
+            inputs.update(encoder_token_ids=x, images=pixels.transpose(0, 2, 3, 1)[:, None],
+                          vision_indices=np.tile(where, (BATCH, 1)).astype("int32"))
+            extra["pixel_values"] = torch.tensor(pixels)
+        y = call(backbone, inputs)
         t = {"dtype": torch.long}
         with torch.no_grad():
             o = base(hf)(input_ids=torch.tensor(x, **t), attention_mask=torch.tensor(m),
-                         decoder_input_ids=torch.tensor(dx, **t), decoder_attention_mask=torch.tensor(dm))
+                         decoder_input_ids=torch.tensor(dx, **t), decoder_attention_mask=torch.tensor(dm), **extra)
         return {"encoder": diff(o.encoder_last_hidden_state.numpy(), as_np(y["encoder_sequence_output"]), m),
                 "decoder": diff(o.last_hidden_state.numpy(), as_np(y["decoder_sequence_output"]), dm)}
     return f
@@ -94,6 +108,20 @@ def hub_config(**keys: Any) -> Callable[[Path, Any], None]:
         path = folder / "config.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), **keys}, indent=2))
     return f
+
+
+def t5gemma2_hub_layout(folder: Path, hf: Any) -> None:
+    """The checkpoint as the hub's T5Gemma 2 files have it and keras-hub's converter reads it (SigLIP
+    under `vision_tower.vision_model.`, which transformers 5 saves without `vision_model.`), and the
+    image processor's config keras-hub's loader reads beside it."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+    path = str(folder / "model.safetensors")
+    state = {k.replace(".vision_tower.", ".vision_tower.vision_model.", 1): v for k, v in load_file(path).items()}
+    save_file(state, path, metadata={"format": "pt"})
+    (folder / "processor_config.json").write_text(json.dumps(
+        {"image_processor": {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "rescale_factor": 1 / 255}}))
 
 
 _BERTISH = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -128,4 +156,10 @@ FAMILIES = (
            "BartForConditionalGeneration", seq2seq(), prepare=hub_config(num_hidden_layers=2)),
     Family("hf_to_keras_hub/t5gemma", "T5GemmaConfig", dict(vocab_size=128, encoder=_T5GEMMA, decoder=_T5GEMMA),
            "T5GemmaForConditionalGeneration", seq2seq()),
+    Family("hf_to_keras_hub/t5gemma2", "T5Gemma2Config",
+           dict(vocab_size=128, image_token_index=4, decoder=_T5GEMMA, encoder=dict(
+               text_config=_T5GEMMA, mm_tokens_per_image=4, vision_config=dict(
+                   hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                   patch_size=8, vision_use_head=False))),
+           "T5Gemma2ForConditionalGeneration", seq2seq(images=True), prepare=t5gemma2_hub_layout),
 )

@@ -35,6 +35,7 @@ class Case:
     src_names: tuple[str, ...] = ()
     tgt_names: tuple[str, ...] = ()
     in_dtype: str | None = None  # inputs of this dtype whatever the run's (packed codes: "uint8")
+    copies: bool = False  # every input holds the first one's values (`deduplicate` refuses anything else)
 
     @property
     def id(self) -> str:
@@ -57,6 +58,8 @@ CASES = [
     C("unstack", (0,), ins=((3, 2, 2),), targets=((2, 2),) * 3),
     C("slice", (0, 1, 5, 2), ins=((6, 3),)), C("slice", (1, -2), ins=((6, 3),)), C("slice", (0, 2), ins=((6, 3),)),
     C("select", (1, -1)),
+    C("duplicate", ins=((3, 4),), targets=((3, 4),) * 2, floats_only=False), C("duplicate", (3,)),
+    C("deduplicate", ins=((3, 4),) * 3, copies=True, floats_only=False),
     C("splice", (0, 2), ins=((4, 3),), targets=((6, 3),), floats_only=False),
     C("splice", (1, 1, 3), ins=((6, 2),), targets=((6, 5),)), C("splice", (0, -2), ins=((2, 3),), targets=((6, 3),)),
     C("pad", (0,), {"init": "mean"}, ins=((4, 3),), targets=((6, 3),)),
@@ -127,8 +130,10 @@ def _inputs(case: Case, dtype: str, seed: int = 0) -> list[np.ndarray]:
         return [rng.integers(0, 256, s).astype(np.uint8) for s in case.ins]
     shapes = case.ins + (case.targets[:1] if REGISTRY[case.name].READS_TARGET else ())
     if dtype.startswith("int"):
-        return [rng.integers(-50, 50, s).astype(dtype) for s in shapes]
-    return [rng.standard_normal(s).astype(np.float32).astype(np_dtype(dtype)) for s in shapes]
+        xs = [rng.integers(-50, 50, s).astype(dtype) for s in shapes]
+    else:
+        xs = [rng.standard_normal(s).astype(np.float32).astype(np_dtype(dtype)) for s in shapes]
+    return [xs[0].copy() for _ in xs] if case.copies else xs
 
 
 def _resolve(case: Case, dtype: str) -> tuple[Transform, tuple[ArrayMeta, ...], InferContext]:

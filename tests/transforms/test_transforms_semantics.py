@@ -133,6 +133,23 @@ def test_splice_is_numpy_slice_assignment_into_the_target() -> None:
         run("splice", [part, current], 0, 1, targets=((6, 3),))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_deduplicate_gives_the_one_tensor_and_refuses_copies_that_differ(backend: str) -> None:
+    from wmap.core.errors import WmapError
+    if backend == "torch":
+        pytest.importorskip("torch")
+    ops = get_ops(backend)
+    x = rand(3, 4, seed=1)
+    t = build("deduplicate", [], [])
+    (y,) = t.apply([ops.asarray(x, None), ops.asarray(x.copy(), None)], ops)
+    np.testing.assert_array_equal(np.asarray(y if backend == "numpy" else y.numpy()), x)
+    off = x.copy()
+    off[2, 3] = np.nextafter(off[2, 3], np.inf)  # one ulp in one value
+    with pytest.raises(WmapError) as e:
+        t.apply([ops.asarray(x, None), ops.asarray(off, None)], ops)
+    assert e.value.diagnostics[0].code == "WM607"
+
+
 def test_gate_reorder_and_gru_swap() -> None:
     h = 2
     r, z, n = (np.full((h, 3), v, np.float32) for v in (1, 2, 3))

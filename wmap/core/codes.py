@@ -333,6 +333,11 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "In a distributed apply every rank stages its part and the ranks exchange verdicts before the first "
      "write; a rank failed (its message is quoted), so no rank wrote anything.",
      "fix what the failing rank reports; its own error is printed by that rank"),
+    ("WM607", "copies of one tensor differ",
+     "`deduplicate` writes one tensor from several that were copies of it (`duplicate` made them, or the "
+     "other side keeps one weight in several places); they no longer hold the same values, so no one of "
+     "them is the tensor. Nothing was written.",
+     "choose one copy in the spec (map it, drop the others), or make them equal in the model first"),
 )
 
 CODES: dict[str, DiagnosticCode] = {c: DiagnosticCode(c, t, e, f) for c, t, e, f in _ENTRIES}

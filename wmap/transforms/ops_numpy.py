@@ -123,6 +123,10 @@ class NumpyOps:
     def lookup(self, x: NDArray, table: NDArray) -> NDArray:
         return np.asarray(table)[x]
 
+    def same_bits(self, a: NDArray, b: NDArray) -> bool:
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
     def contiguous(self, x: NDArray) -> NDArray:
         x = np.asarray(x)
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)  # keeps 0-d arrays 0-d

@@ -130,6 +130,12 @@ class TorchOps:
     def lookup(self, x: torch.Tensor, table: NDArray) -> torch.Tensor:
         return self.asarray(table, x)[x.long()]
 
+    def same_bits(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        # compared as bytes: NaN payloads and signed zeros count, as in a checksum
+        return bool(torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8)))
+
     def contiguous(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous()
 

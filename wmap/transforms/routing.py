@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wmap.core.errors import error
 from wmap.transforms import _util as U
 from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
 
@@ -105,6 +106,65 @@ class Chunk(Transform):
 
     def inverse(self) -> Transform:
         return Concat(self.dim)
+
+
+@register
+@dataclass(frozen=True)
+class Duplicate(Transform):
+    """Fan-out: the same tensor to every target (`n`, default the target count), for one weight the
+    other side keeps in several places (T5Gemma 2's token embedding, read by its encoder and by its
+    decoder). Runs back as `deduplicate`.
+
+    Example: `embed_tokens.weight -> {encoder,decoder}_embedding.embeddings | duplicate`  (V, D) -> 2 x (V, D)
+    """
+
+    NAME = "duplicate"
+    ARITY = "1:n"
+    VIEW = True
+    INVERTIBLE = True
+    n: int | None = None
+
+    def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
+        m = U.one(ins, self.NAME)
+        n = self.n if self.n is not None else len(U.targets_shapes(ctx, self.NAME, "n"))
+        if n < 1:
+            raise TransformError(f"`duplicate` into {n} copies", "give n >= 1, or let the targets say how many")
+        return Duplicate(n), (m,) * n
+
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
+        return (xs[0],) * U.resolved(self.n, self.NAME, "n")
+
+    def inverse(self) -> Transform:
+        return Deduplicate()
+
+
+@register
+@dataclass(frozen=True)
+class Deduplicate(Transform):
+    """Fan-in: one tensor from several copies of it, which must hold the same bytes (WM607 when they
+    do not, since then no one of them is the tensor): the reverse of `duplicate`.
+
+    Example: `{encoder,decoder}_embedding.embeddings -> embed_tokens.weight | deduplicate`  2 x (V, D) -> (V, D)
+    """
+
+    NAME = "deduplicate"
+    ARITY = "n:1"
+    INVERTIBLE = True
+
+    def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
+        U.at_least(ins, 1, self.NAME)
+        _agree(ins, None, self.NAME)
+        return self, (ins[0],)
+
+    def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
+        for i, x in enumerate(xs[1:], 2):
+            if not ops.same_bits(xs[0], x):
+                raise error("WM607", f"`deduplicate`: input {i} differs from input 1, so they are not copies of one "
+                            "tensor", hint="map one copy and drop the others, or make them equal in the model first")
+        return (xs[0],)
+
+    def inverse(self) -> Transform:
+        return Duplicate()
 
 
 def _agree(ins: Sequence[ArrayMeta], d: int | None, name: str) -> None:
