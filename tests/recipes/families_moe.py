@@ -66,6 +66,10 @@ def as_released(folder: Path, hf: Any) -> None:
     """gpt-oss as released: MXFP4 experts, and the YaRN settings under `rope_scaling` as well, where the
     released config.json has them and keras-hub reads them (transformers 5 writes only `rope_parameters`)."""
     mxfp4_experts(folder, hf)
+    yarn_as_released(folder)
+
+
+def yarn_as_released(folder: Path) -> None:
     p = folder / "config.json"
     cfg = json.loads(p.read_text())
     cfg["rope_scaling"] = {k: v for k, v in cfg["rope_parameters"].items() if k != "rope_theta"}
