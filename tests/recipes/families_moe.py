@@ -54,11 +54,29 @@ def mxfp4_experts(folder: Path, hf: Any) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
-def on_text(compare: Callable[[Any, Any, Any], dict[str, float]]) -> Callable[[Any, Any, Any], dict[str, float]]:
-    """`compare` with the language model's config (a vision-language config keeps its sizes there); the
-    comparison feeds token ids only, so the vision tower is not run."""
+def with_vision(compare: Callable[[Any, Any, Any], dict[str, float]]) -> Callable[[Any, Any, Any], dict[str, float]]:
+    """`compare` on the language model (with its config: a vision-language config keeps its sizes there),
+    and the vision tower on its own: one image of 4 x 4 patches, flattened as transformers takes them
+    (channels, time, height, width per patch) and as keras-hub takes them (time, height, width, channels),
+    compared after the patch merger."""
     def f(hf: Any, backbone: Any, cfg: Any) -> dict[str, float]:
-        return compare(hf, backbone, cfg.text_config)
+        import keras
+        import numpy as np
+        import torch
+
+        from tests.recipes.families import as_np, diff
+        out = compare(hf, backbone, cfg.text_config)
+        vc = cfg.vision_config
+        grid = np.array([[1, 4, 4]])
+        n = int(grid.prod())
+        x = np.random.RandomState(0).standard_normal(
+            (n, vc.in_channels, vc.temporal_patch_size, vc.patch_size, vc.patch_size)).astype("float32")
+        with torch.no_grad():
+            want = hf.model.visual(torch.from_numpy(x.reshape(n, -1)), grid_thw=torch.from_numpy(grid)).pooler_output
+        got = backbone.vision_encoder(keras.ops.convert_to_tensor(x.transpose(0, 2, 3, 4, 1)),
+                                      keras.ops.convert_to_tensor(grid))
+        out["vision"] = diff(want.numpy(), as_np(got))
+        return out
     return f
 
 
@@ -66,6 +84,10 @@ def as_released(folder: Path, hf: Any) -> None:
     """gpt-oss as released: MXFP4 experts, and the YaRN settings under `rope_scaling` as well, where the
     released config.json has them and keras-hub reads them (transformers 5 writes only `rope_parameters`)."""
     mxfp4_experts(folder, hf)
+    yarn_as_released(folder)
+
+
+def yarn_as_released(folder: Path) -> None:
     p = folder / "config.json"
     cfg = json.loads(p.read_text())
     cfg["rope_scaling"] = {k: v for k, v in cfg["rope_parameters"].items() if k != "rope_theta"}
@@ -90,8 +112,8 @@ FAMILIES = (
            dict(_DECODER, hidden_size=64, intermediate_size=64, head_dim=16, num_local_experts=16,
                 num_experts_per_tok=2),
            "GptOssForCausalLM", decoder(), prepare=as_released),
-    # three linear-attention layers, then one full-attention layer (the family's 3:1 pattern); a tiny
-    # vision tower, which keras-hub's converter always ports when the config has one
+    # three linear-attention layers, then one full-attention layer (the family's 3:1 pattern), and a tiny
+    # vision tower (keras-hub's converter always ports one when the config has it)
     Family("hf_to_keras_hub/qwen3_5_moe", "Qwen3_5MoeConfig",
            dict(text_config=dict(_DECODER, num_hidden_layers=4, head_dim=16, linear_key_head_dim=8,
                                  linear_value_head_dim=8, linear_num_key_heads=2, linear_num_value_heads=4,
@@ -101,5 +123,5 @@ FAMILIES = (
                                    patch_size=4, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=32,
                                    num_position_embeddings=16),
                 tie_word_embeddings=False),
-           "Qwen3_5MoeForConditionalGeneration", on_text(decoder())),
+           "Qwen3_5MoeForConditionalGeneration", with_vision(decoder())),
 )
