@@ -40,24 +40,11 @@ SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 def shapes(layers: int, e: int = 512, vocab: int = 8192, ctx: int = 256) -> tuple[dict[str, tuple[int, ...]],
                                                                                  dict[str, tuple[int, ...]]]:
-    """GPT-2's tensor names and shapes (source), and the decoder's (target), as in the example spec."""
-    src: dict[str, tuple[int, ...]] = {"wte.weight": (vocab, e), "wpe.weight": (ctx, e), "ln_f.weight": (e,),
-                                       "ln_f.bias": (e,)}
-    tgt: dict[str, tuple[int, ...]] = {"embed_tokens.weight": (vocab, e), "embed_positions.weight": (ctx, e),
-                                       "norm.weight": (e,), "norm.bias": (e,), "lm_head.weight": (vocab, e)}
-    for i in range(layers):
-        src.update({f"h.{i}.attn.c_attn.weight": (e, 3 * e), f"h.{i}.attn.c_attn.bias": (3 * e,),
-                    f"h.{i}.attn.c_proj.weight": (e, e), f"h.{i}.attn.c_proj.bias": (e,),
-                    f"h.{i}.mlp.c_fc.weight": (e, 4 * e), f"h.{i}.mlp.c_fc.bias": (4 * e,),
-                    f"h.{i}.mlp.c_proj.weight": (4 * e, e), f"h.{i}.mlp.c_proj.bias": (e,),
-                    f"h.{i}.attn.bias": (1, 1, ctx, ctx)})
-        src.update({f"h.{i}.ln_{n}.{p}": (e,) for n in (1, 2) for p in ("weight", "bias")})
-        tgt.update({f"layers.{i}.attn.{q}.{p}": (e, e) if p == "weight" else (e,) for q in "qkvo"
-                    for p in ("weight", "bias")})
-        tgt.update({f"layers.{i}.mlp.up.weight": (4 * e, e), f"layers.{i}.mlp.up.bias": (4 * e,),
-                    f"layers.{i}.mlp.down.weight": (e, 4 * e), f"layers.{i}.mlp.down.bias": (e,)})
-        tgt.update({f"layers.{i}.norm{n}.{p}": (e,) for n in (1, 2) for p in ("weight", "bias")})
-    return src, tgt
+    """GPT-2's tensor names and shapes (source), and the decoder's (target), as in the example spec: the
+    shapes the example's tests plan against, at a bench's size."""
+    from tests.support.example_inventories import CHECKPOINTS
+    sources, target = CHECKPOINTS["fused_qkv_split"](e=e, layers=layers, vocab=vocab, ctx=ctx)
+    return sources["src"], target
 
 
 def build(tgt: dict[str, tuple[int, ...]]) -> Any:
