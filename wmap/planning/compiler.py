@@ -55,6 +55,8 @@ class _State:
     filled: dict[str, str] = field(default_factory=dict)  # target name -> what fills it (for collisions)
     steps: list[Step] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
+    # the tensor names each warning is about: what an `ack CODE PATTERN` is matched against
+    subjects: dict[int, tuple[str, ...]] = field(default_factory=dict)
     freeze_re: Any = None
     lr_matcher: P.MultiMatcher | None = None
 
@@ -100,8 +102,13 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
     _build_rule_steps(st, claims)
     _build_init_keep(st)
     _apply_flags(st)
-    coverage_errors(st.spec, st.bag, st.options["strict"], _unused_sources(st), _unfilled_targets(st),
-                    list(st.tgt_names), st.warnings)
+    unused, unfilled = _unused_sources(st), _unfilled_targets(st)
+    before = len(st.warnings)
+    coverage_errors(st.spec, st.bag, st.options["strict"], unused, unfilled, list(st.tgt_names), st.warnings)
+    for d in st.warnings[before:]:  # non-strict coverage warnings: about the tensors they list
+        st.subjects[id(d)] = tuple(m.name for m in unfilled) if d.code == "WM401" else \
+            tuple(r.name for refs in unused.values() for r in refs)
+    warnings, acknowledged = _acknowledge(st)
     bag.items.sort(key=lambda d: (d.span is None or not d.span.line, d.span.line if d.span else 0))
     bag.raise_if_errors()
     order = {m.name: i for i, m in enumerate(target.tensors)}
@@ -118,7 +125,8 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
         source_labels=tuple((n, inv.label) for n, inv in sources.items()),
         target_label=target.label,
         options=tuple(sorted((k, v) for k, v in options.items())),
-        warnings=tuple(st.warnings),
+        warnings=tuple(warnings),
+        acknowledged=tuple(acknowledged),
         tied=target.tied,
         spec=original,
         config=bindings,
@@ -541,7 +549,9 @@ def _infer_step(st: _State, r: int, rule: Rule, rule_text: str, chain: tuple[Tra
                 flags=st.flags_for(targets), order=order)
     if fresh:
         src_fw, tgt_fw = _frameworks(st, inputs)
-        st.warnings.extend(trap_warnings(step, rule, src_fw, tgt_fw, st.warnings))
+        for d in trap_warnings(step, rule, src_fw, tgt_fw, st.warnings):
+            st.warnings.append(d)
+            st.subjects[id(d)] = tuple(t.name for t in step.targets)
     return step
 
 
@@ -712,6 +722,35 @@ def _apply_flags(st: _State) -> None:
                 continue
             st.bag.add("WM202", f"`{kind} {stmt.pattern}` matched no target tensor", stmt.span,
                        no_match_hint(pat, list(st.tgt_names), set(), None, kind))
+
+
+def _acknowledge(st: _State) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """Split the warnings into those still open and those an `ack CODE PATTERN` marks as reviewed.
+
+    A warning is acknowledged when an ack of its code matches every tensor it is about (after
+    `target_strip_prefix`, as freeze and lr see names). An ack that acknowledges nothing is a
+    warning itself (WM212), like a rule that matches nothing, so it cannot outlive its reason and
+    then hide the next warning of that code."""
+    if not st.spec.ack:
+        return list(st.warnings), []
+    tp = _prefixes(st.options["target_strip_prefix"])
+    pats = [P.parse(a.pattern) for a in st.spec.ack]
+    used = [False] * len(pats)
+    open_: list[Diagnostic] = []
+    acked: list[Diagnostic] = []
+    for d in st.warnings:
+        names = [_strip(n, tp) for n in st.subjects.get(id(d), ())]
+        hits = [i for i, a in enumerate(st.spec.ack) if a.code == d.code and names
+                and all(pats[i].compiled.fullmatch(n) for n in names)]
+        for i in hits:
+            used[i] = True
+        (acked if hits else open_).append(d)
+    for a, pat, u in zip(st.spec.ack, pats, used):
+        if not u and not pat.optional:
+            open_.append(Diagnostic("WM212", "warning", f"`ack {a.code} {a.pattern}` acknowledges no warning of "
+                                    "this plan", a.span, f"delete it, or correct the code or the pattern (the "
+                                    f"plan has {sum(1 for d in st.warnings if d.code == a.code)} {a.code} warning(s))"))
+    return open_, acked
 
 
 def _unused_sources(st: _State) -> dict[str, list[SourceRef]]:

@@ -153,6 +153,8 @@ def summary_line(plan: Plan) -> str:
     if plan.tied:
         tail.append(f"{len(plan.tied)} tied")
     warn = f" · {len(plan.warnings)} warning(s)" if plan.warnings else ""
+    if plan.acknowledged:
+        warn += f" · {len(plan.acknowledged)} acknowledged"
     return f"Plan: {c['targets']} targets ({', '.join(parts)}) · {' · '.join(tail)}{warn}"
 
 
@@ -179,6 +181,11 @@ def _diag_line(d: Diagnostic) -> str:
     return text
 
 
+def _ack_line(d: Diagnostic) -> str:
+    where = span_text(d.span)
+    return f"{where + ': ' if where else ''}{d.code}: {d.message}"
+
+
 def render_text(plan: Plan) -> str:
     out = _header(plan) + ["", LEGEND, ""]
     for b in blocks(plan):
@@ -193,6 +200,10 @@ def render_text(plan: Plan) -> str:
         out.append("warnings:")
         out.extend("  " + _diag_line(d) for d in plan.warnings)
         out.append("")
+    if plan.acknowledged:
+        out.append("acknowledged in the spec (`ack`):")
+        out.extend(f"  {_ack_line(d)}" for d in plan.acknowledged)
+        out.append("")
     out.append(summary_line(plan))
     return "\n".join(out) + "\n"
 
@@ -204,6 +215,11 @@ def render_markdown(plan: Plan) -> str:
         out.append(f"**{len(plan.warnings)} warning(s)**")
         out.append("")
         out.extend(f"- `{d.code}` {d.message}" + (f" — _{d.hint}_" if d.hint else "") for d in plan.warnings)
+        out.append("")
+    if plan.acknowledged:
+        out.append(f"{len(plan.acknowledged)} warning(s) acknowledged in the spec (`ack`)")
+        out.append("")
+        out.extend(f"- `{d.code}` {d.message}" for d in plan.acknowledged)
         out.append("")
     out += ["| coverage | tensors |", "|---|---:|"]
     for key in ("targets", "copied", "transformed", "initialised", "kept", "sources_used", "dropped", "frozen"):
