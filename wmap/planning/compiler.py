@@ -25,6 +25,7 @@ from wmap.planning.checks import coverage_errors, dtype_check, shape_mismatch_di
 from wmap.planning.hints import no_match_hint, target_missing_hint
 from wmap.planning.plan import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
+from wmap.transforms.auto import NO_KIND
 from wmap.transforms.initializers import Initializer, make_initializer
 
 
@@ -55,6 +56,8 @@ class _State:
     filled: dict[str, str] = field(default_factory=dict)  # target name -> what fills it (for collisions)
     steps: list[Step] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
+    # rules whose `layout(auto)` met a side without layer kinds: one WM304 for the spec
+    no_kinds: list[tuple[Rule, str]] = field(default_factory=list)
     # the tensor names each warning is about: what an `ack CODE PATTERN` is matched against
     subjects: dict[int, tuple[str, ...]] = field(default_factory=dict)
     freeze_re: Any = None
@@ -100,6 +103,7 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
     _apply_drops(st)
     claims = _match_rules(st)
     _build_rule_steps(st, claims)
+    _no_kinds_error(st)
     _build_init_keep(st)
     _apply_flags(st)
     unused, unfilled = _unused_sources(st), _unfilled_targets(st)
@@ -308,10 +312,38 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
             st.bag.add("WM204", f"rule `{_rule_text(rule)}` writes {len(missing)} tensor(s) the target does not "
                        f"have: {_fold(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
         for err, example in infer_errors.values():
+            if err.code == "WM304" and NO_KIND in err.message:
+                st.no_kinds.append((rule, "source" if "source `" in err.message else "target"))
+                continue
             st.bag.add(err.code, f"rule `{_rule_text(rule)}`: {err.message}", rule.span, err.hint,
                        notes=(f"first seen at `{example}`",) if example else ())
         if mismatches:
-            st.bag.items.append(shape_mismatch_diag(rule, _rule_text(rule), mismatches, len(groups)))
+            src_fw = _framework(st.spec, st.primary, st.sources[st.primary]) if st.primary in st.sources else None
+            tgt_fw = st.spec.target.framework if st.spec.target and st.spec.target.framework else st.target.framework
+            st.bag.items.append(shape_mismatch_diag(rule, _rule_text(rule), mismatches, len(groups), (src_fw, tgt_fw)))
+
+
+def _no_kinds_error(st: _State) -> None:
+    """One WM304 for every `layout(auto)` that met tensors without layer kinds: the cause is the
+    endpoint (a checkpoint file records names and shapes, not the Linear or Conv2d that owns them),
+    so it is said once, with the two ways to give the kinds, instead of once per rule."""
+    if not st.no_kinds:
+        return
+    sides = sorted({side for _, side in st.no_kinds})
+    decl = next((d for d in st.spec.sources if d.name == st.primary and d.location), None)
+    src_label = decl.location if decl is not None else st.sources[st.primary].label if st.primary in st.sources \
+        else "the source"
+    labels = [src_label] if "source" in sides else []
+    labels += [st.spec.target.location if st.spec.target and st.spec.target.location else st.target.label] \
+        if "target" in sides else []
+    lines = sorted({r.span.line for r, _ in st.no_kinds if r.span.line})
+    rules = f"{len(st.no_kinds)} rule(s) (line {', '.join(map(str, lines))})" if lines else f"{len(st.no_kinds)} rule(s)"
+    st.bag.add("WM304", f"`layout(auto)` in {rules} needs the layer kinds (Linear, Conv2d, Dense, ...) of the "
+               f"{' and '.join(sides)}, and {' and '.join(f'`{x}`' for x in labels)} does not record them "
+               "(a checkpoint file holds names and shapes only)", st.no_kinds[0][0].span,
+               f"give the {' and '.join(sides)} as a model: `--{sides[0]} pkg.models:build` (a `module:callable`), "
+               f"or in Python `{sides[0]}=model`; or name the preset in each rule instead of `layout(auto)` "
+               "(`| linear_to_dense`, `| conv_to_keras`, ...; `wmap explain layout` lists them)")
 
 
 def _fold(names: Sequence[str]) -> str:
