@@ -754,6 +754,35 @@ def _apply_flags(st: _State) -> None:
                 continue
             st.bag.add("WM202", f"`{kind} {stmt.pattern}` matched no target tensor", stmt.span,
                        no_match_hint(pat, list(st.tgt_names), set(), None, kind))
+    _frozen_lr(st)
+
+
+def _frozen_lr(st: _State) -> None:
+    """`lr` on a frozen tensor does nothing: an error when all of a statement's tensors are frozen (it
+    can have no effect at all), a warning naming them when some are (those get no multiplier)."""
+    if st.lr_matcher is None or st.freeze_re is None:
+        return
+    tp = _prefixes(st.options["target_strip_prefix"])
+    hit: dict[int, tuple[list[str], list[str]]] = {}
+    for s in st.steps:
+        for t, f in zip(s.targets, s.flags):
+            k = st.lr_matcher.first(_strip(t.name, tp)) if f.lr is not None else None
+            if k is not None:
+                hit.setdefault(k, ([], []))[0 if f.frozen else 1].append(t.name)
+    for k, (frozen, live) in sorted(hit.items()):
+        if not frozen:
+            continue
+        stmt = st.spec.lr[k]
+        text = f"lr {stmt.pattern} * {stmt.factor:g}"
+        if not live:
+            st.bag.add("WM213", f"`{text}` applies only to frozen tensors ({_fold(frozen)}), which do not train",
+                       stmt.span, "drop the `lr` statement, or the `freeze` if these tensors should train")
+        else:
+            d = Diagnostic("WM213", "warning", f"`{text}` also matches {len(frozen)} frozen tensor(s), which do "
+                           f"not train and get no multiplier: {_fold(frozen)}", stmt.span,
+                           "narrow the lr pattern, or `ack WM213 PATTERN` if that is intended")
+            st.warnings.append(d)
+            st.subjects[id(d)] = tuple(frozen)
 
 
 def _acknowledge(st: _State) -> tuple[list[Diagnostic], list[Diagnostic]]:
