@@ -66,6 +66,9 @@ def dtype_check(got: str, want: str, policy: str) -> str | None:
         return f"would land as {got} in a {want} tensor (dtype policy `strict`)"
     if is_widening(got, want):
         return None
+    if got == "float64":  # NumPy's default dtype: what a newcomer's arrays are without asking
+        return (f"would narrow float64 -> {want}, which loses precision (float64 is NumPy's default: "
+                "`np.random.rand`, `np.array([0.1])`); `set_weights` and `copy_` cast silently, wmap asks")
     return f"would narrow {got} -> {want}, which loses precision"
 
 

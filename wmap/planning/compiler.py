@@ -26,7 +26,7 @@ from wmap.planning.hints import no_match_hint, target_missing_hint
 from wmap.planning.plan import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
 from wmap.transforms.auto import NO_KIND
-from wmap.transforms.initializers import Initializer, make_initializer
+from wmap.transforms.initializers import Initializer, literal_shape, make_initializer
 
 
 @dataclass
@@ -574,7 +574,8 @@ def _infer_step(st: _State, r: int, rule: Rule, rule_text: str, chain: tuple[Tra
         if fresh:
             name, problem, dtype = data
             st.bag.add("WM302", f"rule `{rule_text}`: `{targets[0].name}` {problem}", rule.span,
-                       f"add `| cast({dtype})` to the chain, or `option dtype = \"target\"`")
+                       f"add `| cast({dtype})` to the chain, or `option dtype = \"target\"` to cast every tensor "
+                       "to the target's dtype")
         return None
     resolved, history = data
     step = Step("map", targets, tuple(inputs), resolved, history, r, rule_text, rule.span,
@@ -683,6 +684,12 @@ def _build_init_keep(st: _State) -> None:
                                f"{ref.meta.shape} -> {m.shape}", init.span, "copy needs equal shapes")
                     continue
                 sources = (ref,)
+            value = initializer.param("value") if initializer.name == "constant" else None
+            if isinstance(value, tuple) and literal_shape(value) != tuple(m.shape):
+                st.bag.add("WM301", f"`init {m.name} = constant([...])`: the values have shape "
+                           f"{literal_shape(value)}, the target {tuple(m.shape)}", init.span,
+                           "write one number per element, nested as the target's shape, or one number to fill it")
+                continue
             st.steps.append(Step("init", (m,), sources, (), (), i, f"init {init.pattern} = "
                                  f"{initializer.describe()}", init.span, init=initializer, flags=st.flags_for((m,))))
     for stmt in st.spec.keep:

@@ -159,7 +159,7 @@ def summary_line(plan: Plan) -> str:
 
 
 def _header(plan: Plan) -> list[str]:
-    srcs = ", ".join(f"{n} ({label})" for n, label in plan.source_labels)
+    srcs = ", ".join(f"{n} ({label})" for n, label in plan.source_labels) or "no source (init and keep only)"
     out = [f"wmap plan  spec {plan.spec_digest}", f"  from {srcs}", f"  into {plan.target_label}"]
     if plan.config is not None:
         out.append(f"  with {bindings_text(plan)}")
@@ -224,7 +224,7 @@ def render_markdown(plan: Plan) -> str:
     out += ["| coverage | tensors |", "|---|---:|"]
     for key in ("targets", "copied", "transformed", "initialised", "kept", "sources_used", "dropped", "frozen"):
         out.append(f"| {key.replace('_', ' ')} | {c[key]} |")
-    out += ["", f"Spec `{plan.spec_digest}` · from {', '.join(label for _, label in plan.source_labels)} "
+    out += ["", f"Spec `{plan.spec_digest}` · from {', '.join(label for _, label in plan.source_labels) or 'no source'} "
             f"into {plan.target_label}" + (f" · with {bindings_text(plan)}" if plan.config is not None else ""),
             "", "<details><summary>Steps</summary>", "", "```text"]
     for b in blocks(plan):

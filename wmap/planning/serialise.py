@@ -133,4 +133,6 @@ def _config_from_json(d: dict[str, Any]) -> Bindings:
 
 
 def _tuplify(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    def deep(v: Any) -> Any:  # nested lists too: `constant([[0.1, 0.2]])` is a list of lists
+        return tuple(deep(x) for x in v) if isinstance(v, list) else v
+    return {k: deep(v) for k, v in d.items()}

@@ -92,13 +92,42 @@ class Built:
     config: Mapping[str, object] | None = None
 
 
+@contextlib.contextmanager
+def _keras_seeded(seed: int) -> Iterator[None]:
+    """Keras' initialisers seeded for one build. `keras.utils.set_random_seed` also seeds Python's and
+    NumPy's global generators, which are the caller's: their states are put back afterwards."""
+    import random
+
+    import keras
+    import numpy as np
+
+    py, npy = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
+@contextlib.contextmanager
+def _torch_seeded(torch: Any, seed: int) -> Iterator[None]:
+    """torch's default generator seeded for one build, and put back afterwards (`fork_rng`)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def build_factory(spec: str, device: str | None = "meta", framework: str | None = None,
-                  config: Mapping[str, object] | None = None) -> Any:
+                  config: Mapping[str, object] | None = None, seed: int | None = None) -> Any:
     """Import and call a factory; torch models are built on `device` (None: torch's default).
 
     `framework="torch"` imports torch up front, for factories that import it lazily. A factory with
     a `config` parameter is given the model config the spec names (`config hf`: the checkpoint's
     config.json), so one factory builds every size of a family.
+
+    `seed`: a Keras model's initial values are drawn when it is built; with a seed (the spec's `option
+    seed`) they are the same in every run, so what `keep` keeps from a fresh model is reproducible.
     """
     fn = resolve_factory(spec)
     kwargs: dict[str, Any] = {}
@@ -115,8 +144,13 @@ def build_factory(spec: str, device: str | None = "meta", framework: str | None 
     ctx: contextlib.AbstractContextManager[Any] = (
         torch.device(device) if torch is not None and device is not None else contextlib.nullcontext()
     )
+    seeded: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if seed is not None and ("keras" in sys.modules or canonical_framework(framework) == "keras"):
+        seeded = _keras_seeded(seed)
+    elif seed is not None and torch is not None and device != "meta":  # real values: seed torch's draws
+        seeded = _torch_seeded(torch, seed)
     try:
-        with _cwd_on_path(), ctx:
+        with _cwd_on_path(), ctx, seeded:
             return fn(**kwargs)
     except WmapError:
         raise

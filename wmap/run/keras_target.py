@@ -25,7 +25,7 @@ def keras_file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> KerasFile
     from wmap.formats import inventory_of
 
     kind, suffix = output_kind(out)
-    model = _target_model(obj, fw, kind, out)
+    model = _target_model(obj, fw, kind, out, int(plan.option("seed")))
     inv = inventory_of(model)
     if inv.fingerprint() != plan.target_fingerprint:
         raise error("WM604", f"the target built for `{out}` (fingerprint {inv.fingerprint()}) is not the one the plan "
@@ -33,12 +33,12 @@ def keras_file_sink(plan: Plan, obj: Any, fw: str | None, out: str) -> KerasFile
     return KerasFileSink(KerasModelSink(model, inv), out, kind, suffix, set(plan.frozen), dict(plan.options))
 
 
-def _target_model(obj: Any, fw: str | None, kind: str, out: str) -> Any:
+def _target_model(obj: Any, fw: str | None, kind: str, out: str, seed: int = 0) -> Any:
     """A private built Keras model to apply into: from a factory, a template file, or a copy of a model."""
     if isinstance(obj, Built):  # wmap's own build, for this call: no copy needed
         return _built(obj.model, obj.factory)
     if is_factory(obj):
-        model = build_factory(obj, device=None)
+        model = build_factory(obj, device=None, framework=fw, seed=seed)
         if not is_keras_model(model):
             raise error("WM521", f"`{out}` is a Keras file, but the factory `{obj}` built a "
                         f"{type(model).__module__}.{type(model).__name__}",

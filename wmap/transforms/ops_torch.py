@@ -93,8 +93,10 @@ class TorchOps:
     def tile(self, x: torch.Tensor, reps: Sequence[int]) -> torch.Tensor:
         return x.repeat(tuple(reps))
 
-    def where_abs_below(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
-        return x.masked_fill(x.to(torch.float64).abs() < threshold, 0)
+    def where_abs_below(self, x: torch.Tensor, threshold: float, inclusive: bool = False) -> torch.Tensor:
+        # compared in x's own dtype, as `w.abs() < t` is (a Python float takes the tensor's dtype)
+        mag = x.abs()
+        return x.masked_fill(mag <= threshold if inclusive else mag < threshold, 0)
 
     def flip(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         return torch.flip(x, dims=(dim,))
