@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import wmap
-from tests.support.cli_fixtures import Cap, wmap as run
+from tests.support.cli_fixtures import Cap
+from tests.support.cli_fixtures import wmap as run
 
 torch = pytest.importorskip("torch")
 
