@@ -96,6 +96,8 @@ class Prune(Transform):
     """Magnitude pruning: zero the small entries, keep the rest. `keep="ge"` (the default) keeps
     |x| >= threshold and zeroes |x| < threshold; `keep="gt"` keeps |x| > threshold and zeroes
     |x| <= threshold (what `mask = np.abs(w) > t` does). The plan shows which one a step uses.
+    A zeroed entry keeps its sign (-0.0 where x < 0), as `w * mask` and torch.nn.utils.prune give it;
+    magnitudes compare in the tensor's own dtype, as the hand-written mask does.
 
     Example: `**.weight -> **.weight | prune(1e-3)`, `| prune(0.1, keep="gt")`
     """
