@@ -37,7 +37,7 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "conv1.weight -> conv1.kernel | conv_to_keras"),
     ("WM101", "unknown statement",
      "A line starts with a word that is not a statement. Statements are `wmap`, `source`, `target`, "
-     "`option`, rules (`a -> b`), `drop`, `init`, `keep`, `freeze` and `lr`.",
+     "`option`, rules (`a -> b`), `drop`, `init`, `keep`, `freeze`, `lr` and `ack`.",
      "frezze conv1.**   ->   freeze conv1.**"),
     ("WM102", "missing or unsupported language version",
      "A spec starts by saying which version of the language it is written in, so a later wmap can "
