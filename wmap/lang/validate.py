@@ -126,11 +126,13 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
     elif version not in SUPPORTED_VERSIONS:
         bag.add("WM102", f"wmap language version {version} is not supported", version_span,
                 "this wmap reads version 1")
+    # acks grouped by code (stable): the order YAML's `ack: {CODE: [...]}` mapping can say, so both
+    # syntaxes give the same AST; what an ack means does not depend on its place
     spec = Spec(
         version=version if isinstance(version, int) else 1, sources=tuple(sources), target=target, options=tuple(options),
         config=config, lets=tuple(lets),
         rules=tuple(rules), drop=tuple(lists["drop"]), init=tuple(lists["init"]), keep=tuple(lists["keep"]),
-        freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), ack=tuple(lists["ack"]), path=path, text=text,
+        freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), ack=tuple(sorted(lists["ack"], key=lambda a: a.code)), path=path, text=text,
         trailing_comments=tuple(trailing),
     )
     check_structure(spec, bag, part_spans)
