@@ -151,3 +151,14 @@ def test_prune_says_which_side_it_keeps_and_the_spec_chooses(work: Path) -> None
         wmap.plan(wmap.parse_spec('wmap 1\nweight -> weight | prune(0.1, keep="lt")\n'), source={"weight": w},
                   target=torch.nn.Linear(5, 1))
     assert e.value.diagnostics[0].code == "WM104"
+
+
+def test_keep_from_a_torch_factory_built_in_memory_is_seeded(work: Path) -> None:
+    """An in-memory apply from a `module:callable` that keeps tensors builds the model for real: its
+    initial values come from torch's generator, seeded by `option seed` and then put back."""
+    spec = wmap.parse_spec("wmap 1\ninit weight = zeros\nkeep bias\n")
+    state = torch.random.get_rng_state()
+    a = wmap.apply(spec, target="vfac:lin").target
+    b = wmap.apply(spec, target="vfac:lin").target
+    assert torch.equal(a.bias, b.bias) and float(a.bias.abs().sum()) > 0
+    assert torch.equal(torch.random.get_rng_state(), state)

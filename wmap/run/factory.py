@@ -95,7 +95,8 @@ class Built:
 @contextlib.contextmanager
 def _keras_seeded(seed: int) -> Iterator[None]:
     """Keras' initialisers seeded for one build. `keras.utils.set_random_seed` also seeds Python's and
-    NumPy's global generators, which are the caller's: their states are put back afterwards."""
+    NumPy's global generators, which are the caller's: their states are put back afterwards. (It sets
+    TensorFlow's global seed too, which TensorFlow offers no way to read back.)"""
     import random
 
     import keras
@@ -144,13 +145,13 @@ def build_factory(spec: str, device: str | None = "meta", framework: str | None 
     ctx: contextlib.AbstractContextManager[Any] = (
         torch.device(device) if torch is not None and device is not None else contextlib.nullcontext()
     )
-    seeded: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if seed is not None and ("keras" in sys.modules or canonical_framework(framework) == "keras"):
-        seeded = _keras_seeded(seed)
-    elif seed is not None and torch is not None and device != "meta":  # real values: seed torch's draws
-        seeded = _torch_seeded(torch, seed)
+    fw = canonical_framework(framework)
     try:
-        with _cwd_on_path(), ctx, seeded:
+        with _cwd_on_path(), ctx, contextlib.ExitStack() as seeded:
+            if seed is not None and torch is not None and device != "meta" and fw != "keras":
+                seeded.enter_context(_torch_seeded(torch, seed))  # real values: seed torch's draws
+            if seed is not None and fw != "torch" and ("keras" in sys.modules or fw == "keras"):
+                seeded.enter_context(_keras_seeded(seed))
             return fn(**kwargs)
     except WmapError:
         raise
