@@ -33,7 +33,18 @@ class Plan(_plan.Plan):
         return apply_plan(self, source=source, target=target, out=out, **_with_progress(kw))
 
     def param_groups(self, model: Any, base_lr: float, **extra: Any) -> list[dict[str, Any]]:
-        """Optimizer parameter groups for `model`: lr multipliers applied, frozen parameters left out."""
+        """Optimizer parameter groups for `model`: lr multipliers applied, frozen parameters left out.
+
+        PyTorch only: Keras optimizers take one learning rate for every variable, so a Keras model
+        is refused with WM521 (`lr_scales` still lists the multipliers by variable name)."""
+        if not hasattr(model, "named_parameters"):
+            from wmap.core.errors import error
+            kind = "a Keras model" if hasattr(model, "trainable_variables") else f"a {type(model).__name__}"
+            raise error("WM521", f"`param_groups` builds PyTorch optimizer parameter groups, and `model` is {kind}: "
+                        "Keras optimizers take one learning rate for all variables, so `lr` multipliers are "
+                        "PyTorch-only", hint="`freeze` already set `trainable=False` in the Keras model; "
+                        "`plan.lr_scales` maps each variable name to its multiplier if a custom training step "
+                        "scales gradients")
         from wmap.sinks.torch_sink import param_groups
         return param_groups(self, model, base_lr, **extra)
 

@@ -16,6 +16,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import wmap  # noqa: E402
+from wmap.formats.keras_naming import keras_names  # noqa: E402
 
 
 def seq() -> object:
@@ -126,3 +127,21 @@ def test_generated_names_are_numbered_within_their_parent_so_every_layer_says_th
     names = ("block_0.moe.kernel", "block_1.moe.kernel", "block_2.moe.kernel")
     assert wmap.inventory_of(first).names == names == wmap.inventory_of(second).names
     assert [v.path for v in second.weights][1].endswith("moe_4/kernel")  # what Keras itself calls it
+
+
+def test_counter_style_names_written_by_hand_stay_as_written() -> None:
+    """`Dense(10, name="dense_1")` ... `name="dense_3"` in a process's first model: Keras' counter has
+    generated no `dense_k` yet, so these were written by hand and keep their names (they used to be
+    renumbered `dense`, `dense_1`, `dense_2`: a spec for `dense_1` would fill the layer named `dense_2`).
+    The verdict is kept per layer: later models that Keras does number leave it alone."""
+    keras.backend.clear_session()
+    L = keras.layers
+    m = keras.Sequential([keras.Input((5,)), L.Dense(10, name="dense_1"), L.Dense(20, name="dense_2"),
+                          L.Dense(5, name="dense_3")])
+    mine = [n for n, _ in keras_names(m)]
+    assert mine == ["dense_1.kernel", "dense_1.bias", "dense_2.kernel", "dense_2.bias", "dense_3.kernel",
+                    "dense_3.bias"]
+    for _ in range(2):  # Keras numbers these dense..dense_3: generated, so canonical within the model
+        auto = keras.Sequential([keras.Input((5,)), L.Dense(10), L.Dense(3)])
+        assert [n for n, _ in keras_names(auto)] == ["dense.kernel", "dense.bias", "dense_1.kernel", "dense_1.bias"]
+    assert [n for n, _ in keras_names(m)] == mine

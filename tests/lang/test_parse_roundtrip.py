@@ -18,11 +18,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, find, given, settings
 from hypothesis import strategies as st
 
+from wmap.core.codes import ACKNOWLEDGEABLE
 from wmap.core.frameworks import FRAMEWORKS
 from wmap.lang import format_spec, parse_spec
 from wmap.lang.spec import (
     DEFAULT_SOURCE,
     FUNCTIONS,
+    Ack,
     BinOp,
     Call,
     ConfigDecl,
@@ -258,9 +260,11 @@ def specs(draw: st.DrawFn, with_comments: bool = False) -> Spec:
     init = tuple(Init(p, draw(calls(refs)), comments=cm()) for p in init_pats)
     lr_pats = draw(st.lists(target_patterns(), max_size=2, unique=True))
     lr = tuple(LrScale(p, draw(st.floats(0, 1e6)), comments=cm()) for p in lr_pats)
+    acks = [Ack(draw(st.sampled_from(sorted(ACKNOWLEDGEABLE))), draw(target_patterns()), comments=cm())
+            for _ in range(draw(st.integers(0, 3)))]
     trailing = tuple(f"#{b}" for b in draw(st.lists(COMMENT_BODY, max_size=2))) if with_comments else ()
     return Spec(1, tuple(sources), target, options, tuple(rules), drop, init, keep, freeze, lr, config, tuple(lets),
-                trailing_comments=trailing)
+                ack=tuple(sorted(acks, key=lambda a: a.code)), trailing_comments=trailing)
 
 
 def parse(text: str, syntax: str) -> Spec:

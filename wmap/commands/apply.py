@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace, out: Output) -> int:
     from wmap.api import apply, load_plan
     from wmap.core.errors import error
+    from wmap.planning.render import span_text
 
     if not args.out:
         raise error("WM521", "`wmap apply` writes a file: say where with --out",
@@ -72,7 +73,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     lines = [f"wrote {args.out}: {s['targets']} tensors ({s['copied']} copied, {s['transformed']} transformed, "
              f"{s['initialised']} initialised, {s['kept']} kept)"]
     lines += [f"note: {n}" for n in report.notes]
-    lines += [f"warning[{w.code}]: {w.message}" for w in report.warnings]
+    for w in report.warnings:  # as `wmap plan` shows them: where, what, and the hint
+        where = span_text(w.span)
+        where += ": " if where else ""
+        lines.append(f"{where}warning[{w.code}]: {w.message}" + (f"\n  hint: {w.hint}" if w.hint else ""))
+    if report.plan.acknowledged:
+        lines.append(f"{len(report.plan.acknowledged)} warning(s) acknowledged in the spec (`ack`)")
     out.print("\n".join(lines) + "\n")
     return 0
 

@@ -25,7 +25,7 @@ ARITY_TEXT = {"1:1": "one tensor in, one out", "n:1": "fan-in: several tensors i
 class Entry:
     """One explainable thing, already rendered to fields a text or JSON view can show."""
 
-    kind: str  # transform | initialiser | option | code
+    kind: str  # transform | initialiser | option | statement | code
     name: str
     summary: str
     signature: str = ""
@@ -73,7 +73,8 @@ def lookup(name: str) -> list[Entry]:
     from wmap.core.errors import did_you_mean, error
 
     key = name.strip()
-    found = [e for e in (_transform(key), _initialiser(key), _option(key), _code(key)) if e is not None]
+    found = [e for e in (_transform(key), _initialiser(key), _option(key), _statement(key), _code(key))
+             if e is not None]
     if found:
         return found
     names = [e.name for e in all_entries()]
@@ -149,6 +150,25 @@ def _option(name: str) -> Entry | None:
                  f"`option {name} = {OPTION_EXAMPLES.get(name, shown)}`", (("default", shown),))
 
 
+# Statements whose meaning is more than their usage line (the README's statement table has the rest).
+STATEMENT_DOCS = {
+    "ack": ("Marks plan warnings as reviewed. A warning of CODE is acknowledged when PATTERN matches every "
+            "target tensor it is about (after `target_strip_prefix`); the plan lists it under \"acknowledged\" "
+            "instead of warning, so `plan`, `apply`, the report and the markdown view stay clean. An ack that "
+            "matches no warning is itself a warning (WM212), and only warnings can be acknowledged (WM140). "
+            "YAML: `ack: {WM310: [dense.kernel, head.kernel]}`."),
+}
+
+
+def _statement(name: str) -> Entry | None:
+    from wmap.lang.statements import STATEMENTS
+
+    if name not in STATEMENT_DOCS:
+        return None
+    return Entry("statement", name, STATEMENTS[name], f"{name} CODE PATTERN[, PATTERN...]", STATEMENT_DOCS[name],
+                 "`ack WM310 dense.kernel`")
+
+
 def _code(name: str) -> Entry | None:
     from wmap.core.codes import lookup as code_lookup
 
@@ -182,6 +202,9 @@ def render(e: Entry) -> str:
     elif e.kind == "initialiser":
         head = f"{e.name}  (initialiser; required parameters: {extra['required']})"
         body = [f"  {e.signature}", "", e.detail]
+    elif e.kind == "statement":
+        head = f"{e.name}  (statement)"
+        body = [f"  {e.signature}", "", *textwrap.wrap(e.detail, 100)]
     else:
         head = f"{e.name}  (option, {e.detail})"
         body = ["", e.summary]

@@ -37,7 +37,7 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "conv1.weight -> conv1.kernel | conv_to_keras"),
     ("WM101", "unknown statement",
      "A line starts with a word that is not a statement. Statements are `wmap`, `source`, `target`, "
-     "`option`, rules (`a -> b`), `drop`, `init`, `keep`, `freeze` and `lr`.",
+     "`option`, rules (`a -> b`), `drop`, `init`, `keep`, `freeze`, `lr` and `ack`.",
      "frezze conv1.**   ->   freeze conv1.**"),
     ("WM102", "missing or unsupported language version",
      "A spec starts by saying which version of the language it is written in, so a later wmap can "
@@ -135,6 +135,11 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "patterns (or several named sources) has no reverse: the reverse would not know which target each "
      "part goes to.",
      "{q,k,v}_proj.weight -> qkv.weight | concat(0)   (one pattern with an alternation: the reverse fans out over it)"),
+    ("WM140", "an `ack` that can acknowledge nothing",
+     "`ack CODE PATTERN` marks a plan warning as reviewed. CODE must be one of the warnings a plan "
+     "can carry (the same-shape traps WM310-WM314, WM213, and WM401/WM402 under `option strict = false`); "
+     "errors cannot be acknowledged, they must be fixed.",
+     "ack WM301 fc.weight   ->   fix the shape (wmap explain WM301); ack WM310 fc.kernel for a reviewed warning"),
     # -- 2xx: matching -------------------------------------------------------------------------
     ("WM201", "rule matched nothing",
      "A rule's source pattern matched no source tensor (first matching rule claims a tensor, so an "
@@ -181,6 +186,17 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "indices that do not fill their grid would silently put weights in the wrong slots.",
      "layers.{l:int}.experts.{e:int}.w1.weight -> layers.{l}.experts.w1 | stack(0)\n"
      "(the checkpoint lacks experts.7: restore it, or map the experts that exist explicitly)"),
+    ("WM212", "an acknowledgement matched no warning (warning)",
+     "An `ack CODE PATTERN` in the spec matched no warning of the plan: the warning it was written for "
+     "is gone (the spec or the models changed) or the pattern names other tensors. Like a rule that "
+     "matches nothing, a stale acknowledgement is reported, so it cannot silently hide the next warning "
+     "of that code.",
+     "delete the `ack` line, or correct its code or pattern (the plan's warnings name the tensors)"),
+    ("WM213", "`lr` on frozen tensors",
+     "A frozen tensor does not train, so an `lr` multiplier on it does nothing. When every tensor an "
+     "`lr` statement matches is frozen the statement is an error (it cannot have any effect); when only "
+     "some are, the plan warns and names them, since those tensors silently get no multiplier.",
+     "freeze stem.**  +  lr stem.** * 0.1   ->   drop one of the two, or narrow the lr pattern"),
     # -- 3xx: shapes and dtypes ----------------------------------------------------------------
     ("WM301", "shape mismatch",
      "The transform chain's output shape differs from the target's shape (or a transform cannot "
@@ -211,6 +227,12 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "The source and target normalisation layers use different epsilons, so outputs differ slightly "
      "even with identical weights.",
      "build the Keras layer with BatchNormalization(epsilon=1e-5)"),
+    ("WM314", "a step wmap cannot check (warning)",
+     "A layout that depends on what the models do between layers, not on the tensors: a Linear that "
+     "follows a Flatten reads its input in the source's flattening order (channels-first in PyTorch, "
+     "channels-last in Keras), and neither a checkpoint nor a layer says a Flatten came before it. "
+     "`linear_to_dense` and `layout(auto)` treat it as any Linear.",
+     "fc.weight -> dense.kernel | flatten_dense_to_keras(c, h, w)   (or `ack WM314 dense.kernel` once checked)"),
     # -- 4xx: coverage -------------------------------------------------------------------------
     ("WM401", "target tensors left unfilled",
      "In strict mode every target tensor must be filled by a rule, initialised, or kept. The hint "
@@ -342,6 +364,9 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
 
 CODES: dict[str, DiagnosticCode] = {c: DiagnosticCode(c, t, e, f) for c, t, e, f in _ENTRIES}
 
+# The warnings a plan can carry, which `ack CODE PATTERN` may mark as reviewed (errors must be fixed).
+ACKNOWLEDGEABLE = frozenset({"WM213", "WM310", "WM311", "WM312", "WM313", "WM314", "WM401", "WM402"})
+
 
 def lookup(code: str) -> DiagnosticCode | None:
     """The entry for `code` (any case, with or without the `WM`), or None."""
@@ -351,4 +376,4 @@ def lookup(code: str) -> DiagnosticCode | None:
     return CODES.get(key)
 
 
-__all__ = ["CODES", "DiagnosticCode", "STAGES", "lookup"]
+__all__ = ["ACKNOWLEDGEABLE", "CODES", "DiagnosticCode", "STAGES", "lookup"]

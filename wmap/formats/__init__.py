@@ -3,8 +3,8 @@
 `open_source` dispatches on what it is given:
 
 - a path: `.safetensors`; a sharded `*.index.json` (safetensors or torch `.bin` shards);
-  `.pt/.pth/.bin/.ckpt`; `.npz`; Keras `.keras`, `.weights.h5`, sharded `.weights.json`,
-  legacy `.h5`; a TensorFlow checkpoint prefix, its `.index`, or its directory; a
+  `.pt/.pth/.bin/.ckpt`; `.npz`; `.npy` (one array, named by the file); Keras `.keras`, `.weights.h5`,
+  sharded `.weights.json`, legacy `.h5`; a TensorFlow checkpoint prefix, its `.index`, or its directory; a
   directory holding one of these (Hugging Face names first); unknown suffixes by magic bytes;
 - an `nn.Module`, a built Keras model, or a `Mapping[str, array]`;
 - an object that already is a `TensorSource`.
@@ -140,6 +140,10 @@ def _open_file(path: str, fw: str | None, keras_model: KerasModel | None) -> Ten
         from wmap.formats.npz_file import NpzFile
 
         return NpzFile(path, fw)
+    if kind == "npy":
+        from wmap.formats.npy_file import NpyFile
+
+        return NpyFile(path, fw)
     if kind == "keras":
         from wmap.formats.keras_files import KerasWeightsFile
 
@@ -155,7 +159,7 @@ def _open_file(path: str, fw: str | None, keras_model: KerasModel | None) -> Ten
 
         return TorchFile(path, fw)
     raise fail("WM501", f"`{path}` is not in a format wmap recognises",
-               hint="supported: .safetensors, *.index.json, .pt/.pth/.bin, .npz, .keras, .weights.h5, .h5, "
+               hint="supported: .safetensors, *.index.json, .pt/.pth/.bin, .npz, .npy, .keras, .weights.h5, .h5, "
                "TF checkpoints")
 
 
@@ -164,7 +168,8 @@ def _kind_by_suffix(lower: str) -> str | None:
 
     if lower.endswith(".index") or (lower.endswith(".ckpt") and checkpoint_prefix(lower)):
         return "tf"
-    for suffixes, kind in (((".safetensors",), "safetensors"), ((".npz",), "npz"), ((".keras",), "keras"),
+    for suffixes, kind in (((".safetensors",), "safetensors"), ((".npz",), "npz"), ((".npy",), "npy"),
+                           ((".keras",), "keras"),
                            ((".h5", ".hdf5"), "h5"), ((".pt", ".pth", ".bin", ".ckpt"), "torch")):
         if lower.endswith(suffixes):
             return kind
@@ -179,6 +184,8 @@ def _kind_by_magic(path: str) -> str | None:
         raise fail("WM500", f"cannot read `{path}`: {exc.strerror or exc}") from None
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "h5"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
     if head.startswith(b"PK\x03\x04"):
         return _zip_kind(path)
     if len(head) >= 9 and int.from_bytes(head[:8], "little") < 100 * 1024 * 1024 and head[8:9] == b"{":

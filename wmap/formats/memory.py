@@ -127,9 +127,11 @@ class TorchModuleSource(_Live):
             if not is_torch_tensor(value):
                 skipped.append(key)  # `_extra_state` and the like
                 continue
-            owner = modules.get(key.rpartition(".")[0])
+            path = key.rpartition(".")[0]
+            owner = modules.get(path)
+            attrs = _torch_attrs(owner) + (FLATTENED if _torch_follows_flatten(modules, path) else ())
             metas.append(TensorMeta(key, tuple(value.shape), _dtype_of(value, f"`{key}`"), None,
-                                    type(owner).__name__ if owner is not None else None, _torch_attrs(owner)))
+                                    type(owner).__name__ if owner is not None else None, attrs))
             self._arrays[key] = value
             if id(value) in first:
                 tied.append((key, first[id(value)]))
@@ -138,7 +140,41 @@ class TorchModuleSource(_Live):
         self._metas, self._tied, self.skipped = tuple(metas), tuple(tied), tuple(skipped)
 
 
+# `after_flatten`: the layer reads a Flatten's output, whose order differs across frameworks
+# (NCHW vs NHWC) with the same shapes; the compiler warns where a plain Linear<->Dense preset meets it
+FLATTENED: Attrs = (("after_flatten", True),)
+
+
+def _torch_follows_flatten(modules: Mapping[str, Any], path: str) -> bool:
+    """A Linear right after an `nn.Flatten` in the same `nn.Sequential` (a flatten inside `forward`
+    cannot be seen: the README's limits say so)."""
+    if type(modules.get(path)).__name__ != "Linear":
+        return False
+    parent, _, leaf = path.rpartition(".")
+    container = modules.get(parent)
+    if container is None or type(container).__name__ != "Sequential":
+        return False
+    children: dict[str, Any] = dict(container._modules)
+    names = list(children)
+    i = names.index(leaf) if leaf in names else 0
+    while i > 0 and type(children[names[i - 1]]).__name__ in ("Dropout", "Identity"):
+        i -= 1
+    return i > 0 and type(children[names[i - 1]]).__name__ == "Flatten"
+
+
+def _keras_follows_flatten(layer: Any) -> bool:
+    if type(layer).__name__ != "Dense":
+        return False
+    try:  # the layer graph: each call of the layer is a node whose parents made its inputs
+        parents = [type(n.operation).__name__ for n in layer._inbound_nodes[0].parent_nodes]
+    except (AttributeError, IndexError):
+        return False
+    return parents == ["Flatten"]
+
+
 def _keras_attrs(layer: Any) -> Attrs:
+    if _keras_follows_flatten(layer):
+        return FLATTENED
     cls = type(layer).__name__
     keys: tuple[str, ...] = ()
     if cls == "BatchNormalization":

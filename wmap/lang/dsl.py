@@ -19,6 +19,7 @@ from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError
 from wmap.lang.comments import attach_comments, scan_comments
 from wmap.lang.grammar import parser
 from wmap.lang.spec import (
+    Ack,
     BinOp,
     Call,
     ConfigDecl,
@@ -247,6 +248,10 @@ class _Builder(Transformer[Token, Node]):
             raise WmapError([Diagnostic("WM106", "error", "the lr multiplier is too large", pats[0][1],
                                         "use a factor such as `10` or `0.1`")])
         return StatementList("lr", tuple(LrScale(p, value, s) for p, s in pats))
+
+    def ack(self, items: tuple[Token, Patterns]) -> StatementList:
+        code, pats = items
+        return StatementList("ack", tuple(Ack(str(code), p, s) for p, s in pats))
 
     @v_args(meta=True)
     def call(self, meta: Meta, items: list[Token | Value | _Kwarg]) -> Call:

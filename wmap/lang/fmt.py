@@ -135,7 +135,7 @@ def to_wmap(spec: Spec) -> str:
         out.append("")
         out += _rules(spec)
     tail: list[str] = []
-    for kind in ("drop", "init", "keep", "freeze", "lr"):
+    for kind in ("drop", "init", "keep", "freeze", "lr", "ack"):
         tail += _list_statements(spec, kind)
     if tail:
         out += [""] + tail
@@ -177,6 +177,10 @@ def _list_statements(spec: Spec, kind: str) -> list[str]:
     if kind == "lr":
         for it in items:
             _emit(out, f"lr {pattern_text(it.pattern)} * {value_text(_factor(it.factor))}", it.comments)
+        return out
+    if kind == "ack":  # one line per pattern: each is a reviewed warning of its own
+        for it in items:
+            _emit(out, f"ack {it.code} {pattern_text(it.pattern)}", it.comments)
         return out
     # drop/keep/freeze: pack patterns on one line until a comment or the width forces a break
     line: list[str] = []
@@ -271,5 +275,10 @@ def to_yaml(spec: Spec) -> str:
             doc[kind] = tuple(p.pattern for p in getattr(spec, kind))
     if spec.lr:
         doc["lr"] = {x.pattern: x.factor for x in spec.lr}
+    if spec.ack:
+        acks: dict[str, list[str]] = {}
+        for a in spec.ack:
+            acks.setdefault(a.code, []).append(a.pattern)
+        doc["ack"] = {code: pats[0] if len(pats) == 1 else tuple(pats) for code, pats in acks.items()}
     text: str = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=LINE_MAX)
     return text

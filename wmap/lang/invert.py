@@ -84,7 +84,8 @@ def invert_spec(spec: Spec) -> Spec:
     if config is not None and config.endpoint is not None:
         endpoint = "target" if config.endpoint in names else REVERSED_SOURCE
         config = dataclasses.replace(config, endpoint=endpoint)
-    left_out = [f"freeze {p.pattern}" for p in spec.freeze] + [f"lr {p.pattern} * {p.factor}" for p in spec.lr]
+    left_out = [f"freeze {p.pattern}" for p in spec.freeze] + [f"lr {p.pattern} * {p.factor}" for p in spec.lr] \
+        + [f"ack {a.code} {a.pattern}" for a in spec.ack]  # acks name the forward plan's warnings
     trailing = spec.trailing_comments
     if left_out:
         trailing = (*trailing, "# left out of the reverse (they say how the forward target trains): "

@@ -101,6 +101,18 @@ class LrScale:
     comments: tuple[str, ...] = _comments()
 
 
+@dataclass(frozen=True)
+class Ack:
+    """`ack WM310 dense.kernel`: a warning of that code about a tensor the pattern matches has been
+    reviewed; the plan lists it as acknowledged instead of warning. An ack that matches no warning is
+    itself reported (WM212), so a stale one does not hide the next real warning."""
+
+    code: str
+    pattern: str
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
 # -- sizes from the model's config: `config` and `let` -----------------------------------------
 
 
@@ -195,6 +207,7 @@ class Spec:
     lr: tuple[LrScale, ...] = ()
     config: ConfigDecl | None = None
     lets: tuple[Let, ...] = ()
+    ack: tuple[Ack, ...] = ()
     path: str | None = field(default=None, compare=False)
     text: str | None = field(default=None, compare=False, repr=False)
     trailing_comments: tuple[str, ...] = _comments()

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 from typing import Literal, Union
 
 from wmap.core.errors import Span
-from wmap.lang.spec import ConfigDecl, Init, Let, LrScale, Option, PatternStmt, Rule, SourceDecl, TargetDecl
+from wmap.lang.spec import (
+    Ack,
+    ConfigDecl,
+    Init,
+    Let,
+    LrScale,
+    Option,
+    PatternStmt,
+    Rule,
+    SourceDecl,
+    TargetDecl,
+)
 
 STATEMENTS: dict[str, str] = {
     "wmap": "the version line reads `wmap 1`",
@@ -27,6 +38,7 @@ STATEMENTS: dict[str, str] = {
     "keep": "`keep` takes patterns: `keep decoder.**`",
     "freeze": "`freeze` takes patterns: `freeze conv1.**, layer1.**`",
     "lr": "an lr multiplier reads `lr PATTERN * FACTOR`, e.g. `lr head.** * 10`",
+    "ack": "an acknowledgement reads `ack CODE PATTERN, ...`, e.g. `ack WM310 dense.kernel`",
 }
 """Statement keyword -> its usage line. A rule (`SOURCE -> TARGET`) has no keyword."""
 
@@ -42,7 +54,7 @@ USAGE: dict[str, str] = {
 # must be quoted when printed (`fmt`), and an unknown first word is compared with them.
 KEYWORDS: tuple[str, ...] = (*STATEMENTS, "optional")
 
-ListKind = Literal["drop", "init", "keep", "freeze", "lr"]
+ListKind = Literal["drop", "init", "keep", "freeze", "lr", "ack"]
 
 
 @dataclass(frozen=True)
@@ -55,10 +67,10 @@ class VersionLine:
 
 @dataclass(frozen=True)
 class StatementList:
-    """One `drop`/`init`/`keep`/`freeze`/`lr` statement: several patterns, each its own AST node."""
+    """One `drop`/`init`/`keep`/`freeze`/`lr`/`ack` statement: several patterns, each its own AST node."""
 
     kind: ListKind
-    items: tuple[PatternStmt | Init | LrScale, ...]
+    items: tuple[PatternStmt | Init | LrScale | Ack, ...]
 
 
 Statement = Union[VersionLine, StatementList, SourceDecl, TargetDecl, Option, ConfigDecl, Let, Rule]  # noqa: UP007

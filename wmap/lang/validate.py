@@ -20,6 +20,7 @@ from wmap.lang.spec import (
     FUNCTIONS,
     NONFINITE_POLICIES,
     OPTIONS,
+    Ack,
     BinOp,
     Call,
     ConfigDecl,
@@ -67,7 +68,7 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
     config: ConfigDecl | None = None
     lets: list[Let] = []
     rules: list[Rule] = []
-    lists: dict[str, list[Any]] = {"drop": [], "init": [], "keep": [], "freeze": [], "lr": []}
+    lists: dict[str, list[Any]] = {"drop": [], "init": [], "keep": [], "freeze": [], "lr": [], "ack": []}
     for node, comments in statements:
         cm = tuple(comments)
         if isinstance(node, VersionLine):
@@ -125,11 +126,13 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
     elif version not in SUPPORTED_VERSIONS:
         bag.add("WM102", f"wmap language version {version} is not supported", version_span,
                 "this wmap reads version 1")
+    # acks grouped by code (stable): the order YAML's `ack: {CODE: [...]}` mapping can say, so both
+    # syntaxes give the same AST; what an ack means does not depend on its place
     spec = Spec(
         version=version if isinstance(version, int) else 1, sources=tuple(sources), target=target, options=tuple(options),
         config=config, lets=tuple(lets),
         rules=tuple(rules), drop=tuple(lists["drop"]), init=tuple(lists["init"]), keep=tuple(lists["keep"]),
-        freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), path=path, text=text,
+        freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), ack=tuple(sorted(lists["ack"], key=lambda a: a.code)), path=path, text=text,
         trailing_comments=tuple(trailing),
     )
     check_structure(spec, bag, part_spans)
@@ -239,6 +242,9 @@ def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None
         _pattern(lr.pattern, lr.span, bag, spec)
         check_lr_factor(lr, bag)
     # YAML writes init and lr as mappings keyed by pattern, so a pattern may appear once in each
+    for ack in spec.ack:
+        check_ack_code(ack, bag)
+        _pattern(ack.pattern, ack.span, bag, spec)
     for kind, items in (("init", spec.init), ("lr", spec.lr)):
         first: dict[str, Span] = {}
         for it in items:
@@ -246,6 +252,16 @@ def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None
                 bag.add("WM107", f"`{kind} {it.pattern}` appears twice", it.span,
                         f"{_first_at('given', first[it.pattern])}keep one")
             first.setdefault(it.pattern, it.span)
+
+
+def check_ack_code(ack: Ack, bag: DiagnosticBag) -> None:
+    """An ack names a code the compiler can warn with; anything else would acknowledge nothing, forever."""
+    from wmap.core.codes import ACKNOWLEDGEABLE, CODES
+    if ack.code in ACKNOWLEDGEABLE:
+        return
+    what = "is an error, which cannot be acknowledged" if ack.code in CODES else "is not a wmap code"
+    bag.add("WM140", f"`ack {ack.code}`: {ack.code} {what}", ack.span,
+            "ack names a plan warning: " + ", ".join(sorted(ACKNOWLEDGEABLE)))
 
 
 def check_lr_factor(lr: LrScale, bag: DiagnosticBag) -> None:

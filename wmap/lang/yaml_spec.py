@@ -21,6 +21,7 @@ from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you
 from wmap.lang.dsl import parse_call, parse_expr
 from wmap.lang.spec import (
     DEFAULT_SOURCE,
+    Ack,
     Call,
     ConfigDecl,
     Init,
@@ -319,7 +320,8 @@ def _type_hint(key: PathKey) -> str | None:
         "rules": "`rules:` is a list of `{from: ..., to: ..., via: ...}`",
         "drop": "a pattern or a list of patterns", "keep": "a pattern or a list of patterns",
         "freeze": "a pattern or a list of patterns", "init": "a mapping `pattern: initialiser`",
-        "lr": "a mapping `pattern: multiplier`", "options": "a mapping of option names to values",
+        "lr": "a mapping `pattern: multiplier`", "ack": "a mapping `WM310: pattern` (or a list of patterns)",
+        "options": "a mapping of option names to values",
     }
     if key and key[0] == "rules" and len(key) >= 3:
         return {"from": "a pattern or a list of patterns", "to": "one target template",
@@ -402,6 +404,9 @@ def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | No
     yield patterns("freeze")
     lrs = data.get("lr") or {}
     yield StatementList("lr", tuple(LrScale(p, float(f), sp("lr", p, "__key__")) for p, f in lrs.items()))
+    acks = data.get("ack") or {}
+    yield StatementList("ack", tuple(Ack(str(code), p, sp("ack", code, k) if isinstance(pats, list) else sp("ack", code))
+                                     for code, pats in acks.items() for k, p in enumerate(_as_list(pats))))
 
 
 def _endpoint(cls: Any, name: str | None, ep: Any, span: Span) -> Any:

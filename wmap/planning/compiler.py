@@ -26,7 +26,8 @@ from wmap.planning.checks import coverage_errors, dtype_check, shape_mismatch_di
 from wmap.planning.hints import no_match_hint, target_missing_hint
 from wmap.planning.plan import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
-from wmap.transforms.initializers import Initializer, make_initializer
+from wmap.transforms.auto import NO_KIND
+from wmap.transforms.initializers import Initializer, literal_shape, make_initializer
 
 
 @dataclass
@@ -56,6 +57,10 @@ class _State:
     filled: dict[str, str] = field(default_factory=dict)  # target name -> what fills it (for collisions)
     steps: list[Step] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
+    # rules whose `layout(auto)` met a side without layer kinds: one WM304 for the spec
+    no_kinds: list[tuple[Rule, str]] = field(default_factory=list)
+    # the tensor names each warning is about: what an `ack CODE PATTERN` is matched against
+    subjects: dict[int, tuple[str, ...]] = field(default_factory=dict)
     freeze_re: Any = None
     lr_matcher: P.MultiMatcher | None = None
 
@@ -99,10 +104,16 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
     _apply_drops(st)
     claims = _match_rules(st)
     _build_rule_steps(st, claims)
+    _no_kinds_error(st)
     _build_init_keep(st)
     _apply_flags(st)
-    coverage_errors(st.spec, st.bag, st.options["strict"], _unused_sources(st), _unfilled_targets(st),
-                    list(st.tgt_names), st.warnings)
+    unused, unfilled = _unused_sources(st), _unfilled_targets(st)
+    before = len(st.warnings)
+    coverage_errors(st.spec, st.bag, st.options["strict"], unused, unfilled, list(st.tgt_names), st.warnings)
+    for d in st.warnings[before:]:  # non-strict coverage warnings: about the tensors they list
+        st.subjects[id(d)] = tuple(m.name for m in unfilled) if d.code == "WM401" else \
+            tuple(r.name for refs in unused.values() for r in refs)
+    warnings, acknowledged = _acknowledge(st)
     bag.items.sort(key=lambda d: (d.span is None or not d.span.line, d.span.line if d.span else 0))
     bag.raise_if_errors()
     order = {m.name: i for i, m in enumerate(target.tensors)}
@@ -119,7 +130,8 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
         source_labels=tuple((n, inv.label) for n, inv in sources.items()),
         target_label=target.label,
         options=tuple(sorted((k, v) for k, v in options.items())),
-        warnings=tuple(st.warnings),
+        warnings=tuple(warnings),
+        acknowledged=tuple(acknowledged),
         tied=target.tied,
         spec=original,
         config=bindings,
@@ -301,10 +313,38 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
             st.bag.add("WM204", f"rule `{_rule_text(rule)}` writes {len(missing)} tensor(s) the target does not "
                        f"have: {_fold(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
         for err, example in infer_errors.values():
+            if err.code == "WM304" and NO_KIND in err.message:
+                st.no_kinds.append((rule, "source" if "source `" in err.message else "target"))
+                continue
             st.bag.add(err.code, f"rule `{_rule_text(rule)}`: {err.message}", rule.span, err.hint,
                        notes=(f"first seen at `{example}`",) if example else ())
         if mismatches:
-            st.bag.items.append(shape_mismatch_diag(rule, _rule_text(rule), mismatches, len(groups)))
+            src_fw = _framework(st.spec, st.primary, st.sources[st.primary]) if st.primary in st.sources else None
+            tgt_fw = st.spec.target.framework if st.spec.target and st.spec.target.framework else st.target.framework
+            st.bag.items.append(shape_mismatch_diag(rule, _rule_text(rule), mismatches, len(groups), (src_fw, tgt_fw)))
+
+
+def _no_kinds_error(st: _State) -> None:
+    """One WM304 for every `layout(auto)` that met tensors without layer kinds: the cause is the
+    endpoint (a checkpoint file records names and shapes, not the Linear or Conv2d that owns them),
+    so it is said once, with the two ways to give the kinds, instead of once per rule."""
+    if not st.no_kinds:
+        return
+    sides = sorted({side for _, side in st.no_kinds})
+    decl = next((d for d in st.spec.sources if d.name == st.primary and d.location), None)
+    src_label = decl.location if decl is not None else st.sources[st.primary].label if st.primary in st.sources \
+        else "the source"
+    labels = [src_label] if "source" in sides else []
+    labels += [st.spec.target.location if st.spec.target and st.spec.target.location else st.target.label] \
+        if "target" in sides else []
+    lines = sorted({r.span.line for r, _ in st.no_kinds if r.span.line})
+    rules = f"{len(st.no_kinds)} rule(s) (line {', '.join(map(str, lines))})" if lines else f"{len(st.no_kinds)} rule(s)"
+    st.bag.add("WM304", f"`layout(auto)` in {rules} needs the layer kinds (Linear, Conv2d, Dense, ...) of the "
+               f"{' and '.join(sides)}, and {' and '.join(f'`{x}`' for x in labels)} does not record them "
+               "(a checkpoint file holds names and shapes only)", st.no_kinds[0][0].span,
+               f"give the {' and '.join(sides)} as a model: `--{sides[0]} pkg.models:build` (a `module:callable`), "
+               f"or in Python `{sides[0]}=model`; or name the preset in each rule instead of `layout(auto)` "
+               "(`| linear_to_dense`, `| conv_to_keras`, ...; `wmap explain layout` lists them)")
 
 
 def _fold(names: Sequence[str]) -> str:
@@ -564,14 +604,17 @@ def _infer_step(st: _State, r: int, rule: Rule, rule_text: str, chain: tuple[Tra
         if fresh:
             name, problem, dtype = data
             st.bag.add("WM302", f"rule `{rule_text}`: `{targets[0].name}` {problem}", rule.span,
-                       f"add `| cast({dtype})` to the chain, or `option dtype = \"target\"`")
+                       f"add `| cast({dtype})` to the chain, or `option dtype = \"target\"` to cast every tensor "
+                       "to the target's dtype")
         return None
     resolved, history = data
     step = Step("map", targets, tuple(inputs), resolved, history, r, rule_text, rule.span,
                 flags=st.flags_for(targets), order=order)
     if fresh:
         src_fw, tgt_fw = _frameworks(st, inputs)
-        st.warnings.extend(trap_warnings(step, rule, src_fw, tgt_fw, st.warnings))
+        for d in trap_warnings(step, rule, src_fw, tgt_fw, st.warnings):
+            st.warnings.append(d)
+            st.subjects[id(d)] = tuple(t.name for t in step.targets)
     return step
 
 
@@ -671,6 +714,12 @@ def _build_init_keep(st: _State) -> None:
                                f"{ref.meta.shape} -> {m.shape}", init.span, "copy needs equal shapes")
                     continue
                 sources = (ref,)
+            value = initializer.param("value") if initializer.name == "constant" else None
+            if isinstance(value, tuple) and literal_shape(value) != tuple(m.shape):
+                st.bag.add("WM301", f"`init {m.name} = constant([...])`: the values have shape "
+                           f"{literal_shape(value)}, the target {tuple(m.shape)}", init.span,
+                           "write one number per element, nested as the target's shape, or one number to fill it")
+                continue
             st.steps.append(Step("init", (m,), sources, (), (), i, f"init {init.pattern} = "
                                  f"{initializer.describe()}", init.span, init=initializer, flags=st.flags_for((m,))))
     for stmt in st.spec.keep:
@@ -742,6 +791,64 @@ def _apply_flags(st: _State) -> None:
                 continue
             st.bag.add("WM202", f"`{kind} {stmt.pattern}` matched no target tensor", stmt.span,
                        no_match_hint(pat, list(st.tgt_names), set(), None, kind))
+    _frozen_lr(st)
+
+
+def _frozen_lr(st: _State) -> None:
+    """`lr` on a frozen tensor does nothing: an error when all of a statement's tensors are frozen (it
+    can have no effect at all), a warning naming them when some are (those get no multiplier)."""
+    if st.lr_matcher is None or st.freeze_re is None:
+        return
+    tp = _prefixes(st.options["target_strip_prefix"])
+    hit: dict[int, tuple[list[str], list[str]]] = {}
+    for s in st.steps:
+        for t, f in zip(s.targets, s.flags):
+            k = st.lr_matcher.first(_strip(t.name, tp)) if f.lr is not None else None
+            if k is not None:
+                hit.setdefault(k, ([], []))[0 if f.frozen else 1].append(t.name)
+    for k, (frozen, live) in sorted(hit.items()):
+        if not frozen:
+            continue
+        stmt = st.spec.lr[k]
+        text = f"lr {stmt.pattern} * {stmt.factor:g}"
+        if not live:
+            st.bag.add("WM213", f"`{text}` applies only to frozen tensors ({_fold(frozen)}), which do not train",
+                       stmt.span, "drop the `lr` statement, or the `freeze` if these tensors should train")
+        else:
+            d = Diagnostic("WM213", "warning", f"`{text}` also matches {len(frozen)} frozen tensor(s), which do "
+                           f"not train and get no multiplier: {_fold(frozen)}", stmt.span,
+                           "narrow the lr pattern, or `ack WM213 PATTERN` if that is intended")
+            st.warnings.append(d)
+            st.subjects[id(d)] = tuple(frozen)
+
+
+def _acknowledge(st: _State) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """Split the warnings into those still open and those an `ack CODE PATTERN` marks as reviewed.
+
+    A warning is acknowledged when an ack of its code matches every tensor it is about (after
+    `target_strip_prefix`, as freeze and lr see names). An ack that acknowledges nothing is a
+    warning itself (WM212), like a rule that matches nothing, so it cannot outlive its reason and
+    then hide the next warning of that code."""
+    if not st.spec.ack:
+        return list(st.warnings), []
+    tp = _prefixes(st.options["target_strip_prefix"])
+    pats = [P.parse(a.pattern) for a in st.spec.ack]
+    used = [False] * len(pats)
+    open_: list[Diagnostic] = []
+    acked: list[Diagnostic] = []
+    for d in st.warnings:
+        names = [_strip(n, tp) for n in st.subjects.get(id(d), ())]
+        hits = [i for i, a in enumerate(st.spec.ack) if a.code == d.code and names
+                and all(pats[i].compiled.fullmatch(n) for n in names)]
+        for i in hits:
+            used[i] = True
+        (acked if hits else open_).append(d)
+    for a, pat, u in zip(st.spec.ack, pats, used):
+        if not u and not pat.optional:
+            open_.append(Diagnostic("WM212", "warning", f"`ack {a.code} {a.pattern}` acknowledges no warning of "
+                                    "this plan", a.span, f"delete it, or correct the code or the pattern (the "
+                                    f"plan has {sum(1 for d in st.warnings if d.code == a.code)} {a.code} warning(s))"))
+    return open_, acked
 
 
 def _unused_sources(st: _State) -> dict[str, list[SourceRef]]:

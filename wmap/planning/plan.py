@@ -86,6 +86,8 @@ class Plan:
     target_label: str
     options: tuple[tuple[str, Any], ...]
     warnings: tuple[Diagnostic, ...] = ()
+    # warnings the spec's `ack CODE PATTERN` statements mark as reviewed: shown, but not warnings
+    acknowledged: tuple[Diagnostic, ...] = ()
     tied: tuple[tuple[str, str], ...] = ()
     spec: Spec | None = field(default=None, compare=False, repr=False)
     # the spec's `let` values and the config values they read (None: the spec has no lets)

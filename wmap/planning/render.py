@@ -153,11 +153,13 @@ def summary_line(plan: Plan) -> str:
     if plan.tied:
         tail.append(f"{len(plan.tied)} tied")
     warn = f" · {len(plan.warnings)} warning(s)" if plan.warnings else ""
+    if plan.acknowledged:
+        warn += f" · {len(plan.acknowledged)} acknowledged"
     return f"Plan: {c['targets']} targets ({', '.join(parts)}) · {' · '.join(tail)}{warn}"
 
 
 def _header(plan: Plan) -> list[str]:
-    srcs = ", ".join(f"{n} ({label})" for n, label in plan.source_labels)
+    srcs = ", ".join(f"{n} ({label})" for n, label in plan.source_labels) or "no source (init and keep only)"
     out = [f"wmap plan  spec {plan.spec_digest}", f"  from {srcs}", f"  into {plan.target_label}"]
     if plan.config is not None:
         out.append(f"  with {bindings_text(plan)}")
@@ -179,6 +181,11 @@ def _diag_line(d: Diagnostic) -> str:
     return text
 
 
+def _ack_line(d: Diagnostic) -> str:
+    where = span_text(d.span)
+    return f"{where + ': ' if where else ''}{d.code}: {d.message}"
+
+
 def render_text(plan: Plan) -> str:
     out = _header(plan) + ["", LEGEND, ""]
     for b in blocks(plan):
@@ -193,6 +200,10 @@ def render_text(plan: Plan) -> str:
         out.append("warnings:")
         out.extend("  " + _diag_line(d) for d in plan.warnings)
         out.append("")
+    if plan.acknowledged:
+        out.append("acknowledged in the spec (`ack`):")
+        out.extend(f"  {_ack_line(d)}" for d in plan.acknowledged)
+        out.append("")
     out.append(summary_line(plan))
     return "\n".join(out) + "\n"
 
@@ -205,10 +216,15 @@ def render_markdown(plan: Plan) -> str:
         out.append("")
         out.extend(f"- `{d.code}` {d.message}" + (f" — _{d.hint}_" if d.hint else "") for d in plan.warnings)
         out.append("")
+    if plan.acknowledged:
+        out.append(f"{len(plan.acknowledged)} warning(s) acknowledged in the spec (`ack`)")
+        out.append("")
+        out.extend(f"- `{d.code}` {d.message}" for d in plan.acknowledged)
+        out.append("")
     out += ["| coverage | tensors |", "|---|---:|"]
     for key in ("targets", "copied", "transformed", "initialised", "kept", "sources_used", "dropped", "frozen"):
         out.append(f"| {key.replace('_', ' ')} | {c[key]} |")
-    out += ["", f"Spec `{plan.spec_digest}` · from {', '.join(label for _, label in plan.source_labels)} "
+    out += ["", f"Spec `{plan.spec_digest}` · from {', '.join(label for _, label in plan.source_labels) or 'no source'} "
             f"into {plan.target_label}" + (f" · with {bindings_text(plan)}" if plan.config is not None else ""),
             "", "<details><summary>Steps</summary>", "", "```text"]
     for b in blocks(plan):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from wmap.core.errors import Diagnostic, Span, WmapError
+from wmap.core.errors import Diagnostic, Severity, Span, WmapError
 from wmap.core.inventory import TensorMeta
 from wmap.lang.bindings import Bindings
 from wmap.planning.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
@@ -60,6 +60,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         **({"config": _config_json(plan.config)} if plan.config is not None else {}),
         # the spec's file name only, as in step spans: a saved plan diffs the same in every checkout
         "warnings": [{**d.to_json(), "path": d.path and os.path.basename(d.path)} for d in plan.warnings],
+        **({"acknowledged": [{**d.to_json(), "path": d.path and os.path.basename(d.path)}
+                             for d in plan.acknowledged]} if plan.acknowledged else {}),
     }
 
 
@@ -98,10 +100,20 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
             options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data["options"].items())),
             tied=tuple((a, b) for a, b in data.get("tied", [])),
             config=_config_from_json(data["config"]) if "config" in data else None,
+            # a saved plan keeps what it warned about, so applying it shows the same warnings
+            warnings=tuple(_diag(d, "warning") for d in data.get("warnings", [])),
+            acknowledged=tuple(_diag(d, "warning") for d in data.get("acknowledged", [])),
         )
     except (KeyError, TypeError, ValueError, TransformError) as e:
         raise WmapError([Diagnostic("WM520", "error", f"`{path}` is not a valid wmap plan ({type(e).__name__}: {e})",
                                     None, "re-create it with `wmap plan SPEC -o plan.json`")]) from None
+
+
+def _diag(d: dict[str, Any], severity: Severity) -> Diagnostic:
+    line = d.get("line")
+    span = Span(d.get("path"), int(line), int(d.get("column") or 1)) if isinstance(line, int) else None
+    return Diagnostic(str(d["code"]), severity, str(d["message"]), span, d.get("hint"),
+                      tuple(str(n) for n in d.get("notes", ())))
 
 
 def _config_json(b: Bindings) -> dict[str, Any]:
@@ -121,4 +133,6 @@ def _config_from_json(d: dict[str, Any]) -> Bindings:
 
 
 def _tuplify(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    def deep(v: Any) -> Any:  # nested lists too: `constant([[0.1, 0.2]])` is a list of lists
+        return tuple(deep(x) for x in v) if isinstance(v, list) else v
+    return {k: deep(v) for k, v in d.items()}

@@ -17,6 +17,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TypeGuard
 
 from wmap.core.errors import WmapError
@@ -92,13 +93,43 @@ class Built:
     config: Mapping[str, object] | None = None
 
 
+@contextlib.contextmanager
+def _keras_seeded(seed: int) -> Iterator[None]:
+    """Keras' initialisers seeded for one build. `keras.utils.set_random_seed` also seeds Python's and
+    NumPy's global generators, which are the caller's: their states are put back afterwards. (It sets
+    TensorFlow's global seed too, which TensorFlow offers no way to read back.)"""
+    import random
+
+    import keras
+    import numpy as np
+
+    py, npy = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
+@contextlib.contextmanager
+def _torch_seeded(torch: ModuleType, seed: int) -> Iterator[None]:
+    """torch's default generator seeded for one build, and put back afterwards (`fork_rng`)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def build_factory(spec: str, device: str | None = "meta", framework: str | None = None,
-                  config: Mapping[str, object] | None = None) -> object:
+                  config: Mapping[str, object] | None = None, seed: int | None = None) -> object:
     """Import and call a factory; torch models are built on `device` (None: torch's default).
 
     `framework="torch"` imports torch up front, for factories that import it lazily. A factory with
     a `config` parameter is given the model config the spec names (`config hf`: the checkpoint's
     config.json), so one factory builds every size of a family.
+
+    `seed`: a Keras model's initial values are drawn when it is built; with a seed (the spec's `option
+    seed`) they are the same in every run, so what `keep` keeps from a fresh model is reproducible.
     """
     fn = resolve_factory(spec)
     kwargs: dict[str, object] = {}
@@ -115,8 +146,13 @@ def build_factory(spec: str, device: str | None = "meta", framework: str | None 
     ctx: contextlib.AbstractContextManager[object] = (
         torch.device(device) if torch is not None and device is not None else contextlib.nullcontext()
     )
+    fw = canonical_framework(framework)
     try:
-        with _cwd_on_path(), ctx:
+        with _cwd_on_path(), ctx, contextlib.ExitStack() as seeded:
+            if seed is not None and torch is not None and device != "meta" and fw != "keras":
+                seeded.enter_context(_torch_seeded(torch, seed))  # real values: seed torch's draws
+            if seed is not None and fw != "torch" and ("keras" in sys.modules or fw == "keras"):
+                seeded.enter_context(_keras_seeded(seed))
             return fn(**kwargs)
     except WmapError:
         raise

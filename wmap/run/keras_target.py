@@ -25,7 +25,7 @@ def keras_file_sink(plan: Plan, obj: object, fw: str | None, out: str) -> KerasF
     from wmap.formats import inventory_of
 
     kind, suffix = output_kind(out)
-    model = _target_model(obj, fw, kind, out)
+    model = _target_model(obj, fw, kind, out, int(plan.option("seed")))
     inv = inventory_of(model)
     if inv.fingerprint() != plan.target_fingerprint:
         raise error("WM604", f"the target built for `{out}` (fingerprint {inv.fingerprint()}) is not the one the plan "
@@ -33,11 +33,11 @@ def keras_file_sink(plan: Plan, obj: object, fw: str | None, out: str) -> KerasF
     return KerasFileSink(KerasModelSink(model, inv), out, kind, suffix, set(plan.frozen), dict(plan.options))
 
 
-def _target_model(obj: object, fw: str | None, kind: str, out: str) -> KerasModel:
+def _target_model(obj: object, fw: str | None, kind: str, out: str, seed: int = 0) -> KerasModel:
     """A private built Keras model to apply into: from a factory, a template file, or a copy of a model."""
     if isinstance(obj, Built) or is_factory(obj):  # wmap's own build, for this call: no copy needed
         factory = obj.factory if isinstance(obj, Built) else obj
-        model = obj.model if isinstance(obj, Built) else build_factory(obj, device=None)
+        model = obj.model if isinstance(obj, Built) else build_factory(obj, device=None, framework=fw, seed=seed)
         if not is_keras_model(model):
             raise error("WM521", f"`{out}` is a Keras file, but the factory `{factory}` built a "
                         f"{type(model).__module__}.{type(model).__name__}",

@@ -70,6 +70,8 @@ def source_objects(spec: Spec | None, source: Endpoint) -> dict[str, tuple[Any, 
     declared = {s.name: s for s in spec.sources} if spec else {}
     primary = next(iter(declared), DEFAULT_SOURCE)
     if source is None:
+        if not declared and spec is not None and _reads_nothing(spec):
+            return {}  # an init/keep-only spec: fills a fresh model from seeds and literals alone
         if not declared:
             raise error("WM521", "no source: the spec names none and none was given",
                         hint="add `source torch \"model.safetensors\"` to the spec, or pass --source")
@@ -87,6 +89,11 @@ def source_objects(spec: Spec | None, source: Endpoint) -> dict[str, tuple[Any, 
     others = {n: (_locate(s.location, spec, f"source `{n}`"), s.framework) for n, s in declared.items()
               if n != primary}
     return {primary: (source, fw), **others}
+
+
+def _reads_nothing(spec: Spec) -> bool:
+    """No rule, no drop and no `copy(...)` initialiser: the spec needs no source at all."""
+    return not spec.rules and not spec.drop and all(i.call.name != "copy" for i in spec.init)
 
 
 def target_object(spec: Spec | None, target: Endpoint) -> tuple[Any, str | None]:
@@ -130,7 +137,8 @@ def build_target(spec: Spec | None, target: Endpoint, config: Mapping[str, objec
     obj, fw = target_object(spec, target)
     if isinstance(obj, Built) or not is_factory(obj):
         return obj if target is not None else None  # None: the spec's own non-factory target
-    return Built(build_factory(obj, device="meta", framework=fw, config=config), obj, fw, config)
+    seed = int(spec.option("seed", 0) or 0) if spec is not None else 0  # type: ignore[arg-type]
+    return Built(build_factory(obj, device="meta", framework=fw, config=config, seed=seed), obj, fw, config)
 
 
 def compile_bound(spec: Spec, sources: dict[str, Inventory], source: Any, target: Any, config: Any = None
@@ -226,7 +234,7 @@ def _open_sink(plan: Plan, target: Endpoint, out: OutPath, planned: Inventory | 
     if out is not None:
         return _file_sink(plan, obj, fw, os.fspath(out))
     if is_factory(obj):
-        obj = Built(build_factory(obj, device="meta", framework=fw), obj, fw)
+        obj = Built(build_factory(obj, device="meta", framework=fw, seed=int(plan.option("seed"))), obj, fw)
     if isinstance(obj, Built):
         return _factory_sink(plan, obj, planned)
     if isinstance(obj, (str, os.PathLike)):
@@ -261,12 +269,28 @@ def _factory_sink(plan: Plan, built: Built, planned: Inventory | None) -> Target
         state = set(model.state_dict().keys())
         if any(s.kind == "keep" for s in plan.steps) or any(n not in state for n in meta_leftovers(model)):
             return model_sink(plan, build_factory(built.factory, device="cpu", framework=built.framework,
-                                                  config=built.config))
+                                                  config=built.config, seed=int(plan.option("seed"))))
     return model_sink(plan, model, planned)
 
 
 def _on_meta(model: torch.nn.Module) -> bool:
     return any(t.is_meta for t in model.state_dict().values())
+
+
+# What an output path may end in: a file format wmap writes, or none (a folder of safetensors shards)
+WRITTEN_SUFFIXES = (".safetensors", ".h5", ".keras")
+
+
+def _check_out_suffix(out: str) -> None:
+    """A path that names a format wmap does not write (`x.pth`, `x.npz`) is refused before anything is
+    created, instead of becoming a folder `x.pth/model.safetensors` nobody asked for."""
+    suffix = os.path.splitext(os.path.basename(out.rstrip("/\\")))[1].lower()
+    if not suffix or out.lower().endswith(WRITTEN_SUFFIXES) or os.path.isdir(out) or out.endswith(("/", os.sep)):
+        return
+    raise error("WM512", f"cannot write `{out}`: wmap writes safetensors (`.safetensors`, or a folder of shards: a "
+                f"path without a suffix) and Keras (`.weights.h5`, `.keras`), not `{suffix}`; nothing was written",
+                hint=f"write `{out[:len(out) - len(suffix)]}.safetensors`, which PyTorch loads with "
+                "`safetensors.torch.load_file` (and `torch.save` turns into a .pth if you need one)")
 
 
 def _file_sink(plan: Plan, obj: Endpoint, fw: str | None, out: str) -> TargetSink:
@@ -275,12 +299,13 @@ def _file_sink(plan: Plan, obj: Endpoint, fw: str | None, out: str) -> TargetSin
     from wmap.lang.validate import parse_size
     from wmap.sinks.files import SafetensorsSink
 
+    _check_out_suffix(out)
     if out.endswith((".h5", ".keras")):
         from wmap.run.keras_target import keras_file_sink
         return keras_file_sink(plan, obj, fw, out)
     template = None
     if is_factory(obj):
-        obj = Built(build_factory(obj, device="meta", framework=fw), obj, fw)
+        obj = Built(build_factory(obj, device="meta", framework=fw, seed=int(plan.option("seed"))), obj, fw)
     if isinstance(obj, Built):
         inv = inventory_of(obj.model)
     else:

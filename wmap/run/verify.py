@@ -42,6 +42,49 @@ class VerifyReport:
         return "\n".join(lines) + "\n"
 
 
+KERAS_SUFFIXES = (".weights.h5", ".keras")
+
+
+def _keras_reader_model(plan: Plan, path: str | os.PathLike[str]) -> Any:
+    """A Keras model holding `path`'s weights, when the file alone cannot name what the plan names.
+
+    A `.weights.h5` stores variables by layer position; the names a model gives them (custom and
+    keras-hub layers: `token_embedding.embeddings`) are only in the model's classes, which the
+    file does not record (it reads `token_embedding.vars.0`). Keras' own `load_weights` matches the
+    file to a model by structure, so verify builds the plan's target the way apply did (the
+    wmap-built model, or the spec's factory) and reads what the file put in it, by the plan's
+    names. None when the file names every target (read it as it is) or there is no such model."""
+    from wmap.formats import open_source
+    from wmap.run.factory import Built, build_factory, is_factory
+
+    text = os.fspath(path)
+    if not text.endswith(KERAS_SUFFIXES) or plan.target_framework not in ("keras", "tf", None):
+        return None
+    reader = open_source(text, "keras")
+    try:
+        names = {m.name for m in reader.inventory().tensors}
+    finally:
+        reader.close()
+    if all(t.name in names for s in plan.steps for t in s.targets):
+        return None
+    bound = plan.bound[1]
+    if isinstance(bound, Built) and bound.framework in ("keras", "tf", None) and hasattr(bound.model, "load_weights"):
+        model = bound.model  # wmap built it for this call: it is ours to fill
+    elif plan.spec is not None and plan.spec.target is not None and is_factory(plan.spec.target.location):
+        model = build_factory(plan.spec.target.location, framework=plan.spec.target.framework)
+    else:
+        return None
+    if not hasattr(model, "load_weights"):
+        return None
+    from wmap.core.errors import error
+    try:
+        model.load_weights(text)
+    except Exception as e:  # a file saved from another architecture: say so, no traceback
+        raise error("WM509", f"cannot read `{text}` through the plan's target model: {type(e).__name__}: {e}",
+                    hint="verify the file against the spec it was applied with") from None
+    return model
+
+
 def verify_plan(plan: Plan, source: Endpoint = None, target: Endpoint = None) -> VerifyReport:
     from wmap.formats import open_source
     from wmap.run.resolve import model_sink, open_sources, target_object
@@ -50,6 +93,9 @@ def verify_plan(plan: Plan, source: Endpoint = None, target: Endpoint = None) ->
     target = plan.bound[1] if target is None else target
     readers = open_sources(plan, source)
     obj, fw = target_object(plan.spec, target)
+    model = _keras_reader_model(plan, obj) if isinstance(obj, (str, os.PathLike)) else None
+    if model is not None:  # a Keras file read back through the model it was saved from
+        obj = model
     if isinstance(obj, (str, os.PathLike)):
         file = open_source(obj, fw)
         kind: ArrayKind = "torch" if installed("torch") else "numpy"

@@ -121,6 +121,7 @@ class SafetensorsWriter:
         self._shard_i = 0
         self._in_shard = 0
         self._done = False
+        self._made_dir = False  # the output folder did not exist: an abort removes it again
         self._prepare()
 
     def _check_metas(self) -> None:
@@ -146,6 +147,7 @@ class SafetensorsWriter:
                 raise fail("WM512", f"`{self.path}` is a file, but a checkpoint directory was asked for",
                            hint="end the path in `.safetensors` for a single file, or choose a directory")
             else:
+                self._made_dir = not os.path.isdir(self.path)
                 os.makedirs(self.path, exist_ok=True)
             sweep(self.directory)  # temporaries a killed run left behind
             for shard in self._shards:
@@ -304,6 +306,9 @@ class SafetensorsWriter:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
         self._temps.clear()
+        if self._made_dir and not self._done:  # a failed apply leaves no empty output folder behind
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path)  # only when empty: nothing of anyone else's is removed
         self._done = True
 
     def __enter__(self) -> SafetensorsWriter:

@@ -118,7 +118,7 @@ def _side(metas: Sequence[TensorMeta], declared: str | None, which: str) -> _Sid
         raise _undecided(f"the rule has no {which} tensor metadata")
     missing = [m.name for m in metas if not m.kind]
     if missing:
-        raise _undecided(f"{which} `{missing[0]}` has no layer kind (its owning module/layer class)")
+        raise _undecided(f"{which} `{missing[0]}` {NO_KIND} (its owning module/layer class)")
     fw = _framework(declared, metas)
     if fw is None:
         raise _undecided(f"cannot tell the framework of {which} `{metas[0].name}` ({metas[0].kind})",
@@ -128,6 +128,11 @@ def _side(metas: Sequence[TensorMeta], declared: str | None, which: str) -> _Sid
     if unknown:
         raise _undecided(f"{which} layer kind `{unknown[0]}` ({fw}) has no known layout rule")
     return _Side(fw, tuple(table[str(m.kind)] for m in metas), tuple(_role(m, fw) for m in metas), tuple(metas))
+
+
+NO_KIND = "has no layer kind"
+"""What a WM304 says when a side carries no layer kinds (a checkpoint file): the compiler folds
+these into one diagnostic for the whole spec, since the cause and the fix are the same everywhere."""
 
 
 def _undecided(msg: str, pre: str | None = None) -> TransformError:

@@ -42,7 +42,7 @@ class Initializer:
     def describe(self) -> str:
         if not self.params:
             return self.name
-        return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in self.params) + ")"
+        return f"{self.name}(" + ", ".join(f"{k}={_shown(v)}" for k, v in self.params) + ")"
 
     @property
     def source(self) -> str | None:
@@ -54,6 +54,17 @@ class Initializer:
         rng = np.random.Generator(np.random.PCG64(_seed_for(seed, target_name)))
         fn = _GENERATORS[self.name]
         return np.asarray(fn(shape, rng, dict(self.params), framework), dtype=np.float32).reshape(shape)
+
+
+def _shown(v: Value, limit: int = 80) -> str:
+    """A parameter as a spec writes it: lists in brackets, long literals cut (the plan shows the shape)."""
+    if not isinstance(v, tuple):
+        return repr(v)
+
+    def text(x: Value) -> str:
+        return "[" + ", ".join(text(y) for y in x) + "]" if isinstance(x, tuple) else repr(x)
+    full = text(v)
+    return full if len(full) <= limit else full[:limit - 5] + " ...]"
 
 
 def _seed_for(seed: int, name: str) -> int:
@@ -110,7 +121,7 @@ def _trunc_normal(shape: Shape, rng: np.random.Generator, p: Params, fw: str | N
 _GENERATORS: dict[str, Gen] = {
     "zeros": lambda s, r, p, f: np.zeros(s),
     "ones": lambda s, r, p, f: np.ones(s),
-    "constant": lambda s, r, p, f: np.full(s, _num(p, "value")),
+    "constant": lambda s, r, p, f: _constant(s, p),
     "normal": lambda s, r, p, f: r.normal(_num(p, "mean", 0.0), _num(p, "std", 1.0), size=s),
     "trunc_normal": _trunc_normal,
     "uniform": lambda s, r, p, f: r.uniform(_num(p, "a", 0.0), _num(p, "b", 1.0), size=s),
@@ -122,6 +133,32 @@ _GENERATORS: dict[str, Gen] = {
     "kaiming_normal": lambda s, r, p, f: r.normal(0, 1, size=s) * _kaiming_std(s, p, f),
     "eye": lambda s, r, p, f: np.eye(s[0], s[1]) if len(s) == 2 else _raise_eye(s),
 }
+
+
+def _constant(shape: Shape, p: Params) -> NDArray:
+    """`constant(0.5)` fills the tensor; `constant([[0.1, 0.2]])` is the tensor, written out."""
+    v = p["value"]
+    if isinstance(v, (tuple, list)):
+        arr = np.asarray(v, dtype=np.float64)
+        if arr.shape != tuple(shape):  # the compiler checks this first; only a hand-edited plan gets here
+            raise InitError(f"`constant` holds {arr.shape} values for a {tuple(shape)} tensor")
+        return arr
+    return np.full(shape, _num(p, "value"))
+
+
+def literal_shape(value: Value) -> tuple[int, ...] | None:
+    """The shape of a nested list of numbers (`[[1, 2], [3, 4]]` -> (2, 2)); None when it is not one
+    (ragged, empty, or holding something other than numbers); () for a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return ()
+    if not isinstance(value, (tuple, list)) or not value:
+        return None
+    inner = [literal_shape(x) for x in value]
+    if inner[0] is None or any(s != inner[0] for s in inner):
+        return None
+    return (len(value), *inner[0])
 
 
 def _raise_eye(shape: Shape) -> NDArray:
@@ -148,7 +185,8 @@ DOCS: dict[str, str] = {
     "zeros": "All zeros. `init head.bias = zeros`",
     "ones": "All ones. `init norm.weight = ones`",
     "eye": "Identity matrix (2-D). `init adapter.weight = eye`",
-    "constant": "Every element = value. `init gate.bias = constant(1.0)`",
+    "constant": "Every element = value, or the values themselves as a nested list of the target's shape. "
+                "`init gate.bias = constant(1.0)`, `init fc.weight = constant([[0.1, 0.2, 0.3]])`",
     "normal": "Normal(mean, std). `init cls.** = normal(std=0.02)`",
     "trunc_normal": "Normal(mean, std) resampled into [a, b] (absolute bounds, torch semantics).",
     "uniform": "Uniform on [a, b). `init x = uniform(-0.1, 0.1)`",
@@ -180,6 +218,10 @@ def make_initializer(name: str, args: Sequence[Value] = (), kwargs: Sequence[tup
         if k in ("mode", "nonlinearity", "name"):
             if not isinstance(v, str):
                 raise InitError(f"`{name}`: `{k}` must be a string")
+        elif name == "constant" and isinstance(v, (tuple, list)):
+            if literal_shape(v) is None:
+                raise InitError("`constant`: a list value must be numbers in a rectangular nest, "
+                                "e.g. `constant([[0.1, 0.2], [0.3, 0.4]])`")
         elif not isinstance(v, (int, float)) or isinstance(v, bool):
             raise InitError(f"`{name}`: `{k}` must be a number, not {v!r}")
     if name in ("normal", "trunc_normal") and _num(params, "std", 1.0) < 0:

@@ -85,8 +85,11 @@ class NumpyOps:
     def tile(self, x: NDArray, reps: Sequence[int]) -> NDArray:
         return np.tile(x, tuple(reps))
 
-    def where_abs_below(self, x: NDArray, threshold: float) -> NDArray:
-        return np.where(np.abs(x.astype(np.float64)) < threshold, np.zeros((), x.dtype), x)
+    def where_abs_below(self, x: NDArray, threshold: float, inclusive: bool = False) -> NDArray:
+        # compared in x's own dtype, as `np.abs(w) < t` is: the same entries as the mask written by hand
+        mag, t = np.abs(x), np.asarray(threshold).astype(x.dtype)
+        # x * 0, not 0: a pruned negative entry is -0.0, as `w * mask` and torch.nn.utils.prune give it
+        return np.where(mag <= t if inclusive else mag < t, x * np.zeros((), x.dtype), x)
 
     def flip(self, x: NDArray, dim: int) -> NDArray:
         return np.flip(x, axis=dim)

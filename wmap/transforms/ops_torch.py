@@ -93,8 +93,11 @@ class TorchOps:
     def tile(self, x: torch.Tensor, reps: Sequence[int]) -> torch.Tensor:
         return x.repeat(tuple(reps))
 
-    def where_abs_below(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
-        return x.masked_fill(x.to(torch.float64).abs() < threshold, 0)
+    def where_abs_below(self, x: torch.Tensor, threshold: float, inclusive: bool = False) -> torch.Tensor:
+        # compared in x's own dtype, as `w.abs() < t` is (a Python float takes the tensor's dtype)
+        mag = x.abs()
+        # x * 0, not 0: a pruned negative entry is -0.0, as `w * mask` and torch.nn.utils.prune give it
+        return torch.where(mag <= threshold if inclusive else mag < threshold, x * 0, x)
 
     def flip(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         return torch.flip(x, dims=(dim,))

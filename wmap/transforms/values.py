@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wmap.transforms import _util as U
-from wmap.transforms.base import A, ArrayMeta, ArrayOps, InferContext, Transform, TransformError, register
+from wmap.transforms.base import (
+    A,
+    ArrayMeta,
+    ArrayOps,
+    InferContext,
+    JSONValue,
+    Transform,
+    TransformError,
+    register,
+)
 
 
 @register
@@ -84,25 +93,36 @@ class Scale(Transform):
 @register
 @dataclass(frozen=True)
 class Prune(Transform):
-    """Zero every entry with |x| < threshold (magnitude pruning).
+    """Magnitude pruning: zero the small entries, keep the rest. `keep="ge"` (the default) keeps
+    |x| >= threshold and zeroes |x| < threshold; `keep="gt"` keeps |x| > threshold and zeroes
+    |x| <= threshold (what `mask = np.abs(w) > t` does). The plan shows which one a step uses.
+    A zeroed entry keeps its sign (-0.0 where x < 0), as `w * mask` and torch.nn.utils.prune give it;
+    magnitudes compare in the tensor's own dtype, as the hand-written mask does.
 
-    Example: `**.weight -> **.weight | prune(1e-3)`
+    Example: `**.weight -> **.weight | prune(1e-3)`, `| prune(0.1, keep="gt")`
     """
 
     NAME = "prune"
     threshold: float
+    keep: str = "ge"
 
     def __post_init__(self) -> None:
         if self.threshold < 0:
             raise TransformError(f"`prune`: threshold must be >= 0, got {self.threshold}")
+        if self.keep not in ("ge", "gt"):
+            raise TransformError(f"`prune`: keep must be \"ge\" (keep |x| >= threshold) or \"gt\" (keep |x| > "
+                                 f"threshold), got {self.keep!r}")
 
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
         m = U.one(ins, self.NAME)
         U.need_float(m, self.NAME)
         return self, (m,)
 
+    def params(self) -> dict[str, JSONValue]:
+        return {"threshold": self.threshold, "keep": self.keep}  # the default too: every plan says which
+
     def apply(self, xs: Sequence[A], ops: ArrayOps[A]) -> tuple[A, ...]:
-        return (ops.where_abs_below(xs[0], self.threshold),)
+        return (ops.where_abs_below(xs[0], self.threshold, inclusive=self.keep == "gt"),)
 
 
 def _same_shapes(ins: Sequence[ArrayMeta], name: str) -> ArrayMeta:
