@@ -25,10 +25,9 @@ import io
 import zipfile
 from typing import IO, Any, cast
 
-import ml_dtypes
 import numpy as np
 
-from wmap.formats._common import dtype_name, fail, require
+from wmap.formats._common import dtype_name, fail, np_dtype, require
 from wmap.formats.bounds import EXPANSION_HINT, Member, expansion_ok
 
 
@@ -145,7 +144,7 @@ def read_dataset(ds: Any, dtype: str, where: str) -> np.ndarray[Any, Any]:
     except Exception as exc:
         raise fail("WM509", f"`{where}`: cannot read `{ds.name}` ({exc})", hint="the file is corrupt") from None
     if dtype == "bfloat16":
-        arr = arr.view(ml_dtypes.bfloat16)
+        arr = arr.view(np_dtype("bfloat16"))
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
