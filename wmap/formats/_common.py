@@ -14,19 +14,21 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from wmap.core.errors import WmapError, did_you_mean, error
 from wmap.core.frameworks import layout_of
 from wmap.core.inventory import DTYPE_BITS, TensorMeta
 
+if TYPE_CHECKING:
+    import numpy as np
+
 # The dtypes wmap plans with are DTYPE_BITS' names; anything else is refused with WM506. numpy has
 # most of them; bfloat16 and float8 come from ml_dtypes, whose import costs 0.2-0.9 s (it builds its
 # types and casts in C), so it is imported the first time such a dtype is asked for, never for a
-# float32 checkpoint.
-_FROM_ML_DTYPES = frozenset(name for name in DTYPE_BITS if not hasattr(np, name))
+# float32 checkpoint. numpy itself is imported when an array is made or a dtype is asked for, not
+# with this module: planning from file headers needs neither.
+_FROM_ML_DTYPES = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
 _NP_DTYPES: dict[str, np.dtype[Any]] = {}
 _LINUX_NORESERVE = 0x4000 if sys.platform == "linux" and platform.machine() in {"x86_64", "aarch64"} else 0
 _MAP_NORESERVE: int = getattr(mmap, "MAP_NORESERVE", _LINUX_NORESERVE)
@@ -100,8 +102,14 @@ def np_dtype(name: str) -> np.dtype[Any]:
     if dt is None:
         if name not in DTYPE_BITS:
             raise KeyError(name)
+        import numpy as np
         dt = _NP_DTYPES[name] = np.dtype(getattr(ml_dtypes(), name) if name in _FROM_ML_DTYPES else name)
     return dt
+
+
+def itemsize(name: str) -> int:
+    """Bytes per element of a canonical dtype (bool takes a byte), without importing numpy."""
+    return max(1, DTYPE_BITS[name] // 8)
 
 
 def ml_dtypes() -> Any:
@@ -112,6 +120,7 @@ def ml_dtypes() -> Any:
 
 def dtype_name(dtype: Any) -> str | None:
     """Canonical name of a numpy/ml_dtypes dtype, or None when wmap cannot plan with it."""
+    import numpy as np
     try:
         name = np.dtype(dtype).name
     except TypeError:
@@ -148,6 +157,7 @@ _VIEWED_AS_INT = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
 def to_torch(arr: np.ndarray[Any, Any]) -> Any:
     """A zero-copy torch view of a numpy array (bf16/fp8 through same-width integer views)."""
     torch = sys.modules.get("torch") or require("torch", "reading as torch")
+    import numpy as np
     name = arr.dtype.name
     if arr.flags.writeable and name not in _VIEWED_AS_INT:
         return torch.from_numpy(arr)  # the common case, per tensor: skip the warnings context
@@ -194,6 +204,7 @@ def as_kind(value: Any, kind: str, where: str) -> Any:
     if kind == "numpy":
         return to_numpy(value, where) if is_torch_tensor(value) else value
     if kind == "torch":
+        import numpy as np
         return value.detach() if is_torch_tensor(value) else to_torch(np.asarray(value))
     raise fail("WM501", f"unknown array kind `{kind}`", hint="use kind=\"numpy\" or kind=\"torch\"")
 

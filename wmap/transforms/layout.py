@@ -11,9 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import einops
-from einops.parsing import ParsedExpression
-
 from wmap.transforms import _util as U
 from wmap.transforms.base import (
     A,
@@ -124,6 +121,7 @@ def _abstract(shape: Sequence[int]) -> np.ndarray:
 
 
 def _groups(side: str) -> list[list[str]]:
+    from einops.parsing import ParsedExpression
     comp = ParsedExpression(side, allow_underscore=True).composition
     return [[g] if isinstance(g, str) else [a if isinstance(a, str) else str(a.value) for a in g]
             for g in comp]
@@ -173,6 +171,7 @@ class Rearrange(Transform):
         return {"pattern": self.pattern, **dict(self.axes)}
 
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
+        import einops  # only `rearrange` needs it: the rest of the family is imported by name checks
         m = U.one(ins, self.NAME)
         axes = dict(self.axes)
         try:
