@@ -48,13 +48,13 @@ SMALL_YAML = os.path.join(EXAMPLES, "torch_to_keras_cnn.yaml")  # the same spec 
 # The set-up both sides of a transfer share; it prints its own duration as the process's last line.
 SETUP = """\
 import time
-_t0 = time.perf_counter()
+_t0, _c0 = time.perf_counter(), time.process_time()
 import torch
 from bench.models import big_mlp
 model = big_mlp()
-_setup = time.perf_counter() - _t0
+_setup, _setup_cpu = time.perf_counter() - _t0, time.process_time() - _c0
 """
-DONE = "print(_setup)\n"
+DONE = "print(_setup, _setup_cpu)\n"
 
 TRANSFERS = {
     "identity-baseline": "import safetensors.torch\nmodel.load_state_dict(safetensors.torch.load_file({st!r}))\n",
@@ -88,25 +88,28 @@ def _spawn(argv: list[str]) -> tuple[float, float, str]:
 
 def transfer_case(key: str, path: str, repeat: int) -> dict[str, float]:
     """Both sides of a transfer, alternating; per side the wall time minus the process's own set-up."""
-    runs: dict[str, list[tuple[float, float]]] = {"baseline": [], "wmap": []}
+    runs: dict[str, list[tuple[float, float, float]]] = {"baseline": [], "wmap": []}
     warm(path)
     for side in runs:  # untimed: writes the bytecode caches
         _spawn([sys.executable, "-c", _code(f"{key}-{side}")])
     for _ in range(repeat):
         for side in runs:
             warm(path)
-            wall, _, stdout = _spawn([sys.executable, "-c", _code(f"{key}-{side}")])
-            setup = float(stdout.strip().splitlines()[-1])
-            runs[side].append((wall, wall - setup))
+            wall, cpu, stdout = _spawn([sys.executable, "-c", _code(f"{key}-{side}")])
+            setup, setup_cpu = (float(x) for x in stdout.strip().splitlines()[-1].split())
+            runs[side].append((wall, wall - setup, cpu - setup_cpu))
     row: dict[str, float] = {}
     for side, rs in runs.items():
-        net = [n for _, n in rs]
+        net = [n for _, n, _ in rs]
         row[f"{side}_best_s"] = min(net)
         row[f"{side}_median_s"] = statistics.median(net)
-        row[f"{side}_wall_best_s"] = min(w for w, _ in rs)
-        row[f"{side}_setup_best_s"] = min(w - n for w, n in rs)
+        row[f"{side}_cpu_best_s"] = min(c for _, _, c in rs)
+        row[f"{side}_cpu_median_s"] = statistics.median(c for _, _, c in rs)
+        row[f"{side}_wall_best_s"] = min(w for w, _, _ in rs)
+        row[f"{side}_setup_best_s"] = min(w - n for w, n, _ in rs)
     row["ratio_best"] = row["wmap_best_s"] / row["baseline_best_s"]
     row["ratio_median"] = row["wmap_median_s"] / row["baseline_median_s"]
+    row["cpu_ratio_median"] = row["wmap_cpu_median_s"] / row["baseline_cpu_median_s"]
     return row
 
 
@@ -169,7 +172,9 @@ def main() -> None:
         if r["kind"] == "ratio":
             print(f"{r['case']:55} {r['baseline_best_s']:9.3f} / {r['baseline_median_s']:6.3f}s "
                   f"{r['wmap_best_s']:7.3f} / {r['wmap_median_s']:6.3f}s {r['ratio_best']:8.2f} / "
-                  f"{r['ratio_median']:6.2f}  <= {r['goal']}x: {'met' if r['met'] else 'NOT met'}")
+                  f"{r['ratio_median']:6.2f}  <= {r['goal']}x: {'met' if r['met'] else 'NOT met'}  "
+                  f"(CPU {r['baseline_cpu_median_s']:.3f} / {r['wmap_cpu_median_s']:.3f} s, "
+                  f"{r['cpu_ratio_median']:.2f}x)")
         else:
             goal = "" if r["goal"] is None else f"<= {r['goal']} s: {'met' if r['met'] else 'NOT met'}"
             print(f"{r['case']:55} {'':>21} {r['best_s']:7.3f} / {r['median_s']:6.3f}s {'':>18}  {goal}  "
@@ -181,7 +186,8 @@ def main() -> None:
                   f"{r['baseline_setup_best_s']:.3f} / {r['wmap_setup_best_s']:.3f} s")
     print(f"  wmap plan imported: {', '.join(frameworks) or 'neither torch nor tensorflow (nor keras)'}")
     print("transfers: wall time minus the process's own set-up (import torch, build the model), same on both "
-          "sides; goals are judged on the median")
+          "sides; goals are judged on the median; CPU: the child's user+sys seconds minus its set-up's, "
+          "medians, baseline / wmap")
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "cold.json"), "w") as f:
         json.dump({"repeat": repeat, "rows": rows}, f, indent=2)
