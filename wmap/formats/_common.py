@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 # The dtypes wmap plans with are DTYPE_BITS' names; anything else is refused with WM506. numpy has
-# most of them; bfloat16 and float8 come from ml_dtypes, whose import costs 0.2-0.9 s (it builds its
-# types and casts in C), so it is imported the first time such a dtype is asked for, never for a
-# float32 checkpoint. numpy itself is imported when an array is made or a dtype is asked for, not
-# with this module: planning from file headers needs neither.
+# most of them; bfloat16 and float8 come from ml_dtypes, whose import costs about 0.5 s of CPU (it
+# builds its types and casts in C), so it is imported the first time such a dtype is asked for,
+# never for a float32 checkpoint. numpy itself is imported when an array is made or a dtype is
+# asked for, not with this module: planning from file headers needs neither.
 _FROM_ML_DTYPES = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
 _NP_DTYPES: dict[str, np.dtype[Any]] = {}
 _LINUX_NORESERVE = 0x4000 if sys.platform == "linux" and platform.machine() in {"x86_64", "aarch64"} else 0

@@ -1,6 +1,6 @@
 """The `.wmap` parser: `grammar/wmap.lark` (shipped inside the package as `wmap/grammar/`), compiled once.
 
-Building the LALR tables from the grammar takes 0.1-0.3 s, which every fresh process (a `wmap
+Building the LALR tables from the grammar takes a quarter of a second, which every fresh process (a `wmap
 check` in a pre-commit hook, a training script) would pay before its first parse. So the tables
 are built ahead of time and shipped beside this module (`parser.lalr`, written by `python -m
 wmap.lang.grammar`): loading them takes a few milliseconds and writes nothing, so it works the
