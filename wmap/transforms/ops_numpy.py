@@ -11,7 +11,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-import einops
 import numpy as np
 import numpy.typing as npt
 
@@ -104,6 +103,7 @@ class NumpyOps:
         return out.astype(x.dtype)
 
     def rearrange(self, x: NDArray, pattern: str, **axes: int) -> NDArray:
+        import einops  # only `rearrange` uses it; every transfer imports this backend
         return einops.rearrange(x, pattern, **axes)
 
     def full(self, shape: Sequence[int], value: float, dtype: str, like: NDArray | None) -> NDArray:
