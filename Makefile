@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) -m bench.bench_plan
 	$(PY) -m bench.bench_torch
 	$(PY) -m bench.bench_keras --repeat 3
+	$(PY) -m bench.bench_cold
 
 fuzz: $(STAMP)
 	$(PY) tests/fuzz/fuzz_parsers.py --seconds $${FUZZ_SECONDS:-120}

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from wmap.commands import COMMANDS
+from wmap.commands import commands
 from wmap.commands.common import Interrupted, Output
 from wmap.core.errors import WmapError
 from wmap.core.version import VERSION
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"wmap {VERSION}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for cmd in COMMANDS:
+    for cmd in commands():
         cmd.add_parser(sub)
     return p
 

@@ -14,20 +14,22 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterable
-from typing import Any
-
-import ml_dtypes
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from wmap.core.errors import WmapError, did_you_mean, error
 from wmap.core.frameworks import layout_of
 from wmap.core.inventory import DTYPE_BITS, TensorMeta
 
-# numpy/ml_dtypes spellings wmap plans with; anything else is refused with WM506.
-_NP_DTYPES: dict[str, np.dtype[Any]] = {
-    name: np.dtype(getattr(ml_dtypes, name) if hasattr(ml_dtypes, name) and not hasattr(np, name) else name)
-    for name in DTYPE_BITS
-}
+if TYPE_CHECKING:
+    import numpy as np
+
+# The dtypes wmap plans with are DTYPE_BITS' names; anything else is refused with WM506. numpy has
+# most of them; bfloat16 and float8 come from ml_dtypes, whose import costs about 0.5 s of CPU (it
+# builds its types and casts in C), so it is imported the first time such a dtype is asked for,
+# never for a float32 checkpoint. numpy itself is imported when an array is made or a dtype is
+# asked for, not with this module: planning from file headers needs neither.
+_FROM_ML_DTYPES = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
+_NP_DTYPES: dict[str, np.dtype[Any]] = {}
 _LINUX_NORESERVE = 0x4000 if sys.platform == "linux" and platform.machine() in {"x86_64", "aarch64"} else 0
 _MAP_NORESERVE: int = getattr(mmap, "MAP_NORESERVE", _LINUX_NORESERVE)
 
@@ -95,17 +97,35 @@ def _close_mapping(mm: mmap.mmap) -> None:
 
 
 def np_dtype(name: str) -> np.dtype[Any]:
-    """The numpy dtype for a canonical name (`bfloat16` and fp8 via ml_dtypes)."""
-    return _NP_DTYPES[name]
+    """The numpy dtype for a canonical name (`bfloat16` and fp8 via ml_dtypes); KeyError for others."""
+    dt = _NP_DTYPES.get(name)
+    if dt is None:
+        if name not in DTYPE_BITS:
+            raise KeyError(name)
+        import numpy as np
+        dt = _NP_DTYPES[name] = np.dtype(getattr(ml_dtypes(), name) if name in _FROM_ML_DTYPES else name)
+    return dt
+
+
+def itemsize(name: str) -> int:
+    """Bytes per element of a canonical dtype (bool takes a byte), without importing numpy."""
+    return max(1, DTYPE_BITS[name] // 8)
+
+
+def ml_dtypes() -> Any:
+    """The ml_dtypes module, imported on first use (bfloat16/float8 in hand)."""
+    import ml_dtypes as m
+    return m
 
 
 def dtype_name(dtype: Any) -> str | None:
     """Canonical name of a numpy/ml_dtypes dtype, or None when wmap cannot plan with it."""
+    import numpy as np
     try:
         name = np.dtype(dtype).name
     except TypeError:
         return None
-    return name if name in _NP_DTYPES else None
+    return name if name in DTYPE_BITS else None
 
 
 def torch_dtype_name(dtype: Any) -> str:
@@ -137,6 +157,7 @@ _VIEWED_AS_INT = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
 def to_torch(arr: np.ndarray[Any, Any]) -> Any:
     """A zero-copy torch view of a numpy array (bf16/fp8 through same-width integer views)."""
     torch = sys.modules.get("torch") or require("torch", "reading as torch")
+    import numpy as np
     name = arr.dtype.name
     if arr.flags.writeable and name not in _VIEWED_AS_INT:
         return torch.from_numpy(arr)  # the common case, per tensor: skip the warnings context
@@ -166,9 +187,9 @@ def to_numpy(tensor: Any, where: str) -> np.ndarray[Any, Any]:
     else:
         scalar = False
     if name == "bfloat16":
-        out = t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        out = t.view(torch.int16).numpy().view(ml_dtypes().bfloat16)
     elif name in ("float8_e4m3fn", "float8_e5m2"):
-        out = t.view(torch.uint8).numpy().view(getattr(ml_dtypes, name))
+        out = t.view(torch.uint8).numpy().view(getattr(ml_dtypes(), name))
     else:
         try:
             out = t.resolve_conj().resolve_neg().numpy()
@@ -183,6 +204,7 @@ def as_kind(value: Any, kind: str, where: str) -> Any:
     if kind == "numpy":
         return to_numpy(value, where) if is_torch_tensor(value) else value
     if kind == "torch":
+        import numpy as np
         return value.detach() if is_torch_tensor(value) else to_torch(np.asarray(value))
     raise fail("WM501", f"unknown array kind `{kind}`", hint="use kind=\"numpy\" or kind=\"torch\"")
 

@@ -25,10 +25,9 @@ import io
 import zipfile
 from typing import IO, TYPE_CHECKING, Any, cast
 
-import ml_dtypes
 import numpy as np
 
-from wmap.formats._common import dtype_name, fail, require
+from wmap.formats._common import dtype_name, fail, np_dtype, require
 from wmap.formats.bounds import EXPANSION_HINT, Member, expansion_ok
 
 if TYPE_CHECKING:
@@ -148,7 +147,7 @@ def read_dataset(ds: h5py.Dataset, dtype: str, where: str) -> np.ndarray[Any, An
     except Exception as exc:
         raise fail("WM509", f"`{where}`: cannot read `{ds.name}` ({exc})", hint="the file is corrupt") from None
     if dtype == "bfloat16":
-        arr = arr.view(ml_dtypes.bfloat16)
+        arr = arr.view(np_dtype("bfloat16"))
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr

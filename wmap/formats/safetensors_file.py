@@ -29,13 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
     fail,
+    itemsize,
     map_private,
     missing,
     np_dtype,
@@ -158,7 +157,7 @@ def _check_layout(entries: tuple[Entry, ...], data_len: int, start: int, where: 
         if e.end < e.begin or e.end - start > data_len:
             raise fail("WM505", f"`{where}`: tensor `{e.name}` has data offsets {list(rel)} outside the "
                        f"{data_len:,}-byte data region", hint="the file is truncated or corrupt")
-        want = math.prod(e.shape) * np_dtype(e.dtype).itemsize
+        want = math.prod(e.shape) * itemsize(e.dtype)
         if e.end - e.begin != want:
             raise fail("WM505", f"`{where}`: tensor `{e.name}` ({e.dtype}, shape {list(e.shape)}) needs "
                        f"{want:,} bytes but its data offsets {list(rel)} span {e.end - e.begin:,}",
@@ -217,6 +216,7 @@ class SafetensorsFile:
         entry = self._entries.get(name)
         if entry is None:
             raise missing(name, self._entries, f"`{self.path}`")
+        import numpy as np  # here: a plan reads headers only and never needs it
         mm = self._map()
         dt = np_dtype(entry.dtype).newbyteorder("<")
         count = (entry.end - entry.begin) // dt.itemsize

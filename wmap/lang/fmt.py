@@ -9,16 +9,18 @@ generated ASTs.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from wmap.core.frameworks import FRAMEWORKS
 from wmap.core.names import is_factory_syntax
 from wmap.lang.spec import DEFAULT_SOURCE, Call, Expr, Fn, Key, Name, Neg, Num, Ref, Spec, Text, Value
 from wmap.lang.statements import KEYWORDS
+
+if TYPE_CHECKING:
+    import yaml
 
 _PATTERN_RE = re.compile(r"\??([A-Za-z_][A-Za-z0-9_]*:)?([A-Za-z0-9_*/.]|-(?!>)|\{[^{}\n]*\})+")
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -201,26 +203,31 @@ def _list_statements(spec: Spec, kind: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
 class _Flow(dict):  # type: ignore[type-arg]
     """A mapping printed on one line (`{from: a, to: b}`), as rules read best."""
 
 
-_Dumper.add_representer(_Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
-_Dumper.add_representer(tuple, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
 _LINE_BREAKS = re.compile("[\x85\u2028\u2029\ufeff]")
 
 
-def _str(d: yaml.SafeDumper, v: str) -> yaml.ScalarNode:
-    # PyYAML may write NEL and the Unicode line/paragraph separators raw inside single quotes,
-    # where reading folds them into spaces; double quotes escape them (`\N`, `\L`, `\P`).
-    return d.represent_scalar("tag:yaml.org,2002:str", v, style='"' if _LINE_BREAKS.search(v) else None)
+@functools.lru_cache(maxsize=1)
+def _dumper() -> type[yaml.SafeDumper]:
+    """The YAML dumper, made on first use: PyYAML is imported for `to_yaml`, not by everything that
+    prints a value in spec syntax (plans, diagnostics)."""
+    import yaml
 
+    class Dumper(yaml.SafeDumper):
+        pass
 
-_Dumper.add_representer(str, _str)
+    def _str(d: yaml.SafeDumper, v: str) -> yaml.ScalarNode:
+        # PyYAML may write NEL and the Unicode line/paragraph separators raw inside single quotes,
+        # where reading folds them into spaces; double quotes escape them (`\N`, `\L`, `\P`).
+        return d.represent_scalar("tag:yaml.org,2002:str", v, style='"' if _LINE_BREAKS.search(v) else None)
+
+    Dumper.add_representer(_Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
+    Dumper.add_representer(tuple, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+    Dumper.add_representer(str, _str)
+    return Dumper
 
 
 def _yaml_value(v: Value) -> object:
@@ -280,5 +287,6 @@ def to_yaml(spec: Spec) -> str:
         for a in spec.ack:
             acks.setdefault(a.code, []).append(a.pattern)
         doc["ack"] = {code: pats[0] if len(pats) == 1 else tuple(pats) for code, pats in acks.items()}
-    text: str = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=LINE_MAX)
+    import yaml
+    text: str = yaml.dump(doc, Dumper=_dumper(), sort_keys=False, allow_unicode=True, width=LINE_MAX)
     return text

@@ -12,9 +12,8 @@ import json
 import re
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError, did_you_mean
@@ -38,6 +37,9 @@ from wmap.lang.spec import (
 from wmap.lang.statements import ListKind, Statement, StatementList, VersionLine
 from wmap.lang.validate import assemble, check_endpoint, check_lr_factor, check_option, sort_diagnostics
 
+if TYPE_CHECKING:
+    import jsonschema
+
 PathKey = tuple[object, ...]
 MAX_DEPTH = 64
 MAX_NODES = 2_000_000  # YAML aliases can expand a small file into billions of nodes
@@ -47,6 +49,14 @@ MAX_NODES = 2_000_000  # YAML aliases can expand a small file into billions of n
 def schema() -> dict[str, Any]:
     data: dict[str, Any] = json.loads((resources.files("wmap") / "schema" / "wmap.schema.json").read_text("utf-8"))
     return data
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    """The schema's validator, built once per process. jsonschema is imported here, when a YAML spec
+    is validated, never for a `.wmap` spec: its import is most of what a YAML check costs."""
+    import jsonschema
+    return jsonschema.Draft202012Validator(schema())
 
 
 def parse_yaml(text: str, path: str | None = None, *, names: bool = False) -> Spec:
@@ -176,13 +186,14 @@ def _near(spans: dict[PathKey, Span], key: PathKey) -> Span | None:
 
 
 def _schema_errors(data: Any, spans: dict[PathKey, Span], path: str | None, bag: DiagnosticBag) -> None:
-    validator = jsonschema.Draft202012Validator(schema())
+    from jsonschema.exceptions import best_match
+    validator = _validator()
     by_path: dict[PathKey, list[jsonschema.ValidationError]] = {}
     for err in validator.iter_errors(data):
         by_path.setdefault(tuple(err.absolute_path), []).append(err)
     found: list[Diagnostic] = []
     for key in by_path:
-        err = jsonschema.exceptions.best_match(by_path[key])
+        err = best_match(by_path[key])
         deep = tuple(err.absolute_path)
         if _left_to_validate(err, deep, data):
             continue

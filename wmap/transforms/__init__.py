@@ -1,25 +1,14 @@
-"""The transform library: importing this package registers every transform.
+"""The transform library: one registry, a module per family.
 
-Framework backends load lazily: `get_ops("torch")` imports torch, nothing here does.
+Importing this package imports no family: `REGISTRY` knows every name from `catalog` and
+imports a family the first time one of its transforms is looked up. Framework backends load
+lazily too: `get_ops("torch")` imports torch, nothing here does.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from wmap.transforms import (  # noqa: F401  (imported for registration)
-    auto,
-    channels,
-    gates,
-    layout,
-    presets,
-    presets_attention,
-    presets_rnn,
-    quant,
-    resize,
-    routing,
-    values,
-)
 from wmap.transforms.base import (
     REGISTRY,
     ArrayMeta,

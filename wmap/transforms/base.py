@@ -13,14 +13,16 @@ be last in a chain. Their sizes come from the target shapes via `InferContext`.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar, Union
 
 from wmap.core.inventory import Shape, TensorMeta
 from wmap.core.values import Value
+from wmap.transforms.catalog import MODULE_OF
 
 if TYPE_CHECKING:
     from wmap.transforms.ops_numpy import NDArray
@@ -198,16 +200,49 @@ def _fmt(v: object) -> str:
     return repr(v)
 
 
-REGISTRY: dict[str, type[Transform]] = {}
+class Registry(Mapping[str, type[Transform]]):
+    """Every transform by name: the one registry (the grammar never lists names).
+
+    Names, membership and iteration come from `catalog.MODULE_OF` and import nothing, so checking
+    a spec's names costs no family module; looking a transform up imports the module that
+    registers it, once (`explain`, the tests and anything that iterates `.items()` get them all)."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Transform]] = {}
+
+    def __getitem__(self, name: str) -> type[Transform]:
+        cls = self._classes.get(name)
+        if cls is None:
+            importlib.import_module(MODULE_OF[name])  # KeyError for an unknown name, as a dict's
+            cls = self._classes[name]
+        return cls
+
+    def __contains__(self, name: object) -> bool:
+        return name in MODULE_OF
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MODULE_OF)
+
+    def __len__(self) -> int:
+        return len(MODULE_OF)
+
+    def add(self, cls: type[Transform]) -> None:
+        if not cls.NAME:
+            raise ValueError(f"{cls.__name__} has no NAME")
+        if cls.NAME in self._classes:
+            raise ValueError(f"transform `{cls.NAME}` registered twice")
+        if MODULE_OF.get(cls.NAME) != cls.__module__:
+            raise ValueError(f"transform `{cls.NAME}` ({cls.__module__}) is not listed under its module in "
+                             "wmap/transforms/catalog.py, so no spec could find it: add it there")
+        self._classes[cls.NAME] = cls
+
+
+REGISTRY = Registry()
 
 
 def register(cls: type[T]) -> type[T]:
-    """Class decorator: adds a transform to the one registry (the grammar never lists names)."""
-    if not cls.NAME:
-        raise ValueError(f"{cls.__name__} has no NAME")
-    if cls.NAME in REGISTRY:
-        raise ValueError(f"transform `{cls.NAME}` registered twice")
-    REGISTRY[cls.NAME] = cls
+    """Class decorator: adds a transform to the one registry (it must be listed in `catalog`)."""
+    REGISTRY.add(cls)
     return cls
 
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from wmap.core.inventory import Shape
 from wmap.core.values import Value
@@ -51,9 +49,8 @@ class Initializer:
 
     def generate(self, shape: Shape, seed: int, target_name: str, framework: str | None) -> NDArray:
         """The values, as float32 (cast to the target dtype on landing)."""
-        rng = np.random.Generator(np.random.PCG64(_seed_for(seed, target_name)))
-        fn = _GENERATORS[self.name]
-        return np.asarray(fn(shape, rng, dict(self.params), framework), dtype=np.float32).reshape(shape)
+        from wmap.transforms.init_values import generate  # numpy: only when values are made, not checked
+        return generate(self.name, dict(self.params), shape, _seed_for(seed, target_name), framework)
 
 
 def _shown(v: Value, limit: int = 80) -> str:
@@ -90,7 +87,6 @@ def _gain(nonlinearity: Value, a: float) -> float:
 
 
 Params = Mapping[str, Value]
-Gen = Callable[[Shape, np.random.Generator, Params, "str | None"], "NDArray"]
 
 
 def _num(p: Params, key: str, default: float | None = None) -> float:
@@ -107,45 +103,6 @@ def _kaiming_std(shape: Shape, p: Params, fw: str | None) -> float:
     return _gain(p.get("nonlinearity", "leaky_relu"), _num(p, "a", 0.0)) / math.sqrt(max(fan, 1))
 
 
-def _trunc_normal(shape: Shape, rng: np.random.Generator, p: Params, fw: str | None) -> NDArray:
-    mean, std = _num(p, "mean", 0.0), _num(p, "std", 0.02)
-    lo, hi = _num(p, "a", -2.0), _num(p, "b", 2.0)  # absolute bounds, as torch's trunc_normal_
-    out = rng.normal(mean, std, size=shape)
-    bad = (out < lo) | (out > hi)
-    while bad.any():  # resample out-of-range values; deterministic under the same generator
-        out[bad] = rng.normal(mean, std, size=int(bad.sum()))
-        bad = (out < lo) | (out > hi)
-    return out
-
-
-_GENERATORS: dict[str, Gen] = {
-    "zeros": lambda s, r, p, f: np.zeros(s),
-    "ones": lambda s, r, p, f: np.ones(s),
-    "constant": lambda s, r, p, f: _constant(s, p),
-    "normal": lambda s, r, p, f: r.normal(_num(p, "mean", 0.0), _num(p, "std", 1.0), size=s),
-    "trunc_normal": _trunc_normal,
-    "uniform": lambda s, r, p, f: r.uniform(_num(p, "a", 0.0), _num(p, "b", 1.0), size=s),
-    "xavier_uniform": lambda s, r, p, f: r.uniform(-1, 1, size=s) * _num(p, "gain", 1.0)
-    * math.sqrt(6.0 / max(sum(fans(s, f)), 1)),
-    "xavier_normal": lambda s, r, p, f: r.normal(0, 1, size=s) * _num(p, "gain", 1.0)
-    * math.sqrt(2.0 / max(sum(fans(s, f)), 1)),
-    "kaiming_uniform": lambda s, r, p, f: r.uniform(-1, 1, size=s) * math.sqrt(3.0) * _kaiming_std(s, p, f),
-    "kaiming_normal": lambda s, r, p, f: r.normal(0, 1, size=s) * _kaiming_std(s, p, f),
-    "eye": lambda s, r, p, f: np.eye(s[0], s[1]) if len(s) == 2 else _raise_eye(s),
-}
-
-
-def _constant(shape: Shape, p: Params) -> NDArray:
-    """`constant(0.5)` fills the tensor; `constant([[0.1, 0.2]])` is the tensor, written out."""
-    v = p["value"]
-    if isinstance(v, (tuple, list)):
-        arr = np.asarray(v, dtype=np.float64)
-        if arr.shape != tuple(shape):  # the compiler checks this first; only a hand-edited plan gets here
-            raise InitError(f"`constant` holds {arr.shape} values for a {tuple(shape)} tensor")
-        return arr
-    return np.full(shape, _num(p, "value"))
-
-
 def literal_shape(value: Value) -> tuple[int, ...] | None:
     """The shape of a nested list of numbers (`[[1, 2], [3, 4]]` -> (2, 2)); None when it is not one
     (ragged, empty, or holding something other than numbers); () for a number."""
@@ -159,10 +116,6 @@ def literal_shape(value: Value) -> tuple[int, ...] | None:
     if inner[0] is None or any(s != inner[0] for s in inner):
         return None
     return (len(value), *inner[0])
-
-
-def _raise_eye(shape: Shape) -> NDArray:
-    raise InitError(f"`eye` needs a 2-D tensor, not {shape}")
 
 
 # name -> (positional parameter names, allowed parameters, required parameters)

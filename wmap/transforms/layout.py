@@ -6,12 +6,10 @@ All of them return views where the backend can, and all are invertible once reso
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import einops
-import numpy as np
-from einops.parsing import ParsedExpression
+from typing import TYPE_CHECKING
 
 from wmap.transforms import _util as U
 from wmap.transforms.base import (
@@ -24,6 +22,9 @@ from wmap.transforms.base import (
     TransformError,
     register,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @register
@@ -112,11 +113,15 @@ class Permute(Transform):
 
 
 def _abstract(shape: Sequence[int]) -> np.ndarray:
-    """A zero-stride array of any shape backed by one element: shape algebra without data."""
+    """A zero-stride array of any shape backed by one element: shape algebra without data. (numpy is
+    imported here, not with the module: checking a spec's names imports this family, numpy costs
+    more than the rest of that check, and only `rearrange` needs it.)"""
+    import numpy as np
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.int8), tuple(shape), [0] * len(shape))
 
 
 def _groups(side: str) -> list[list[str]]:
+    from einops.parsing import ParsedExpression
     comp = ParsedExpression(side, allow_underscore=True).composition
     return [[g] if isinstance(g, str) else [a if isinstance(a, str) else str(a.value) for a in g]
             for g in comp]
@@ -135,7 +140,7 @@ def _axis_sizes(left: str, shape: Sequence[int], axes: dict[str, int]) -> dict[s
         dims = list(shape)
     for g, d in zip(groups, dims, strict=False):
         unknown = [a for a in g if a not in sizes and not a.isdigit()]
-        known = int(np.prod([int(a) if a.isdigit() else sizes[a] for a in g if a not in unknown]))
+        known = math.prod(int(a) if a.isdigit() else sizes[a] for a in g if a not in unknown)
         if len(unknown) == 1 and known:
             sizes[unknown[0]] = d // known
     return sizes
@@ -166,6 +171,7 @@ class Rearrange(Transform):
         return {"pattern": self.pattern, **dict(self.axes)}
 
     def infer(self, ins: Sequence[ArrayMeta], ctx: InferContext) -> tuple[Transform, tuple[ArrayMeta, ...]]:
+        import einops  # only `rearrange` needs it: the rest of the family is imported by name checks
         m = U.one(ins, self.NAME)
         axes = dict(self.axes)
         try:

@@ -11,8 +11,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-import einops
-import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
@@ -26,9 +24,12 @@ _Reduction: TypeAlias = Callable[..., NDArray]  # np.sum / np.mean with axis, ke
 
 
 def np_dtype(name: str) -> np.dtype[Any]:  # Any: the scalar type depends on `name`
-    """numpy dtype for a canonical dtype name (ml_dtypes for bfloat16 / float8)."""
-    if hasattr(ml_dtypes, name) and name.startswith(("bfloat", "float8")):
-        return np.dtype(getattr(ml_dtypes, name))
+    """numpy dtype for a canonical dtype name (ml_dtypes for bfloat16 / float8, imported only for them:
+    its import is slow and a float32 transfer never needs it)."""
+    if name.startswith(("bfloat", "float8")):
+        import ml_dtypes
+        if hasattr(ml_dtypes, name):
+            return np.dtype(getattr(ml_dtypes, name))
     return np.dtype(name)
 
 
@@ -105,6 +106,7 @@ class NumpyOps:
         return out.astype(x.dtype)
 
     def rearrange(self, x: NDArray, pattern: str, **axes: int) -> NDArray:
+        import einops  # only `rearrange` uses it; every transfer imports this backend
         return einops.rearrange(x, pattern, **axes)
 
     def full(self, shape: Sequence[int], value: float, dtype: str, like: NDArray | None) -> NDArray:

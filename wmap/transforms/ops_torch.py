@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import einops
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -112,6 +111,7 @@ class TorchOps:
         return out.reshape(*lead, *size).to(x.dtype)
 
     def rearrange(self, x: torch.Tensor, pattern: str, **axes: int) -> torch.Tensor:
+        import einops  # only `rearrange` uses it; every transfer imports this backend
         return einops.rearrange(x, pattern, **axes)
 
     def full(self, shape: Sequence[int], value: float, dtype: str, like: torch.Tensor | None) -> torch.Tensor:
