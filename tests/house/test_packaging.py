@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -54,7 +55,14 @@ def test_public_api_is_locked() -> None:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     """The wheel `pip` builds from this checkout: what a user installs."""
     out_dir = tmp_path_factory.mktemp("wheel")
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    # built from a copy of what the wheel is made of: setuptools builds in the tree's own `build/`, and two
+    # test workers building one checkout at once trip over each other there
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("wmap", "grammar", "specs"):
+        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
                           "-q", "-w", str(out_dir)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     return zipfile.ZipFile(next(out_dir.glob("wmap-*.whl")))
