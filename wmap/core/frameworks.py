@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import sys
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Literal, Protocol
 
@@ -107,3 +108,8 @@ class KerasModel(Protocol):
 
     @property
     def weights(self) -> list[KerasVariable]: ...
+
+    def _flatten_layers(self, include_self: bool = True, recursive: bool = True) -> Iterable[KerasModel]:
+        """Keras' own walk of the layer tree, in its tracking order (private to Keras, but the one order
+        its saving code uses, so wmap names and reads layers by it)."""
+        ...

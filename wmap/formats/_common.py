@@ -14,14 +14,21 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeGuard, cast
 
 from wmap.core.errors import WmapError, did_you_mean, error
 from wmap.core.frameworks import layout_of
 from wmap.core.inventory import DTYPE_BITS, TensorMeta
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
+    import numpy.typing as npt
+    import torch
+
+    from wmap.formats.base import Array
 
 # The dtypes wmap plans with are DTYPE_BITS' names; anything else is refused with WM506. numpy has
 # most of them; bfloat16 and float8 come from ml_dtypes, whose import costs about 0.5 s of CPU (it
@@ -29,7 +36,7 @@ if TYPE_CHECKING:
 # never for a float32 checkpoint. numpy itself is imported when an array is made or a dtype is
 # asked for, not with this module: planning from file headers needs neither.
 _FROM_ML_DTYPES = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
-_NP_DTYPES: dict[str, np.dtype[Any]] = {}
+_NP_DTYPES: dict[str, np.dtype[np.generic]] = {}
 _LINUX_NORESERVE = 0x4000 if sys.platform == "linux" and platform.machine() in {"x86_64", "aarch64"} else 0
 _MAP_NORESERVE: int = getattr(mmap, "MAP_NORESERVE", _LINUX_NORESERVE)
 
@@ -68,7 +75,7 @@ def map_private(path: str) -> mmap.mmap:
 
 # Mappings at least this large are released on a background thread (see `unmap`).
 RELEASE_IN_BACKGROUND = 1 << 26
-_releaser: Any = None
+_releaser: ThreadPoolExecutor | None = None
 
 
 def unmap(mm: mmap.mmap | None) -> None:
@@ -96,7 +103,7 @@ def _close_mapping(mm: mmap.mmap) -> None:
         mm.close()
 
 
-def np_dtype(name: str) -> np.dtype[Any]:
+def np_dtype(name: str) -> np.dtype[np.generic]:
     """The numpy dtype for a canonical name (`bfloat16` and fp8 via ml_dtypes); KeyError for others."""
     dt = _NP_DTYPES.get(name)
     if dt is None:
@@ -112,34 +119,34 @@ def itemsize(name: str) -> int:
     return max(1, DTYPE_BITS[name] // 8)
 
 
-def ml_dtypes() -> Any:
+def ml_dtypes() -> ModuleType:
     """The ml_dtypes module, imported on first use (bfloat16/float8 in hand)."""
     import ml_dtypes as m
     return m
 
 
-def dtype_name(dtype: Any) -> str | None:
+def dtype_name(dtype: object) -> str | None:
     """Canonical name of a numpy/ml_dtypes dtype, or None when wmap cannot plan with it."""
     import numpy as np
     try:
-        name = np.dtype(dtype).name
+        name = np.dtype(cast("npt.DTypeLike", dtype)).name  # anything else is a TypeError, caught
     except TypeError:
         return None
     return name if name in DTYPE_BITS else None
 
 
-def torch_dtype_name(dtype: Any) -> str:
+def torch_dtype_name(dtype: object) -> str:
     """`torch.bfloat16` -> `bfloat16` (may be a name outside DTYPE_BITS, e.g. `complex32`)."""
     return str(dtype).removeprefix("torch.")
 
 
-def is_torch_tensor(obj: object) -> bool:
+def is_torch_tensor(obj: object) -> TypeGuard[torch.Tensor]:
     """Recognise a torch tensor without importing torch."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(obj, torch.Tensor)
 
 
-def require(module: str, what: str) -> Any:
+def require(module: str, what: str) -> ModuleType:
     """Import a framework lazily; a missing one is a WM501 with an install hint."""
     import importlib
 
@@ -154,7 +161,7 @@ def require(module: str, what: str) -> Any:
 _VIEWED_AS_INT = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
 
 
-def to_torch(arr: np.ndarray[Any, Any]) -> Any:
+def to_torch(arr: npt.NDArray[np.generic]) -> torch.Tensor:
     """A zero-copy torch view of a numpy array (bf16/fp8 through same-width integer views)."""
     torch = sys.modules.get("torch") or require("torch", "reading as torch")
     import numpy as np
@@ -171,7 +178,7 @@ def to_torch(arr: np.ndarray[Any, Any]) -> Any:
         return torch.from_numpy(arr)
 
 
-def to_numpy(tensor: Any, where: str) -> np.ndarray[Any, Any]:
+def to_numpy(tensor: torch.Tensor, where: str) -> npt.NDArray[np.generic]:
     """A zero-copy numpy view of a CPU torch tensor; meta tensors have no data (WM503)."""
     torch = sys.modules["torch"]
     t = tensor.detach()
@@ -199,10 +206,11 @@ def to_numpy(tensor: Any, where: str) -> np.ndarray[Any, Any]:
     return out.reshape(()) if scalar else out
 
 
-def as_kind(value: Any, kind: str, where: str) -> Any:
+def as_kind(value: object, kind: str, where: str) -> Array:
     """Convert a numpy array or torch tensor to the requested kind, zero-copy where possible."""
     if kind == "numpy":
-        return to_numpy(value, where) if is_torch_tensor(value) else value
+        import numpy as np
+        return to_numpy(value, where) if is_torch_tensor(value) else np.asarray(value)
     if kind == "torch":
         import numpy as np
         return value.detach() if is_torch_tensor(value) else to_torch(np.asarray(value))

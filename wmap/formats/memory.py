@@ -9,7 +9,7 @@ complete, and reading it as numpy is WM503.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -24,14 +24,19 @@ from wmap.formats._common import (
     missing,
     torch_dtype_name,
 )
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 from wmap.formats.keras_layers import WEIGHTLESS
 from wmap.formats.keras_naming import keras_names
+
+if TYPE_CHECKING:
+    import torch
+
+    from wmap.core.frameworks import KerasModel, KerasVariable
 
 Attrs = tuple[tuple[str, object], ...]
 
 
-def _dtype_of(value: Any, where: str) -> str:
+def _dtype_of(value: Array, where: str) -> str:
     name = torch_dtype_name(value.dtype) if is_torch_tensor(value) else dtype_name(value.dtype)
     if name is None or name not in DTYPE_BITS:
         raise fail("WM506", f"{where} has dtype `{value.dtype}`, which wmap cannot plan with")
@@ -45,17 +50,17 @@ class _Live:
     framework: str | None = None
     _metas: tuple[TensorMeta, ...] = ()
     _tied: tuple[tuple[str, str], ...] = ()
-    _arrays: dict[str, Any]
+    _arrays: dict[str, object]
 
     def inventory(self) -> Inventory:
         return Inventory.from_metas(self._metas, self.label, self.framework, self._tied)
 
-    def read(self, name: str, kind: ArrayKind = "numpy") -> Any:
+    def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         if name not in self._arrays:
             raise missing(name, self._arrays, f"the {self.label}")
         return as_kind(self._value(self._arrays[name]), kind, f"`{name}`")
 
-    def _value(self, held: Any) -> Any:
+    def _value(self, held: object) -> object:
         return held
 
     def close(self) -> None:
@@ -91,7 +96,7 @@ class MappingSource(_Live):
         self.framework = canonical_framework(framework) or ("torch" if any_torch else None)
 
 
-def _torch_attrs(module: Any) -> Attrs:
+def _torch_attrs(module: torch.nn.Module | None) -> Attrs:
     """Layer settings a transfer must carry over (BatchNorm eps/momentum, conv groups)."""
     if module is None:
         return ()
@@ -116,7 +121,7 @@ class TorchModuleSource(_Live):
 
     label = "torch model"
 
-    def __init__(self, module: Any, framework: str | None = None):
+    def __init__(self, module: torch.nn.Module, framework: str | None = None):
         self.framework = canonical_framework(framework) or "torch"
         sd = module.state_dict(keep_vars=True)
         modules = dict(module.named_modules(remove_duplicate=False))
@@ -145,7 +150,7 @@ class TorchModuleSource(_Live):
 FLATTENED: Attrs = (("after_flatten", True),)
 
 
-def _torch_follows_flatten(modules: Mapping[str, Any], path: str) -> bool:
+def _torch_follows_flatten(modules: Mapping[str, torch.nn.Module], path: str) -> bool:
     """A Linear right after an `nn.Flatten` in the same `nn.Sequential` (a flatten inside `forward`
     cannot be seen: the README's limits say so)."""
     if type(modules.get(path)).__name__ != "Linear":
@@ -154,7 +159,7 @@ def _torch_follows_flatten(modules: Mapping[str, Any], path: str) -> bool:
     container = modules.get(parent)
     if container is None or type(container).__name__ != "Sequential":
         return False
-    children: dict[str, Any] = dict(container._modules)
+    children: dict[str, torch.nn.Module | None] = dict(container._modules)
     names = list(children)
     i = names.index(leaf) if leaf in names else 0
     while i > 0 and type(children[names[i - 1]]).__name__ in ("Dropout", "Identity"):
@@ -162,17 +167,17 @@ def _torch_follows_flatten(modules: Mapping[str, Any], path: str) -> bool:
     return i > 0 and type(children[names[i - 1]]).__name__ == "Flatten"
 
 
-def _keras_follows_flatten(layer: Any) -> bool:
+def _keras_follows_flatten(layer: KerasModel) -> bool:
     if type(layer).__name__ != "Dense":
         return False
     try:  # the layer graph: each call of the layer is a node whose parents made its inputs
-        parents = [type(n.operation).__name__ for n in layer._inbound_nodes[0].parent_nodes]
+        parents = [type(n.operation).__name__ for n in getattr(layer, "_inbound_nodes", [])[0].parent_nodes]
     except (AttributeError, IndexError):
         return False
     return parents == ["Flatten"]
 
 
-def _keras_attrs(layer: Any) -> Attrs:
+def _keras_attrs(layer: KerasModel) -> Attrs:
     if _keras_follows_flatten(layer):
         return FLATTENED
     cls = type(layer).__name__
@@ -187,13 +192,13 @@ def _keras_attrs(layer: Any) -> Attrs:
                  if isinstance(getattr(layer, k, None), (int, float)) and not isinstance(getattr(layer, k), bool))
 
 
-def _never_builds(layer: Any) -> bool:
+def _never_builds(layer: KerasModel) -> bool:
     """A layer that keeps Keras' default `build` and holds no sublayers creates no variables, built or
     not (keras-hub's vision rotary embedding: a helper whose methods are called, never the layer)."""
-    return bool(getattr(type(layer).build, "_is_default", False)) and not list(layer._flatten_layers(include_self=False))
+    return bool(getattr(getattr(type(layer), "build", None), "_is_default", False)) and not list(layer._flatten_layers(include_self=False))
 
 
-def _made_variables(layer: Any) -> bool:
+def _made_variables(layer: KerasModel) -> bool:
     """A layer that already holds variables of its own (created before any build)."""
     return bool(getattr(layer, "_trainable_variables", None) or getattr(layer, "_non_trainable_variables", None))
 
@@ -203,7 +208,7 @@ class KerasModelSource(_Live):
 
     label = "keras model"
 
-    def __init__(self, model: Any, framework: str | None = None):
+    def __init__(self, model: KerasModel, framework: str | None = None):
         self.framework = canonical_framework(framework) or "keras"
         layers = list(model._flatten_layers(include_self=False)) if hasattr(model, "_flatten_layers") else []
         # An unbuilt layer in a built model is one its forward never calls. It matters only if building it
@@ -216,7 +221,7 @@ class KerasModelSource(_Live):
             name = (unbuilt[0] if unbuilt else model).name
             raise fail("WM502", f"Keras layer `{name}` has no variables yet (the model is not built)",
                        hint="Build the target (call it once on an input) before planning")
-        owner: dict[int, Any] = {}
+        owner: dict[int, KerasModel] = {}
         for layer in [model, *layers]:
             for v in getattr(layer, "_trainable_variables", []) + getattr(layer, "_non_trainable_variables", []):
                 owner.setdefault(id(v), layer)
@@ -224,16 +229,16 @@ class KerasModelSource(_Live):
         metas = []
         for name, v in keras_names(model):
             native = getattr(v, "path", None) or v.name
-            layer = owner.get(id(v))
+            held_by = owner.get(id(v))
             dtype = str(getattr(v.dtype, "name", v.dtype))
             if dtype not in DTYPE_BITS:
                 raise fail("WM506", f"Keras variable `{native}` has dtype `{dtype}`, which wmap cannot plan with")
             metas.append(TensorMeta(name, tuple(int(d) for d in v.shape), dtype, native,
-                                    type(layer).__name__ if layer is not None else None,
-                                    _keras_attrs(layer) if layer is not None else ()))
+                                    type(held_by).__name__ if held_by is not None else None,
+                                    _keras_attrs(held_by) if held_by is not None else ()))
             self._arrays[name] = v
         self._metas = check_unique(metas, "the Keras model")
 
-    def _value(self, held: Any) -> Any:
+    def _value(self, held: object) -> object:
         value = getattr(held, "value", held)
-        return value if is_torch_tensor(value) else np.asarray(held.numpy())
+        return value if is_torch_tensor(value) else np.asarray(cast("KerasVariable", held).numpy())

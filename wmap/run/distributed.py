@@ -35,25 +35,31 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.distributed as dist
+from torch.distributed import ProcessGroup
 from torch.distributed.checkpoint.metadata import Metadata, MetadataIndex
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, LoadPlanner, ReadItem
 
 from wmap.core.errors import Diagnostic, WmapError, error
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.values import ConfigLike, Endpoint
 from wmap.formats.base import TensorSource
 from wmap.lang.spec import Spec
 from wmap.planning.plan import Plan
 from wmap.run.execute import _nonfinite, apply_chain
 from wmap.run.regions import Read, ShardStep, box_numel, shard_plan
 from wmap.transforms import ArrayOps, get_ops
+
+if TYPE_CHECKING:
+    from wmap.formats.dcp_reader import SafetensorsRangeReader
 
 Box = tuple[tuple[int, int], ...]
 
@@ -70,7 +76,7 @@ class ShardSink(Protocol):
     def stage(self, meta: TensorMeta, value: torch.Tensor) -> None: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
-    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]: ...
+    def finish(self, frozen: set[str], options: dict[str, object]) -> list[str]: ...
 
     @property
     def result(self) -> Any: ...
@@ -131,11 +137,12 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _agree(group: Any, stage: str, failure: BaseException | None, payload: Any = None) -> list[Any]:
+def _agree(group: ProcessGroup | None, stage: str, failure: BaseException | None, payload: object = None
+           ) -> list[object]:
     """Every rank's verdict, exchanged (an all-gather, so every rank learns every failure). Raises on
     every rank if any rank failed: this rank's own error, or WM606 quoting the first failing rank."""
     mine = (None if failure is None else _describe(failure), payload)
-    everyone: list[Any] = [None] * dist.get_world_size(group)
+    everyone: list[tuple[str | None, object]] = [(None, None)] * dist.get_world_size(group)
     dist.all_gather_object(everyone, mine, group=group)
     if failure is not None:
         raise failure
@@ -188,7 +195,7 @@ class _Planner(LoadPlanner):
                 self._consumers.setdefault(dest, []).append((s.index, r))
 
     # -- the LoadPlanner protocol --------------------------------------------------------------
-    def set_up_planner(self, state_dict: Any, metadata: Metadata | None = None, is_coordinator: bool = False) -> None:
+    def set_up_planner(self, state_dict: dict[str, object], metadata: Metadata | None = None, is_coordinator: bool = False) -> None:
         pass  # the reads were planned from the wmap plan; DCP's state dict is unused
 
     def create_local_plan(self) -> LoadPlan:
@@ -200,7 +207,7 @@ class _Planner(LoadPlanner):
     def finish_plan(self, central_plan: LoadPlan) -> LoadPlan:
         return central_plan
 
-    def load_bytes(self, read_item: ReadItem, value: Any) -> None:
+    def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
         raise RuntimeError("a wmap plan reads tensors only")
 
     def resolve_tensor(self, read_item: ReadItem) -> torch.Tensor:
@@ -300,7 +307,7 @@ def _cut(whole: torch.Tensor, box: Box) -> torch.Tensor:
     return whole[tuple(slice(s, s + n) for s, n in box)].clone()
 
 
-def _open(spec: Spec | str | os.PathLike[str], source: Any, target: Any, config: Any
+def _open(spec: Spec | str | os.PathLike[str], source: Endpoint, target: Endpoint, config: ConfigLike
           ) -> tuple[Plan, dict[str, TensorSource], Inventory]:
     from wmap.lang import load_spec
     from wmap.lang.validate import check_names
@@ -318,7 +325,7 @@ def _open(spec: Spec | str | os.PathLike[str], source: Any, target: Any, config:
     return plan, readers, inv
 
 
-def _sink(plan: Plan, inv: Inventory, out: str | None, group: Any) -> ShardSink:
+def _sink(plan: Plan, inv: Inventory, out: str | None, group: ProcessGroup | None) -> ShardSink:
     from torch import nn
 
     from wmap.run.factory import Built
@@ -345,8 +352,8 @@ def _sink(plan: Plan, inv: Inventory, out: str | None, group: Any) -> ShardSink:
     return DTensorModelSink(model, inv)
 
 
-def apply(spec: Spec | str | os.PathLike[str], source: Any = None, target: Any = None, out: str | None = None, *,
-          config: Any = None, group: Any = None) -> DistributedReport:
+def apply(spec: Spec | str | os.PathLike[str], source: Endpoint = None, target: Endpoint = None, out: str | None = None,
+          *, config: ConfigLike = None, group: ProcessGroup | None = None) -> DistributedReport:
     """Run `spec` on every rank of `group` (default: the world) into a sharded target, atomically.
 
     `source`, `target`, `config` as for `wmap.apply`; sources must be safetensors (one file or an
@@ -413,7 +420,7 @@ class _ElsewhereError(Exception):
     """DCP failed because another rank did; that rank reports it."""
 
 
-def _load(storage: Any, planner: _Planner, group: Any, rank: int) -> None:
+def _load(storage: SafetensorsRangeReader, planner: _Planner, group: ProcessGroup | None, rank: int) -> None:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.api import CheckpointException
 

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from wmap.core.errors import Diagnostic, WmapError, error
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.values import Endpoint, OutPath
-from wmap.formats.base import TensorSource
+from wmap.formats.base import Array, ArrayKind, TensorSource
 from wmap.planning.plan import Plan, Step
 from wmap.sinks.base import LandedReader, TargetSink
 from wmap.transforms import ArrayOps, get_ops
+from wmap.transforms.base import Transform
 
 StepHook = Callable[[int, Step], None]
+A = TypeVar("A")  # the array type of the backend a transfer computes in
 Advance = Callable[[int], None]
 Progress = Callable[[int], AbstractContextManager[Advance | None]]
 
@@ -84,9 +87,9 @@ class ApplyReport:
 
 
 def compute_step(step: Step, readers: Mapping[str, TensorSource], ops: ArrayOps[Any], plan: Plan,
-                 read_target: Callable[[Any], Any] | None) -> tuple[Any, ...]:
+                 read_target: Callable[[TensorMeta], Array] | None) -> tuple[Array, ...]:
     """The values a step produces, in its targets' order (no writes)."""
-    kind = ops.name
+    kind: ArrayKind = "torch" if ops.name == "torch" else "numpy"
     if step.kind == "keep":
         if read_target is None:
             raise error("WM602", "keep needs the target's current values")
@@ -103,7 +106,7 @@ def compute_step(step: Step, readers: Mapping[str, TensorSource], ops: ArrayOps[
     return apply_chain(step.transforms, xs, ops, None if read_target is None else lambda: read_target(step.targets[0]))
 
 
-def _read(reader: TensorSource, name: str, kind: Any) -> Any:
+def _read(reader: TensorSource, name: str, kind: ArrayKind) -> Array:
     """A source tensor's values; a meta tensor (a model built for its shapes only) has none."""
     x = reader.read(name, kind)
     if getattr(getattr(x, "device", None), "type", None) == "meta":
@@ -112,8 +115,8 @@ def _read(reader: TensorSource, name: str, kind: Any) -> Any:
     return x
 
 
-def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: ArrayOps[Any],
-                current: Callable[[], Any] | None = None) -> tuple[Any, ...]:
+def apply_chain(transforms: Sequence[Transform], xs: tuple[A, ...], ops: ArrayOps[A],
+                current: Callable[[], A] | None = None) -> tuple[A, ...]:
     """Run resolved transforms; a 1:1 transform after a fan-out applies to each part. `current` gives
     the target's value, for a transform that keeps part of it (`READS_TARGET`: `splice`)."""
     for tr in transforms:
@@ -129,7 +132,7 @@ def apply_chain(transforms: Any, xs: tuple[Any, ...], ops: ArrayOps[Any],
     return xs
 
 
-def _nonfinite(ops: ArrayOps[Any], x: Any) -> bool:
+def _nonfinite(ops: ArrayOps[Any], x: Array) -> bool:
     """True when x holds NaN or Inf. A sum propagates both and runs at memory speed; only a
     non-finite sum (which finite values can also reach by overflow) is confirmed exactly.
     float32/float64 torch tensors are summed through a zero-copy numpy view: numpy's sum is
@@ -138,6 +141,8 @@ def _nonfinite(ops: ArrayOps[Any], x: Any) -> bool:
     import numpy as np
     if ops.name == "torch":
         import torch
+        if not isinstance(x, torch.Tensor):  # the executor computes in its sink's array kind
+            raise TypeError(f"a {type(x).__name__} where a torch tensor was computed")
         if not x.is_floating_point() or x.numel() == 0:
             return False
         if x.dtype in (torch.float32, torch.float64) and x.device.type == "cpu":
@@ -146,6 +151,8 @@ def _nonfinite(ops: ArrayOps[Any], x: Any) -> bool:
         if math.isfinite(float(x.sum(dtype=torch.float32))):
             return False
         return not bool(torch.isfinite(x).all())
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"a {type(x).__name__} where a numpy array was computed")
     if x.dtype.kind not in "fc" and "float" not in str(x.dtype):
         return False
     arr = np.asarray(x, dtype=np.float32) if x.dtype.itemsize < 4 else x
@@ -166,15 +173,15 @@ class _Scans:
     def __init__(self, ops: ArrayOps[Any], policy: str, ahead: int = 8):
         from collections import deque
         self.ops, self.policy, self.ahead = ops, policy, ahead
-        self._pool: Any = None
+        self._pool: ThreadPoolExecutor | None = None
         self.pending: deque[tuple[Callable[[], bool], TensorMeta, Step]] = deque()
         self.warnings: list[Diagnostic] = []
 
-    def check(self, value: Any) -> bool:
+    def check(self, value: Array) -> bool:
         """True when `value` holds NaN or Inf (what a sink runs on its own copy)."""
         return _nonfinite(self.ops, value)
 
-    def submit(self, value: Any, meta: TensorMeta, step: Step) -> None:
+    def submit(self, value: Array, meta: TensorMeta, step: Step) -> None:
         if self._pool is None:
             from wmap.sinks.base import worker_pool
             self._pool = worker_pool("wmap-scan")
@@ -206,7 +213,7 @@ class _Scans:
 
 
 def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: TargetSink, on_step: StepHook | None = None,
-              progress: Any = None) -> list[Diagnostic]:
+              progress: Callable[[int], None] | None = None) -> list[Diagnostic]:
     """Stage every step's values in the sink; raises on the first failure (the caller aborts)."""
     ops = get_ops(sink.array_kind)
     policy = plan.option("nonfinite")

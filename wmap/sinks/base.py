@@ -97,7 +97,7 @@ class TargetSink(Protocol):
 
     def abort(self) -> None: ...
 
-    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+    def finish(self, frozen: set[str], options: dict[str, object]) -> list[str]:
         """After commit: freezing and the like. Returns notes for the report."""
         ...
 

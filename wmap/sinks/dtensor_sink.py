@@ -26,12 +26,13 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Replicate, Shard
+from torch.distributed.tensor.placement_types import Placement
 
 from wmap.core.errors import error
 from wmap.core.inventory import Inventory, TensorMeta
@@ -42,7 +43,14 @@ from wmap.sinks.torch_sink import freeze
 Box = tuple[tuple[int, int], ...]
 
 
-def _box_of(shape: torch.Size, mesh: Any, placements: tuple[Any, ...]) -> Box:
+def _world() -> dist.ProcessGroup:
+    world = dist.group.WORLD
+    if world is None:
+        raise error("WM522", "no process group is initialised", hint="call torch.distributed.init_process_group first")
+    return world
+
+
+def _box_of(shape: torch.Size, mesh: DeviceMesh, placements: tuple[Placement, ...]) -> Box:
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
     local, offset = compute_local_shape_and_global_offset(shape, mesh, placements)
     return tuple(zip((int(o) for o in offset), (int(n) for n in local), strict=True))
@@ -127,7 +135,7 @@ class DTensorModelSink:
     def abort(self) -> None:
         self._staged.clear()
 
-    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+    def finish(self, frozen: set[str], options: dict[str, object]) -> list[str]:
         return freeze(self.model, frozen, options)
 
 
@@ -141,14 +149,15 @@ class DCPFolderSink:
     framework: str | None = None  # files: `keep` reads the target's current values
     checks_while_staging = False
 
-    def __init__(self, out: str, inventory: Inventory, placed: nn.Module | None, group: Any):
+    def __init__(self, out: str, inventory: Inventory, placed: nn.Module | None, group: dist.ProcessGroup | None):
         from torch.distributed.device_mesh import DeviceMesh
 
         self.out, self._inventory, self.group = out, inventory, group
         device = "cuda" if dist.get_backend(group) == "nccl" else "cpu"
-        self.mesh = DeviceMesh.from_group(group, device)
+        # the default group when none is given: every rank of the job (dist.group.WORLD)
+        self.mesh = DeviceMesh.from_group(group if group is not None else _world(), device)
         state = placed.state_dict(keep_vars=True) if placed is not None else {}
-        self._layout: dict[str, tuple[tuple[Any, ...], Box, torch.Tensor | None]] = {}
+        self._layout: dict[str, tuple[tuple[Placement, ...], Box, torch.Tensor | None]] = {}
         for meta in inventory:
             t = state.get(meta.native or meta.name)
             if isinstance(t, DTensor):
@@ -238,7 +247,7 @@ class DCPFolderSink:
     def abort(self) -> None:
         self._staged.clear()
 
-    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+    def finish(self, frozen: set[str], options: dict[str, object]) -> list[str]:
         return []
 
 

@@ -65,7 +65,7 @@ class SafetensorsSink:
     def abort(self) -> None:
         self.writer.abort()
 
-    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+    def finish(self, frozen: set[str], options: dict[str, object]) -> list[str]:
         if frozen:
             return [f"{len(frozen)} tensor(s) are marked frozen; a file has no trainable flag, so the plan's "
                     "`freeze` applies when the file is loaded with `wmap apply` into a model"]

@@ -254,7 +254,7 @@ class KerasModelSink:
         self._stop_workers()
         self.staged.clear()
 
-    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+    def finish(self, frozen: set[str], options: dict[str, object]) -> list[str]:
         if not frozen:
             return []
         frozen_ids = {id(v) for name, v in self.variables.items() if name in frozen}
@@ -438,7 +438,7 @@ class KerasFileSink:
                 os.unlink(self._tmp)
             self._tmp = None
 
-    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+    def finish(self, frozen: set[str], options: dict[str, object]) -> list[str]:
         return [*self._notes, f"saved with Keras {_keras_version()} to `{self.path}`"]
 
 

@@ -121,11 +121,11 @@ class TorchModuleSink:
     def abort(self) -> None:
         self.staged.clear()
 
-    def finish(self, frozen: set[str], options: dict[str, Any]) -> list[str]:
+    def finish(self, frozen: set[str], options: dict[str, object]) -> list[str]:
         return freeze(self.model, frozen, options)
 
 
-def freeze(model: nn.Module, frozen: set[str], options: dict[str, Any]) -> list[str]:
+def freeze(model: nn.Module, frozen: set[str], options: dict[str, object]) -> list[str]:
     """After a commit: frozen parameters stop requiring grad, and BatchNorm layers inside frozen parts
     are pinned to eval (`option bn_eval`) or named in a note. Works on DTensor parameters as they are."""
     notes: list[str] = []
