@@ -1,0 +1,94 @@
+"""Hostile inputs, round two (issue 17): edited saved plans, untrusted names against ordinary specs,
+expansion bounds, and the internal errors that became diagnostics.
+
+Registered into `cases.CASES` by the import at the end of `cases.py`. Each plan case is built
+twice where it matters: as a plain edit (refused by the plan's digest) and with the digest
+recomputed (`redigest`: someone who read how it is made), which only the structural re-check and
+the coverage check at apply time can refuse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tests.hostile.cases import SRC, Setup, Work, case, redigest, st_blob
+
+# == saved plans, edited by hand =====================================================================
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _edited_plan(w: Work, edit: Edit, recompute: bool) -> Setup:
+    import wmap
+    p = wmap.plan(str(w.spec()), source=str(w.source()), target=str(w.target()))
+    data = json.loads(p.dumps())
+    edit(data)
+    if recompute:
+        data = redigest(data)
+    return w.apply(w.d / "src.safetensors", spec=w.file("plan.json", json.dumps(data)),
+                   target=w.d / "tgt.safetensors")
+
+
+def _second_step_reads_the_first_source(d: dict[str, Any]) -> None:
+    d["steps"][1]["sources"][0].update(read="a.weight", name="a.weight", shape=[2, 3])
+    d["steps"][1]["targets"][0].update(shape=[2, 3])
+    d["steps"][1]["targets"][0]["name"] = "b.bias"
+
+
+def _map_step_into_init(d: dict[str, Any]) -> None:
+    d["steps"][0].update(kind="init", sources=[], init={"name": "normal", "params": {"std": 1000.0}})
+
+
+def _nonfinite_allow_and_scale_inf(d: dict[str, Any]) -> None:
+    d["options"]["nonfinite"] = "allow"
+    d["steps"][0]["transforms"] = [{"name": "scale", "params": {"a": float("inf")}}]
+    d["steps"][0]["chain"] = [[{"shape": [2, 3], "dtype": "float32"}]]
+
+
+EDITS: dict[str, tuple[Edit, str]] = {
+    # name: (the edit, what the structural check says once the digest is recomputed)
+    "second_step_reads_a_weight": (_second_step_reads_the_first_source, "is read twice"),
+    "step_deleted": (lambda d: d["steps"].pop(), "is neither read nor dropped"),
+    "targets_emptied": (lambda d: d["steps"][0].update(targets=[]), "it writes no target"),
+    "map_step_made_init": (_map_step_into_init, "is neither read nor dropped"),
+    "step_kind_evil": (lambda d: d["steps"][0].update(kind="evil"), "step kind `evil`"),
+    "tied_pair_injected": (lambda d: d.update(tied=[["b.bias", "b.weight"]]), "is not an alias of a written"),
+    "tied_alias_invented": (lambda d: d.update(tied=[["b.other", "b.weight"]]), "tied pairs are not the target's"),
+    "nonfinite_allow_scale_inf": (_nonfinite_allow_and_scale_inf, ""),
+    "shard_size_abc": (lambda d: d["options"].update(shard_size="abc"), "option `shard_size` cannot be"),
+    "nonfinite_option_bogus": (lambda d: d["options"].update(nonfinite="bogus"), "option `nonfinite` cannot be"),
+    "transform_argument_wrong_type": (lambda d: d["steps"][0].update(
+        transforms=[{"name": "transpose", "params": {"axes": "xyz"}}], chain=[[{"shape": [3, 2], "dtype": "float32"}]]),
+        "not a valid wmap plan"),
+    "chain_shapes_invented": (lambda d: d["steps"][0].update(
+        transforms=[{"name": "scale", "params": {"a": 2.0}}], chain=[[{"shape": [3, 2], "dtype": "float32"}]]),
+        "not the ones recorded"),
+}
+
+
+def _register_plan_cases() -> None:
+    for name, (edit, text) in EDITS.items():
+        def plain(w: Work, edit: Edit = edit) -> Setup:
+            return _edited_plan(w, edit, recompute=False)
+        plain.__name__ = f"plan_edited_{name}"
+        case("plan.json", "WM520", "was edited after `wmap plan` wrote it")(plain)
+        if text or name != "nonfinite_allow_scale_inf":  # with a valid digest this one is a plan a spec can make
+            def again(w: Work, edit: Edit = edit) -> Setup:
+                return _edited_plan(w, edit, recompute=True)
+            again.__name__ = f"plan_redigested_{name}"
+            case("plan.json", "WM520", text)(again)
+
+
+_register_plan_cases()
+
+
+@case("plan.json", "WM520", "carries no digest of itself")
+def plan_without_digest(w: Work) -> Setup:
+    return _edited_plan(w, lambda d: d.pop("digest"), recompute=False)
+
+
+_ = (np, SRC, st_blob)  # shared builders, used by the cases below
