@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.hostile.cases import SRC, Setup, Work, case, redigest, st_blob
+from tests.hostile.cases import Setup, Work, case, redigest, st_blob
 
 # == saved plans, edited by hand =====================================================================
 
@@ -91,4 +91,65 @@ def plan_without_digest(w: Work) -> Setup:
     return _edited_plan(w, lambda d: d.pop("digest"), recompute=False)
 
 
-_ = (np, SRC, st_blob)  # shared builders, used by the cases below
+# == untrusted names against ordinary specs (each used to take from 18 s to hours) ====================
+
+
+def _names(w: Work, names: list[str], spec: str, target: dict[str, np.ndarray] | None = None) -> Setup:
+    one = np.ones(1, np.float32)
+    src = w.file("names.safetensors", st_blob({n: one for n in names}))
+    tgt = w.target(target) if target is not None else w.target()
+    return w.apply(src, spec=w.spec(spec), target=tgt)
+
+
+@case("names", "WM201", "matched 0 source tensors")
+def names_many_stars_against_a_long_segment(w: Work) -> Setup:
+    """`*a*a*a*a*a*b` backtracks O(n^6) through 3000 `a`s in `re`."""
+    return _names(w, ["a" * 3000 + ".bias", "a.weight"], "wmap 1\n*a*a*a*a*a*b.bias -> b.bias\na.weight -> b.weight\n")
+
+
+@case("names", "WM201", "matched 0 source tensors")
+def names_three_captures_against_underscores(w: Work) -> Setup:
+    return _names(w, ["_" * 2000 + ".weight", "a.bias"],
+                  "wmap 1\n{a}_{b}_{c}_x.weight -> b.weight\na.bias -> b.bias\n")
+
+
+@case("names", "WM201", "matched 0 source tensors")
+def names_two_double_stars_against_20k_segments(w: Work) -> Setup:
+    return _names(w, [".".join(["x"] * 20000) + ".z", "a.bias"], "wmap 1\n**.x.**.y -> b.weight\na.bias -> b.bias\n")
+
+
+@case("names", "WM201", "matched 0 source tensors")
+def names_strip_prefix_repeated_300k_times(w: Work) -> Setup:
+    """`strip_prefix` over a 2 MB name of `module.`s: each strip copied the rest (quadratic)."""
+    return _names(w, ["module." * 300_000 + "w", "module.a.bias"],
+                  'wmap 1\noption strip_prefix = "module."\nq.{x} -> b.weight\na.bias -> b.bias\n')
+
+
+@case("names", "WM201", "matched 0 source tensors")
+def names_no_match_hint_over_5000_first_segments(w: Work) -> Setup:
+    """The WM201 hint tried every first segment as a prefix against every name (quadratic)."""
+    names = [f"l{i}.weight" for i in range(5000)]
+    tgt = {n: np.ones(1, np.float32) for n in names}
+    return _names(w, names, "wmap 1\n{p}.weight -> {p}.weight\nzz.{q:**} -> {q}\n", tgt)
+
+
+@case("expansion", "WM124", "alternations render 1,073,741,824 names")
+def brace_fanout_2_to_the_30_under_check(w: Work) -> Setup:
+    return Setup(argv=["check", str(w.spec("wmap 1\na -> t" + "{a,b}_" * 30 + "x\n"))])
+
+
+@case("expansion", "WM124", "chains more than 256 transforms")
+def chain_of_200k_identities_under_check(w: Work) -> Setup:
+    return Setup(argv=["check", str(w.spec("wmap 1\na -> b" + " | identity" * 200_000 + "\n"))])
+
+
+@case("expansion", "WM124", "chains more than 256 transforms")
+def chain_continued_over_300_lines(w: Work) -> Setup:
+    return w.apply(spec=w.spec("wmap 1\na.{x} -> b.{x}\n" + "  | identity\n" * 300))
+
+
+@case("expansion", "WM124", "chains 300 transforms")
+def chain_of_300_in_yaml(w: Work) -> Setup:
+    via = "[" + ", ".join(["identity"] * 300) + "]"
+    return Setup(argv=["check", str(w.spec(f"wmap: 1\nrules:\n  - {{from: a, to: b, via: {via}}}\n",
+                                           name="spec.yaml"))])
