@@ -153,3 +153,66 @@ def chain_of_300_in_yaml(w: Work) -> Setup:
     via = "[" + ", ".join(["identity"] * 300) + "]"
     return Setup(argv=["check", str(w.spec(f"wmap: 1\nrules:\n  - {{from: a, to: b, via: {via}}}\n",
                                            name="spec.yaml"))])
+
+
+# == internal errors that became diagnostics, and values that were misread ============================
+
+
+@case("spec", "WM108", "index arithmetic takes at most 18")
+def template_arithmetic_with_5000_digits(w: Work) -> Setup:
+    return Setup(argv=["check", str(w.spec("wmap 1\na.{i:int} -> b.{i+" + "9" * 5000 + "}\n"))])
+
+
+@case("spec", "WM104", "must name the same gates once each")
+def reorder_gates_with_no_gates(w: Work) -> Setup:
+    return w.apply(spec=w.spec('wmap 1\na.{x} -> b.{x} | reorder_gates("", "")\n'))
+
+
+@case("spec", "WM110", "has the wrong type (bytes)")
+def yaml_binary_tag_under_check(w: Work) -> Setup:
+    return Setup(argv=["check", str(w.spec("wmap: 1\nrules:\n  - {from: !!binary aGVsbG8=, to: b}\n",
+                                           name="spec.yaml"))])
+
+
+@case("spec", "WM106", "is infinite")
+def yaml_lr_infinite(w: Work) -> Setup:
+    return Setup(argv=["check", str(w.spec("wmap: 1\nrules:\n  - {from: 'a.{x}', to: 'b.{x}'}\nlr: {'b.*': .inf}\n",
+                                           name="spec.yaml"))])
+
+
+@case("spec", "WM106", "is not a number")
+def yaml_lr_nan(w: Work) -> Setup:
+    return Setup(argv=["check", str(w.spec("wmap: 1\nrules:\n  - {from: 'a.{x}', to: 'b.{x}'}\nlr: {'b.*': .nan}\n",
+                                           name="spec.yaml"))])
+
+
+def _digit_name(w: Work, digit: str) -> Setup:
+    """`{i:int}` reads ASCII digits only: `int("٣")` is 3, so `l٣.w` would land on layer 3."""
+    return _names(w, [f"l{digit}.weight", "a.bias"], "wmap 1\nl{i:int}.weight -> b.weight\na.bias -> b.bias\n")
+
+
+@case("names", "WM201", "matched 0 source tensors")
+def int_capture_refuses_arabic_indic_zero(w: Work) -> Setup:
+    return _digit_name(w, "\u0660")
+
+
+@case("names", "WM201", "matched 0 source tensors")
+def int_capture_refuses_fullwidth_one(w: Work) -> Setup:
+    return _digit_name(w, "\uff11")
+
+
+@case("names", "WM201", "matched 0 source tensors")
+def int_capture_refuses_fullwidth_one_in_a_long_name(w: Work) -> Setup:
+    """The same through the linear matcher (a name past the regex's budget)."""
+    return _names(w, ["l\uff11." + "x" * 3000 + "_w", "a.bias"],
+                  "wmap 1\nl{i:int}.{a}_{b}_w -> b.weight\na.bias -> b.bias\n")
+
+
+@case("output", "WM512", "No space left on device")
+def sharded_output_on_a_full_disk_leaves_no_folder(w: Work) -> Setup:
+    from tests.hostile.cases import _disk_full_after
+    out = w.outdir / "sharded"
+    s = w.apply(spec=w.spec('wmap 1\noption shard_size = "30B"\na.{x} -> b.{x}\n'), out=out)
+    s.watch = [w.outdir]
+    s.patch = _disk_full_after(1)  # each shard's header fits, its tensor does not
+    return s

@@ -236,6 +236,9 @@ def _parse_brace(inner: str, offset: int, template: bool) -> Piece:
         if e:
             if e.group(3).startswith("$"):
                 return Piece("expr", e.group(1), op=e.group(2), ref=e.group(3)[1:])
+            if len(e.group(3)) > 18:  # int() refuses 4300+ digits; no tensor index needs more than 18
+                raise PatternError(f"the number in `{{{inner}}}` has {len(e.group(3)):,} digits; index "
+                                   "arithmetic takes at most 18", offset)
             if e.group(2) in ("//", "%") and int(e.group(3)) == 0:
                 raise PatternError(f"division by zero in `{{{inner}}}`", offset)
             return Piece("expr", e.group(1), op=e.group(2), operand=int(e.group(3)))

@@ -249,13 +249,16 @@ def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None
 
 
 def check_lr_factor(lr: LrScale, bag: DiagnosticBag) -> None:
-    if not lr.factor >= 0:
-        bag.add("WM106", f"lr multiplier {_number(lr.factor)} for `{lr.pattern}` is negative", lr.span,
-                "use a factor >= 0 (0 = no updates)")
+    f = lr.factor
+    if f >= 0 and f != float("inf"):
+        return
+    why = "is not a number" if f != f else "is infinite" if f == float("inf") else "is negative"
+    bag.add("WM106", f"lr multiplier {_number(f)} for `{lr.pattern}` {why}", lr.span,
+            "use a finite factor >= 0 (0 = no updates)")
 
 
 def _number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
+    return str(int(x)) if float(x).is_integer() else repr(x)  # is_integer() is False for inf and nan
 
 
 def check_endpoint(decl: SourceDecl | TargetDecl, bag: DiagnosticBag, framework_span: Span | None = None) -> None:
