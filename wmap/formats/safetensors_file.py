@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from wmap.core import lease
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
@@ -187,6 +188,7 @@ class SafetensorsFile:
         self.metadata: Mapping[str, str] = header.metadata
         self._entries = {e.name: e for e in header.entries}
         self._mm: mmap.mmap | None = None
+        self._lease: int | None = None
         self._lock = threading.Lock()  # executors read from several threads
 
     def inventory(self) -> Inventory:
@@ -196,6 +198,9 @@ class SafetensorsFile:
     def _map(self) -> mmap.mmap:
         with self._lock:
             if self._mm is None:
+                # the lease first, then the size check: a truncation before it is caught here, one
+                # after it by the lease (WM505, not a SIGBUS)
+                self._lease = lease.take(self.path)
                 mm = map_private(self.path)
                 if len(mm) < max((e.end for e in self._entries.values()), default=0):
                     unmap(mm)
@@ -221,6 +226,8 @@ class SafetensorsFile:
     def close(self) -> None:
         unmap(self._mm)
         self._mm = None
+        lease.release(self._lease)
+        self._lease = None
 
     def __enter__(self) -> SafetensorsFile:
         return self
