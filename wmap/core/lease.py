@@ -22,7 +22,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _held: dict[int, str] = {}   # lease fd -> the file's path
@@ -77,6 +77,15 @@ def take(path: str) -> int | None:
         return None
     _held[fd] = path
     return fd
+
+
+def release_with(owner: object, fd: int | None) -> Callable[[], object]:
+    """What releases `fd`: call it on close; it also runs if `owner` (a reader nobody closed) is
+    garbage-collected. Once only, so a descriptor number reused by a later lease is never released."""
+    if fd is None:
+        return lambda: None
+    import weakref
+    return weakref.finalize(owner, release, fd)
 
 
 def release(fd: int | None) -> None:

@@ -25,7 +25,7 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,7 +188,7 @@ class SafetensorsFile:
         self.metadata: Mapping[str, str] = header.metadata
         self._entries = {e.name: e for e in header.entries}
         self._mm: mmap.mmap | None = None
-        self._lease: int | None = None
+        self._release: Callable[[], object] = lambda: None  # the lease taken when the file is mapped
         self._lock = threading.Lock()  # executors read from several threads
 
     def inventory(self) -> Inventory:
@@ -200,7 +200,7 @@ class SafetensorsFile:
             if self._mm is None:
                 # the lease first, then the size check: a truncation before it is caught here, one
                 # after it by the lease (WM505, not a SIGBUS)
-                self._lease = lease.take(self.path)
+                self._release = lease.release_with(self, lease.take(self.path))  # also if never closed
                 mm = map_private(self.path)
                 if len(mm) < max((e.end for e in self._entries.values()), default=0):
                     unmap(mm)
@@ -226,8 +226,7 @@ class SafetensorsFile:
     def close(self) -> None:
         unmap(self._mm)
         self._mm = None
-        lease.release(self._lease)
-        self._lease = None
+        self._release()
 
     def __enter__(self) -> SafetensorsFile:
         return self

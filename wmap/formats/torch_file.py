@@ -238,11 +238,12 @@ class TorchFile:
         self.path = shown(path)
         self.framework = canonical_framework(framework) or "torch"
         # held while the archive is mapped: a truncation by another process is WM505, not a SIGBUS
-        self._lease = lease.take(self.path)
+        # a reader nobody closed releases it when collected
+        self._release = lease.release_with(self, lease.take(self.path))
         try:
             obj = load_weights_only(self.path)
         except BaseException:
-            lease.release(self._lease)
+            self._release()
             raise
         sd, under = pick_state_dict(obj, f"`{self.path}`")
         self.label = "torch file" + (f" (state dict under `{under}`)" if under else "")
@@ -262,8 +263,7 @@ class TorchFile:
 
     def close(self) -> None:
         self._tensors = {}
-        lease.release(self._lease)
-        self._lease = None
+        self._release()
 
     def __enter__(self) -> TorchFile:
         return self

@@ -254,7 +254,7 @@ def check_lr_factor(lr: LrScale, bag: DiagnosticBag) -> None:
         return
     why = "is not a number" if f != f else "is infinite" if f == float("inf") else "is negative"
     bag.add("WM106", f"lr multiplier {_number(f)} for `{lr.pattern}` {why}", lr.span,
-            "use a finite factor >= 0 (0 = no updates)")
+            "use a factor >= 0 (0 = no updates)")
 
 
 def _number(x: float) -> str:
