@@ -1,19 +1,23 @@
 """The `wmap` command. Every failure the user can cause ends as diagnostics and an exit code.
 
 Exit codes: 0 success · 1 errors (bad spec, failed check or verify) · 2 `plan --detailed-exitcode`
-with warnings · 3 internal error (a bug: please report it) · 64 usage error · 130 interrupted.
+with warnings · 3 internal error (a bug: please report it) · 64 usage error · 130 interrupted
+(Ctrl-C) · 143 / 129 terminated by SIGTERM / SIGHUP (a clean abort, like Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 from wmap.commands import commands
-from wmap.commands.common import Interrupted, Output
-from wmap.core.errors import WmapError
+from wmap.commands.common import Interrupted, Output, Terminated
+from wmap.core.errors import Diagnostic, WmapError
+from wmap.core.lease import SourceChanged
 from wmap.core.version import VERSION
 
 EXIT_OK, EXIT_ERRORS, EXIT_WARNINGS, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3, 64, 130
@@ -45,14 +49,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     out = Output.for_args(args)
+    restore = _handle_termination()
     try:
         return int(args.run(args, out))
     except WmapError as e:
         out.diagnostics(e.diagnostics, e.sources)
         return EXIT_ERRORS
+    except SourceChanged as e:
+        out.diagnostics([Diagnostic("WM505", "error", f"`{e.path}` was opened for writing or truncated by another "
+                                    "process while wmap read it; nothing was written", None,
+                                    "let the other process finish, then run again")], None)
+        return EXIT_ERRORS
     except Interrupted as e:
         out.err(f"interrupted: {e}")
         return EXIT_INTERRUPTED
+    except Terminated as e:
+        out.err(f"terminated by {signal.Signals(e.signum).name}: nothing was written")
+        return 128 + e.signum
     except KeyboardInterrupt:
         out.err("interrupted: nothing was written")
         return EXIT_INTERRUPTED
@@ -64,6 +77,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.err(f"internal error: {type(e).__name__}: {e}\n  this is a bug in wmap; rerun with WMAP_DEBUG=1 for "
                 "a traceback and please report it")
         return EXIT_INTERNAL
+    finally:
+        restore()  # `main` is also called in-process (tests, scripts): leave their handlers as they were
+
+
+def _handle_termination() -> Callable[[], None]:
+    """SIGTERM and SIGHUP abort like Ctrl-C (temporaries removed, nothing half-written) instead of
+    killing the process where it stands; returns what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    old = {s: signal.signal(s, stop) for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+           if s is not None}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return restore
 
 
 def run() -> None:

@@ -856,6 +856,13 @@ def _saved_plan(w: Work) -> Path:
     return w.file("plan.json", p.dumps())
 
 
+def redigest(data: dict[str, Any]) -> dict[str, Any]:
+    """An edited plan with its digest recomputed (by someone who read how it is made): what is left
+    to refuse it is the structural re-check, which these cases exercise."""
+    from wmap.planning.serialise import plan_digest
+    return {**data, "digest": plan_digest(data)}
+
+
 @case("plan.json", "WM520", "cannot read plan")
 def plan_json_garbage(w: Work) -> Setup:
     return w.apply(spec=w.file("plan.json", b"\x00\x01 garbage {"))
@@ -896,17 +903,17 @@ def plan_json_target_changed(w: Work) -> Setup:
 def plan_json_unknown_transform(w: Work) -> Setup:
     data = json.loads(_saved_plan(w).read_text())
     data["steps"][0]["transforms"] = [{"name": "os.system", "params": {"cmd": "touch PWNED"}}]
-    return w.apply(spec=w.file("plan.json", json.dumps(data)))
+    return w.apply(spec=w.file("plan.json", json.dumps(redigest(data))))
 
 
 @case("plan.json", "WM520", "does not match")
 def plan_json_tampered_shapes(w: Work) -> Setup:
     """Fingerprints intact, but a step claims another shape: refused before anything is written."""
     data = json.loads(_saved_plan(w).read_text())
-    for step in data["steps"]:
-        for t in step["targets"]:
+    for step in data["steps"]:  # sources and targets alike, so the plan is consistent in itself
+        for t in step["targets"] + step["sources"]:
             t["shape"] = [1] * len(t["shape"])
-    return w.apply(spec=w.file("plan.json", json.dumps(data)))
+    return w.apply(spec=w.file("plan.json", json.dumps(redigest(data))))
 
 
 # == compile-time refusals (nothing loaded) =========================================================
@@ -1216,5 +1223,6 @@ def _assert_tree_equal(root: Path, before: Mapping[str, bytes]) -> None:
 
 
 import tests.hostile.cases_formats2  # noqa: E402,F401 - registers round two's format cases into CASES
+import tests.hostile.cases_issue17  # noqa: E402,F401 - registers issue 17 cases (plans, names, bounds)
 
 CATEGORIES = Counter(c.category for c in CASES)

@@ -19,6 +19,14 @@ class Interrupted(KeyboardInterrupt):
     of "nothing was written")."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: handled like Ctrl-C (a clean abort, nothing written), exit 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 @dataclass
 class Output:
     fmt: str

@@ -124,6 +124,12 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "A `let` reads `config.KEY`, but the spec says nowhere where the config is and none was passed.",
      "config \"config.json\"      (beside the spec), or: config src   (the config.json beside src's checkpoint), "
      "or --config PATH"),
+    ("WM124", "a rule expands past wmap's bounds",
+     "A target template's alternations multiply (`{a,b}` ten times is 1024 names per source tensor) and "
+     "each `| transform` is a step wmap checks and runs; a rule may name at most 4096 targets per source "
+     "and chain at most 256 transforms, so a spec cannot make planning (or `wmap check`) run for hours.",
+     "write the targets with a capture (`layers.{i:int}.w -> blocks.{i}.w`) instead of listing them, "
+     "and a preset or `layout(...)` instead of a long chain"),
     ("WM130", "a step that cannot run backwards",
      "`wmap invert` and `--reverse` turn every rule around and replace each transform by its inverse. "
      "Some steps have none: they lose information (`prune`, `lerp`, `cast`, `average`), create values "

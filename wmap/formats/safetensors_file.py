@@ -25,10 +25,11 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wmap.core import lease
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
@@ -187,6 +188,7 @@ class SafetensorsFile:
         self.header_bytes = header.data_start  # the length field and the JSON header, read at open
         self._entries = {e.name: e for e in header.entries}
         self._mm: mmap.mmap | None = None
+        self._release: Callable[[], object] = lambda: None  # the lease taken when the file is mapped
         self._lock = threading.Lock()  # executors read from several threads
 
     def inventory(self) -> Inventory:
@@ -204,6 +206,9 @@ class SafetensorsFile:
     def _map(self) -> mmap.mmap:
         with self._lock:
             if self._mm is None:
+                # the lease first, then the size check: a truncation before it is caught here, one
+                # after it by the lease (WM505, not a SIGBUS)
+                self._release = lease.release_with(self, lease.take(self.path))  # also if never closed
                 mm = map_private(self.path)
                 if len(mm) < max((e.end for e in self._entries.values()), default=0):
                     unmap(mm)
@@ -230,6 +235,7 @@ class SafetensorsFile:
     def close(self) -> None:
         unmap(self._mm)
         self._mm = None
+        self._release()
 
     def __enter__(self) -> SafetensorsFile:
         return self

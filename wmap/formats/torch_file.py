@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wmap.core import lease
 from wmap.core.errors import WmapError
 from wmap.core.inventory import DTYPE_BITS, Inventory, TensorMeta
 from wmap.formats import bounds
@@ -239,7 +240,14 @@ class TorchFile:
     def __init__(self, path: str | os.PathLike[str], framework: str | None = None):
         self.path = shown(path)
         self.framework = canonical_framework(framework) or "torch"
-        obj = load_weights_only(self.path)
+        # held while the archive is mapped: a truncation by another process is WM505, not a SIGBUS
+        # a reader nobody closed releases it when collected
+        self._release = lease.release_with(self, lease.take(self.path))
+        try:
+            obj = load_weights_only(self.path)
+        except BaseException:
+            self._release()
+            raise
         sd, under = pick_state_dict(obj, f"`{self.path}`")
         self.label = "torch file" + (f" (state dict under `{under}`)" if under else "")
         self._tensors, self.skipped, self.tied = collect_tensors(sd, f"`{self.path}`")
@@ -258,6 +266,7 @@ class TorchFile:
 
     def close(self) -> None:
         self._tensors = {}
+        self._release()
 
     def __enter__(self) -> TorchFile:
         return self

@@ -59,6 +59,7 @@ def parse_wmap(text: str, path: str | None = None, *, names: bool = False) -> Sp
     report lists structural and name errors together.
     """
     bag = DiagnosticBag(sources={path or "<spec>": text})
+    _check_chain_lengths(text, path, bag)
     try:
         tree = parser().parse(text, start="file", on_error=None)
     except UnexpectedInput as e:
@@ -72,6 +73,30 @@ def parse_wmap(text: str, path: str | None = None, *, names: bool = False) -> Sp
     statements = cast("list[Statement]", _build(builder, tree, bag.sources))  # the `file` rule's value
     attached, trailing = attach_comments(statements, scan_comments(text))
     return assemble(attached, trailing, path, text, bag, names=names, part_spans=builder.part_spans)
+
+
+_PIPE = re.compile(r"\|\s*[A-Za-z_]")
+
+
+def _check_chain_lengths(text: str, path: str | None, bag: DiagnosticBag) -> None:
+    """WM124 for a chain of more transforms than a rule may have, before the parser spends a
+    minute on 200k `| identity` (the parse is linear, but slow per token). A chain is one line
+    and the lines continuing it (starting with `|`, with blank and comment lines between);
+    a `|` in a comment counts too, which matters only past 256 of them."""
+    from wmap.lang.validate import MAX_CHAIN
+    run, start = 0, 1
+    for k, line in enumerate(text.splitlines(), 1):
+        body = line.lstrip()
+        pipes = len(_PIPE.findall(line)) if "|" in line else 0
+        if body.startswith("|") or not body or body.startswith("#"):
+            run += pipes
+        else:
+            run, start = pipes, k
+        if run > MAX_CHAIN:
+            bag.add("WM124", f"the rule at line {start} chains more than {MAX_CHAIN} transforms",
+                    Span(path, start, 1, start, 1), "a preset or `layout(...)` does in one step what a long "
+                    "chain spells out; split the rule if it really needs more")
+            bag.raise_if_errors()
 
 
 def parse_call(text: str, span: Span) -> Call:

@@ -12,8 +12,9 @@ an unpaired target alternation fans out (one source, several targets).
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -90,14 +91,15 @@ class Pattern:
         return _to_regex(self, prefix)
 
     @functools.cached_property
-    def compiled(self) -> re.Pattern[str]:
-        return re.compile(self.regex())
+    def compiled(self) -> NameMatcher:
+        """`compiled.fullmatch(name)`, in time linear in the name for any pattern (names are untrusted)."""
+        return NameMatcher(self)
 
     def match(self, name: str) -> Match | None:
         m = self.compiled.fullmatch(name)
         return None if m is None else _extract(self, m, "")
 
-    def extract(self, m: re.Match[str]) -> Match:
+    def extract(self, m: NameMatch) -> Match:
         """Captures of a regex match of this pattern's own `compiled`."""
         return _extract(self, m, "")
 
@@ -234,6 +236,9 @@ def _parse_brace(inner: str, offset: int, template: bool) -> Piece:
         if e:
             if e.group(3).startswith("$"):
                 return Piece("expr", e.group(1), op=e.group(2), ref=e.group(3)[1:])
+            if len(e.group(3)) > 18:  # int() refuses 4300+ digits; no tensor index needs more than 18
+                raise PatternError(f"the number in `{{{inner}}}` has {len(e.group(3)):,} digits; index "
+                                   "arithmetic takes at most 18", offset)
             if e.group(2) in ("//", "%") and int(e.group(3)) == 0:
                 raise PatternError(f"division by zero in `{{{inner}}}`", offset)
             return Piece("expr", e.group(1), op=e.group(2), operand=int(e.group(3)))
@@ -300,15 +305,19 @@ def _to_regex(pat: Pattern, prefix: str) -> str:
     return "".join(parts)
 
 
-def _extract(pat: Pattern, m: re.Match[str], prefix: str) -> Match:
+def _extract(pat: Pattern, m: NameMatch, prefix: str) -> Match:
     caps_g, wild_g, alt_g = pat._groups
-    gd = m.groupdict()
+    gd: dict[str, str | None] = m.groupdict()
     if prefix:
         gd = {k[len(prefix):]: v for k, v in gd.items() if k.startswith(prefix)}
-    caps = tuple([(name, Digits(gd[g]) if is_int and gd[g] is not None else gd[g]) for name, g, is_int in caps_g])
+    caps = tuple([(name, _digits(gd[g]) if is_int else gd[g]) for name, g, is_int in caps_g])
     wild = tuple([gd[g] for g in wild_g]) if wild_g else ()
     alts = tuple([opts.index(gd[g]) for g, opts in alt_g]) if alt_g else ()
     return Match(caps, wild, alts)
+
+
+def _digits(v: str | None) -> CaptureValue:
+    return None if v is None else Digits(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +374,7 @@ def substitute(template: Pattern, source: Pattern, match: Match) -> tuple[str, .
     return _substitute(template, source, match)
 
 
-def render_match(template: Pattern, source: Pattern, m: re.Match[str]) -> tuple[str, ...]:
+def render_match(template: Pattern, source: Pattern, m: NameMatch) -> tuple[str, ...]:
     """`substitute` straight from a regex match: the hot path when planning large checkpoints."""
     fast = _group_template(template)
     if fast is not None:
@@ -617,7 +626,7 @@ def enumerate_targets(template: Pattern, free: tuple[str, ...], names: Iterable[
             else:
                 new.append(p)
         segs.append(tuple(new))
-    rx = re.compile(_to_regex(Pattern(template.text, None, tuple(segs)), ""))
+    rx = Pattern(template.text, None, tuple(segs)).compiled
     out: dict[str, list[tuple[tuple[str, ...], str]]] = {}
     groups = [f"c_{f}" for f in free]
     for name in names:
@@ -630,7 +639,7 @@ def enumerate_targets(template: Pattern, free: tuple[str, ...], names: Iterable[
             key += [name[at:a], FREE_MARK]
             at = b
         key.append(name[at:])
-        out.setdefault("".join(key), []).append((tuple(m.group(g) for g in groups), name))
+        out.setdefault("".join(key), []).append((tuple(str(m.group(g)) for g in groups), name))
     return out
 
 
@@ -668,7 +677,7 @@ class MultiMatcher:
         self._mask_digits = not any(seg.isdigit() for _, seg in self._index)
         self._cache: dict[tuple[str, ...], list[int]] = {}
 
-    def first_match(self, name: str) -> tuple[int, re.Match[str]] | None:
+    def first_match(self, name: str) -> tuple[int, NameMatch] | None:
         """(index, regex match) of the first pattern matching `name`, or None (see `Pattern.extract`)."""
         parts = name.split(".")
         if self._mask_digits:  # layers repeat: `layers.7.q` and `layers.8.q` share candidates
@@ -723,4 +732,284 @@ def _anchors(pat: Pattern) -> list[tuple[int, str]]:
                 out.append((i, seg[0].text))
             if i > last_flex:
                 out.append((i - len(segs), seg[0].text))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear-time matching for untrusted names
+#
+# Names come from checkpoints, so a name is hostile input: Python's backtracking `re` takes time
+# polynomial in the name's length to the number of ambiguous pieces (`*a*a*a*a*a*b` against 3000
+# `a`s, `{a}_{b}_{c}_x` against 2000 `_`s, two `**` around a literal against 20k segments). A
+# pattern with at most one ambiguous piece matches short names with `re` (fast, and at worst
+# quadratic in a short name); anything else goes through `_linear_match`, which gives the same
+# answer as `re` (the same groups: greedy, leftmost choices first) in O(pieces x length): a
+# table of "the rest of the pattern matches from here" per piece, then one greedy walk that
+# consults it instead of backtracking.
+
+# `re` backtracks through at most ~len(name) ** (ambiguous pieces + 1) steps: it is used while that
+# stays under this budget (a 1400-character name with one ambiguous piece, 100 with two, 37 with
+# three), the linear matcher beyond
+REGEX_STEP_BUDGET = 2_000_000
+
+# token kinds: literal, `[^.]*`, `[^.]+`, `[0-9]+`, several segments, alternation, back-reference,
+# and `**` leading / in the middle or at the end (an optional segment run with its dot)
+_Tok = tuple[str, str, str | None, tuple[str, ...]]  # kind, literal text, group, alternation options
+
+
+class LinearMatch:
+    """The part of `re.Match` the planner reads, for a match made by `_linear_match`."""
+
+    __slots__ = ("string", "_spans")
+
+    def __init__(self, string: str, spans: dict[str, tuple[int, int] | None]):
+        self.string = string
+        self._spans = spans
+
+    def groupdict(self) -> dict[str, str | None]:
+        s = self.string
+        return {g: None if sp is None else s[sp[0]:sp[1]] for g, sp in self._spans.items()}
+
+    def group(self, g: str) -> str | None:
+        sp = self._spans[g]
+        return None if sp is None else self.string[sp[0]:sp[1]]
+
+    def span(self, g: str) -> tuple[int, int]:
+        sp = self._spans[g]
+        return (-1, -1) if sp is None else sp
+
+
+NameMatch = re.Match[str] | LinearMatch
+
+
+class NameMatcher:
+    """`fullmatch(name)` for one pattern: `re` where that is safe, the linear matcher otherwise."""
+
+    __slots__ = ("regex", "tokens", "limit")
+
+    def __init__(self, pat: Pattern, prefix: str = ""):
+        self.regex = re.compile(_to_regex(pat, prefix))
+        self.tokens = _tokens(pat, prefix)
+        ambiguous = _ambiguity(self.tokens)
+        # no ambiguous piece: `re` never backtracks far, whatever the length
+        self.limit = int(REGEX_STEP_BUDGET ** (1 / (ambiguous + 1))) if ambiguous else None
+
+    def fullmatch(self, name: str) -> NameMatch | None:
+        if self.limit is None or len(name) <= self.limit:
+            return self.regex.fullmatch(name)
+        return _linear_match(self.tokens, name)
+
+
+def _tokens(pat: Pattern, prefix: str) -> list[_Tok]:
+    """The pattern as `_to_regex` writes it, piece by piece (the same group names)."""
+    toks: list[_Tok] = []
+    counters = {"u": 0, "a": 0}
+    seen: set[str] = set()
+
+    def lit(text: str) -> None:
+        if toks and toks[-1][0] == "lit":
+            toks[-1] = ("lit", toks[-1][1] + text, None, ())
+        else:
+            toks.append(("lit", text, None, ()))
+
+    def group(kind: str) -> str:
+        g = f"{prefix}{kind}{counters[kind]}"
+        counters[kind] += 1
+        return g
+
+    segs = pat.segments
+    for i, seg in enumerate(segs):
+        if seg == (Piece("dstar"),):
+            kind = "segs" if len(segs) == 1 else "lead" if i == 0 else "mid"
+            toks.append((kind, "", group("u"), ()))
+            continue
+        if not (i == 0 or (i == 1 and segs[0] == (Piece("dstar"),))):
+            lit(".")
+        for p in seg:
+            if p.kind == "lit":
+                lit(p.text)
+            elif p.kind == "star":
+                toks.append(("star", "", group("u"), ()))
+            elif p.kind == "alt":
+                toks.append(("alt", "", group("a"), tuple(sorted(p.options, key=len, reverse=True))))
+            else:
+                g = f"{prefix}c_{p.text}"
+                if p.text in seen:
+                    toks.append(("ref", "", g, ()))
+                    continue
+                seen.add(p.text)
+                toks.append(({"cap": "cap", "int": "int", "path": "segs"}[p.kind], "", g, ()))
+    return toks
+
+
+def _ambiguity(toks: list[_Tok]) -> int:
+    """How many variable-width pieces could give back text to what follows them. A piece that
+    stops where what follows must start (`{x}` before `.`, `{i:int}` before a non-digit) cannot."""
+    n = 0
+    for k, (kind, _, _, _) in enumerate(toks):
+        if kind in ("lit", "alt", "ref"):
+            continue
+        nxt = toks[k + 1] if k + 1 < len(toks) else None
+        if nxt is None:
+            continue
+        head = nxt[1][:1] if nxt[0] == "lit" else ""
+        if kind in ("star", "cap") and head == ".":
+            continue
+        if kind == "int" and head and not head.isdigit():
+            continue
+        n += 1
+    return n
+
+
+def _linear_match(toks: list[_Tok], name: str) -> LinearMatch | None:
+    n = len(name)
+    nd = [n] * (n + 1)       # next `.` at or after i
+    ndig = [n] * (n + 1)     # next non-ASCII-digit at or after i
+    bad = [n] * (n + 1)      # next `.` that ends the name or is followed by another `.`
+    for i in range(n - 1, -1, -1):
+        c = name[i]
+        nd[i] = i if c == "." else nd[i + 1]
+        ndig[i] = ndig[i + 1] if "0" <= c <= "9" else i
+        bad[i] = i if c == "." and (i + 1 == n or name[i + 1] == ".") else bad[i + 1]
+    ctx = (name, n, nd, ndig, bad)
+    spans: dict[str, tuple[int, int] | None] = {}
+    if not _solve(toks, 0, 0, {}, ctx, spans):
+        return None
+    for kind, _, g, _ in toks:  # every group, as `re` reports them
+        if g is not None and kind != "ref":
+            spans.setdefault(g, None)
+    return LinearMatch(name, spans)
+
+
+_Ctx = tuple[str, int, list[int], list[int], list[int]]
+
+
+def _solve(toks: list[_Tok], j0: int, i0: int, bound: dict[str, str], ctx: _Ctx,
+           spans: dict[str, tuple[int, int] | None]) -> bool:
+    """Match toks[j0:] against name[i0:] to the end, choosing as `re` would; fills `spans`."""
+    name, n, _, _, _ = ctx
+    tables = _tables(toks, j0, bound, ctx)
+    later_refs = {t[2] for t in toks[j0:] if t[0] == "ref"}
+    i = i0
+    for j in range(j0, len(toks)):
+        kind, text, g, opts = toks[j]
+        ok = tables[j + 1 - j0]
+        if kind == "ref":
+            v = bound[str(g)]
+            if not name.startswith(v, i):
+                return False
+            i += len(v)
+            continue
+        choices = _choices(kind, text, opts, i, ctx)
+        if g is not None and g in later_refs and kind in ("cap", "int", "segs"):
+            for s, ge, e in choices:  # the value decides what the back-reference must read: try each in order
+                if ok[e] and _solve(toks, j + 1, e, {**bound, g: name[s:ge]}, ctx, spans):
+                    spans[g] = (s, ge)
+                    return True
+            return False
+        for s, ge, e in choices:
+            if ok[e]:
+                if g is not None:
+                    spans[g] = None if s < 0 else (s, ge)
+                i = e
+                break
+        else:
+            return False
+    return i == n
+
+
+def _choices(kind: str, text: str, opts: tuple[str, ...], i: int, ctx: _Ctx
+             ) -> Iterable[tuple[int, int, int]]:
+    """(group start, group end, end) of each way the token can match at i, in the order `re` tries
+    them (longest first; an optional `**` that takes nothing last, its group start -1)."""
+    name, n, nd, ndig, bad = ctx
+    if kind == "lit":
+        return [(i, i + len(text), i + len(text))] if name.startswith(text, i) else []
+    if kind == "alt":
+        return [(i, i + len(o), i + len(o)) for o in opts if name.startswith(o, i)]
+    if kind == "star":
+        return ((i, e, e) for e in range(nd[i], i - 1, -1))
+    if kind == "cap":
+        return ((i, e, e) for e in range(nd[i], i, -1))
+    if kind == "int":
+        return ((i, e, e) for e in range(ndig[i], i, -1))
+    if kind == "segs":
+        return ((i, e, e) for e in _segs_ends(i, ctx))
+    if kind == "lead":  # `(?:(SEGS)\.)?`: the run and its dot, longest first, else nothing
+        return itertools.chain(((i, e, e + 1) for e in _segs_ends(i, ctx) if e < n and name[e] == "."),
+                               [(-1, -1, i)])
+    # mid: `(?:\.(SEGS))?`
+    present = ((i + 1, e, e) for e in _segs_ends(i + 1, ctx)) if i < n and name[i] == "." else iter(())
+    return itertools.chain(present, [(-1, -1, i)])
+
+
+def _segs_ends(i: int, ctx: _Ctx) -> Iterator[int]:
+    """Where `[^.]+(?:\\.[^.]+)*` from i can end, longest first (the order `re` tries them)."""
+    name, n, _nd, _ndig, bad = ctx
+    if i >= n or name[i] == ".":
+        return
+    for e in range(bad[i], i, -1):
+        if name[e - 1] != ".":
+            yield e
+
+
+def _tables(toks: list[_Tok], j0: int, bound: dict[str, str], ctx: _Ctx) -> list[bytearray]:
+    """tables[k][i]: toks[j0 + k:] match name[i:] to the end (a back-reference not yet bound counts
+    as the piece it repeats, so the table may say yes too often there, never no too often)."""
+    name, n, nd, ndig, bad = ctx
+    last = bytearray(n + 1)
+    last[n] = 1
+    out = [last]
+    kinds = {t[2]: t[0] for t in toks if t[2] is not None and t[0] != "ref"}
+    for kind, text, g, opts in reversed(toks[j0:]):
+        nxt = out[-1]
+        cur = bytearray(n + 1)
+        if kind == "ref":
+            if g in bound:
+                kind, text = "lit", bound[str(g)]
+            else:
+                kind = kinds[str(g)]
+        if kind == "lit":
+            at = name.find(text)
+            while at >= 0:
+                if nxt[at + len(text)]:
+                    cur[at] = 1
+                at = name.find(text, at + 1) if text else (at + 1 if at < n else -1)
+        elif kind == "alt":
+            for o in opts:
+                at = name.find(o)
+                while at >= 0:
+                    if nxt[at + len(o)]:
+                        cur[at] = 1
+                    at = name.find(o, at + 1)
+        else:
+            # first[e]: the first position >= e where the rest can start (and the piece may end)
+            good = nxt
+            if kind in ("segs", "lead", "mid"):
+                good = bytearray(n + 1)
+                for e in range(1, n + 1):
+                    if kind == "lead":
+                        good[e] = nxt[e] and name[e - 1] == "." and e >= 2 and name[e - 2] != "."
+                    else:
+                        good[e] = nxt[e] and name[e - 1] != "."
+            first = [n + 1] * (n + 2)
+            for e in range(n, -1, -1):
+                first[e] = e if good[e] else first[e + 1]
+            for i in range(n + 1):
+                if kind == "star":
+                    cur[i] = first[i] <= nd[i]
+                elif kind == "cap":
+                    cur[i] = i < n and first[i + 1] <= nd[i]
+                elif kind == "int":
+                    cur[i] = i < n and first[i + 1] <= ndig[i]
+                elif kind == "segs":
+                    cur[i] = i < n and name[i] != "." and first[i + 1] <= bad[i]
+                elif kind == "lead":
+                    cur[i] = nxt[i] or (i < n and name[i] != "." and first[i + 2 if i + 2 <= n else n + 1]
+                                        <= min(bad[i] + 1, n))
+                else:  # mid
+                    cur[i] = nxt[i] or (i + 1 < n and name[i] == "." and name[i + 1] != "."
+                                        and first[i + 2] <= bad[i + 1])
+        out.append(cur)
+    out.reverse()
     return out

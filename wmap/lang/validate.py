@@ -265,13 +265,16 @@ def check_ack_code(ack: Ack, bag: DiagnosticBag) -> None:
 
 
 def check_lr_factor(lr: LrScale, bag: DiagnosticBag) -> None:
-    if not lr.factor >= 0:
-        bag.add("WM106", f"lr multiplier {_number(lr.factor)} for `{lr.pattern}` is negative", lr.span,
-                "use a factor >= 0 (0 = no updates)")
+    f = lr.factor
+    if f >= 0 and f != float("inf"):
+        return
+    why = "is not a number" if f != f else "is infinite" if f == float("inf") else "is negative"
+    bag.add("WM106", f"lr multiplier {_number(f)} for `{lr.pattern}` {why}", lr.span,
+            "use a factor >= 0 (0 = no updates)")
 
 
 def _number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
+    return str(int(x)) if float(x).is_integer() else repr(x)  # is_integer() is False for inf and nan
 
 
 def check_endpoint(decl: SourceDecl | TargetDecl, bag: DiagnosticBag, framework_span: Span | None = None) -> None:
@@ -369,9 +372,25 @@ def _fans_out(rule: Rule) -> bool:
     return False
 
 
+# Bounds on what one rule may expand to (WM124): planning time grows with both, and `check` must
+# refuse what `plan` would spend hours on.
+MAX_FANOUT = 4096      # target names one source tensor's match renders to (product of alternations)
+MAX_CHAIN = 256        # transforms in one rule's chain
+
+
+def _too_big(rule: Rule, bag: DiagnosticBag) -> bool:
+    if len(rule.via) > MAX_CHAIN:
+        bag.add("WM124", f"rule `{', '.join(rule.sources)} -> {rule.target}` chains {len(rule.via):,} transforms, "
+                f"more than {MAX_CHAIN}", rule.span, "a preset or `layout(...)` does in one step what a long chain "
+                "spells out; split the rule if it really needs more")
+        return True
+    return False
+
+
 def _check_rule(rule: Rule, spec: Spec, bag: DiagnosticBag, spans: Sequence[Span] | None = None) -> None:
     if spans is None or len(spans) != len(rule.sources) + 1:
         spans = [rule.span] * (len(rule.sources) + 1)
+    _too_big(rule, bag)
     srcs = [_pattern(s, sp, bag, spec) for s, sp in zip(rule.sources, spans, strict=False)]
     tmpl = _pattern(rule.target, spans[-1], bag, None, template=True)
     optional = [sp for s, sp in zip(srcs, spans, strict=False) if s is not None and s.optional]
@@ -382,6 +401,17 @@ def _check_rule(rule: Rule, spec: Spec, bag: DiagnosticBag, spans: Sequence[Span
                 where, f"write `optional {', '.join(x.lstrip('?') for x in rule.sources)} -> {rule.target}`")
     if tmpl is None or any(s is None for s in srcs):
         return
+    for s in srcs:
+        if s is None:
+            continue
+        fanout = 1
+        for alt in tmpl.alternations[len(s.alternations):]:
+            fanout *= len(alt.options)
+        if fanout > MAX_FANOUT:
+            bag.add("WM124", f"rule `{', '.join(rule.sources)} -> {rule.target}`: the target template's "
+                    f"alternations render {fanout:,} names for each source tensor, more than {MAX_FANOUT:,}",
+                    spans[-1], "write the varying part with a capture the source binds (`{x}`), or split the rule")
+            return
     for problem, hint in P.template_problems(tmpl, tuple(s for s in srcs if s is not None), _fans_out(rule)):
         bag.add("WM109", f"rule `{', '.join(rule.sources)} -> {rule.target}`: {problem}", spans[-1], hint)
 
@@ -399,6 +429,8 @@ def check_names_into(spec: Spec, bag: DiagnosticBag) -> None:
     from wmap.transforms.initializers import INITIALIZERS
 
     for rule in spec.rules:
+        if len(rule.via) > MAX_CHAIN:  # refused by check_structure (WM124); not built 200k times
+            continue
         for call in rule.via:
             if call.name == UNRESOLVED:
                 _unresolved(bag, f"source `{', '.join(rule.sources)}`", call.span if call.span.line else rule.span,

@@ -9,7 +9,6 @@ once; nothing here reads weight data.
 from __future__ import annotations
 
 import itertools
-import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from wmap.transforms.initializers import Initializer, literal_shape, make_initia
 class _Claim:
     rule: int
     pattern: int
-    m: re.Match[str]  # the raw regex match; captures are extracted only where needed
+    m: P.NameMatch  # the raw match; captures are extracted only where needed
     ref: SourceRef
 
     def alternations(self, pat: P.Pattern) -> tuple[int, ...]:
@@ -78,6 +77,14 @@ class _State:
 
 
 _NO_FLAGS = TargetFlags()
+
+
+@dataclass(frozen=True)
+class _AnyOf:
+    patterns: tuple[P.Pattern, ...]
+
+    def fullmatch(self, name: str) -> bool:
+        return any(p.compiled.fullmatch(name) is not None for p in self.patterns)
 
 
 def resolve_options(spec: Spec) -> dict[str, Any]:
@@ -146,13 +153,13 @@ def _framework(spec: Spec, name: str, inv: Inventory) -> str | None:
 
 
 def _strip(name: str, prefixes: Sequence[str]) -> str:
-    changed = True
-    while changed:  # stacked wrappers: `module._orig_mod.x`
+    at, changed = 0, True
+    while changed:  # stacked wrappers: `module._orig_mod.x`; an offset, not a copy per prefix (linear)
         changed = False
         for p in prefixes:
-            if p and name.startswith(p) and len(name) > len(p):
-                name, changed = name[len(p):], True
-    return name
+            if p and name.startswith(p, at) and len(name) - at > len(p):
+                at, changed = at + len(p), True
+    return name[at:] if at else name
 
 
 def _prefixes(value: Any) -> tuple[str, ...]:
@@ -258,9 +265,10 @@ def _match_rules(st: _State) -> dict[int, list[_Claim]]:
 
 def _claimed_by(st: _State, pat: P.Pattern, src: str, claims: Mapping[int, list[_Claim]]) -> str | None:
     """Which earlier rule or drop took the tensors this pattern would have matched."""
+    hit = P.MultiMatcher((pat,))  # the name index: only claimed names carrying the pattern's anchor
     for r, cl in sorted(claims.items()):
         for c in cl:
-            if c.ref.source == src and pat.compiled.fullmatch(c.ref.name):
+            if c.ref.source == src and hit.first(c.ref.name) is not None:
                 rule = st.spec.rules[r]
                 return f"rule `{_rule_text(rule)}` (line {rule.span.line}) claimed them first"
     for d in st.dropped:
@@ -772,10 +780,8 @@ def _copy_source(st: _State, init: Initializer, span: Span) -> SourceRef | None:
 
 def _flag_matchers(st: _State) -> None:
     """One combined regex for `freeze`, a first-wins matcher for `lr`: flags cost one match per target."""
-    if st.spec.freeze:
-        import re
-        st.freeze_re = re.compile("|".join(f"(?:{P.parse(f.pattern).regex(prefix=f'f{i}_')})"
-                                           for i, f in enumerate(st.spec.freeze)))
+    if st.spec.freeze:  # any of them: names are untrusted, so each pattern's own linear-time matcher
+        st.freeze_re = _AnyOf(tuple(P.parse(f.pattern) for f in st.spec.freeze))
     if st.spec.lr:
         st.lr_matcher = P.MultiMatcher(tuple(P.parse(x.pattern) for x in st.spec.lr))
 

@@ -10,9 +10,18 @@ from wmap.lang import patterns as P
 
 def _prefix_hint(pat: P.Pattern, names: Sequence[str], option: str) -> str | None:
     """Would the pattern match if names lost (or gained) a wrapper prefix?"""
-    firsts = {n.split(".", 1)[0] + "." for n in names if "." in n}
-    for pre in list(WRAPPER_PREFIXES) + sorted(firsts):
-        stripped = [n[len(pre):] for n in names if n.startswith(pre)]
+    # names grouped by their first segment once: one pass over the names, not one per prefix
+    by_first: dict[str, list[str]] = {}
+    for n in names:
+        head, dot, tail = n.partition(".")
+        if dot:
+            by_first.setdefault(head + ".", []).append(tail)
+    for pre in dict.fromkeys(list(WRAPPER_PREFIXES) + sorted(by_first)):
+        if pre in by_first:
+            stripped = by_first[pre]
+        else:  # a wrapper of several segments (`module._orig_mod.`)
+            stripped = [n[len(pre):] for n in by_first.get(pre.partition(".")[0] + ".", ()) and names
+                        if n.startswith(pre)]
         if stripped and any(pat.compiled.fullmatch(n) for n in stripped):
             return f"names start with `{pre}`; add `option {option} = \"{pre}\"`, or write `{pre}{pat.text}`"
     for pre in WRAPPER_PREFIXES:

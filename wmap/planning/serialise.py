@@ -1,8 +1,19 @@
-"""The plan's JSON form (versioned) and loading it back for `apply PLAN.json`."""
+"""The plan's JSON form (versioned) and loading it back for `apply PLAN.json`.
+
+A saved plan is untrusted input like any file: it carries a digest of its own canonical JSON, so
+any edit is refused (WM520, "edited"), and it is checked again as a fresh compile checks it
+(step kinds, exactly-once, options, transform arguments and the chain's shapes, tied pairs),
+because a digest can be recomputed by whoever edits the file. What needs the inventories
+(coverage of the source and target tensors, the tied pairs) is checked when it is applied
+(`run/resolve.py`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from wmap.core.errors import Diagnostic, Severity, Span, WmapError
@@ -43,7 +54,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             "flags": [{"frozen": f.frozen, "lr": f.lr} for f in s.flags],
             **({"order": s.order} if s.order else {}),
         })
-    return {
+    out = {
         "format_version": FORMAT_VERSION,
         "wmap_version": VERSION,
         "spec_digest": plan.spec_digest,
@@ -63,6 +74,15 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         **({"acknowledged": [{**d.to_json(), "path": d.path and os.path.basename(d.path)}
                              for d in plan.acknowledged]} if plan.acknowledged else {}),
     }
+    out["digest"] = plan_digest(out)
+    return out
+
+
+def plan_digest(data: Mapping[str, Any]) -> str:
+    """sha256 of the plan's canonical JSON (sorted keys, no spaces), everything but the digest itself."""
+    body = {k: v for k, v in data.items() if k != "digest"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
@@ -72,9 +92,22 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise WmapError([Diagnostic("WM520", "error", f"`{path}` is not a wmap plan of format version "
                                     f"{FORMAT_VERSION}", None, "re-create it with `wmap plan SPEC -o plan.json`")])
+    if "digest" not in data:
+        raise _invalid(path, "it carries no digest of itself: it was not written by `wmap plan`, or by an older wmap")
+    try:
+        digest_ok = data["digest"] == plan_digest(data)
+    except (TypeError, ValueError) as e:  # not JSON-shaped (an API caller's dict)
+        raise _invalid(path, f"{type(e).__name__}: {e}") from None
+    if not digest_ok:
+        raise WmapError([Diagnostic("WM520", "error", f"`{path}` was edited after `wmap plan` wrote it (its digest "
+                                    "does not match its content)", None,
+                                    "a saved plan runs only as it was planned: change the spec and make the plan "
+                                    "again with `wmap plan SPEC -o plan.json`")])
     try:
         steps = []
         for s in data["steps"]:
+            if s["kind"] not in STEP_KINDS:
+                raise ValueError(f"step kind `{s['kind']}` is not one of {', '.join(STEP_KINDS)}")
             transforms = tuple(build(t["name"], (), tuple(_tuplify(t["params"]).items())) for t in s["transforms"])
             init = s.get("init")
             steps.append(Step(
@@ -89,7 +122,7 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
             ))
         dropped = tuple(Dropped(SourceRef(d["source"], TensorMeta(d["name"], (), "float32"), d["read"]),
                                 d["statement"]) for d in data["dropped"])
-        return Plan(
+        plan = Plan(
             steps=tuple(steps), dropped=dropped, spec_digest=data["spec_digest"],
             source_fingerprints=tuple((s["name"], s["fingerprint"]) for s in data["sources"]),
             target_fingerprint=data["target"]["fingerprint"],
@@ -104,9 +137,144 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
             warnings=tuple(_diag(d, "warning") for d in data.get("warnings", [])),
             acknowledged=tuple(_diag(d, "warning") for d in data.get("acknowledged", [])),
         )
-    except (KeyError, TypeError, ValueError, TransformError) as e:
-        raise WmapError([Diagnostic("WM520", "error", f"`{path}` is not a valid wmap plan ({type(e).__name__}: {e})",
-                                    None, "re-create it with `wmap plan SPEC -o plan.json`")]) from None
+    except (KeyError, TypeError, ValueError, AttributeError, TransformError) as e:
+        raise _invalid(path, f"{type(e).__name__}: {e}") from None
+    check_saved_structure(plan, path)
+    return plan
+
+
+def _invalid(path: str, why: str) -> WmapError:
+    return WmapError([Diagnostic("WM520", "error", f"`{path}` is not a valid wmap plan ({why})", None,
+                                 "re-create it with `wmap plan SPEC -o plan.json`")])
+
+
+STEP_KINDS = ("map", "init", "keep")
+
+
+def check_saved_structure(plan: Plan, path: str = "plan.json") -> None:
+    """Everything a fresh compile guarantees that a plan can show without the inventories: each
+    step well formed for its kind, every target written once, every source tensor read once (or
+    dropped), the options valid, each transform's inference reproducing the recorded chain and
+    ending in the target's shape and an allowed dtype. WM520 naming the first step at fault."""
+    from wmap.core.errors import DiagnosticBag
+    from wmap.lang.spec import OPTIONS, Option
+    from wmap.lang.validate import check_option
+    from wmap.planning.checks import dtype_check
+    from wmap.transforms import InferContext, TransformError
+
+    def bad(why: str, i: int | None = None) -> WmapError:
+        where = "" if i is None else f"step {i + 1} (`{plan.steps[i].rule_text}`): "
+        return _invalid(path, where + why)
+
+    options = dict(plan.options)
+    if set(options) != set(OPTIONS):
+        raise bad(f"its options are not wmap's ({', '.join(sorted(set(options) ^ set(OPTIONS)))})")
+    bag = DiagnosticBag()
+    for name, value in plan.options:
+        if value is not None or OPTIONS[name][1] is not None:  # None is the default of the prefix options
+            check_option(Option(name, value), bag)
+    if bag.items:
+        raise bad(bag.items[0].message)
+    sources = {n for n, _ in plan.source_fingerprints}
+    written: set[str] = set()
+    read: set[tuple[str, str]] = set()
+    fws = dict(plan.source_frameworks)
+    for i, s in enumerate(plan.steps):
+        if not s.targets:
+            raise bad("it writes no target", i)
+        if len(s.flags) != len(s.targets):
+            raise bad("its flags do not match its targets", i)
+        if any(f.lr is not None and not (isinstance(f.lr, (int, float)) and 0 <= f.lr < float("inf"))
+               for f in s.flags):
+            raise bad("a learning-rate multiplier is not a finite number >= 0", i)
+        for t in s.targets:
+            if t.name in written:
+                raise bad(f"`{t.name}` is written twice", i)
+            written.add(t.name)
+        if s.kind == "map":
+            if not s.sources or s.init is not None or len(s.chain) != len(s.transforms):
+                raise bad("a map step reads sources through its transforms and initialises nothing", i)
+        elif s.kind == "keep" and (s.sources or s.transforms or s.chain or s.init is not None):
+            raise bad("a keep step reads nothing and initialises nothing", i)
+        elif s.kind == "init" and (s.init is None or s.transforms or s.chain or len(s.sources) != (
+                s.init.name == "copy") or (s.sources and s.init.source not in (s.sources[0].name, s.sources[0].read_name))):
+            raise bad("an init step names its initialiser and reads nothing (`copy` reads the one tensor "
+                      "it names)", i)
+        if s.init is not None:
+            _check_init(s.init, i, bad)
+        for r in s.sources:
+            if r.source not in sources:
+                raise bad(f"it reads source `{r.source}`, which the plan does not pin", i)
+            if s.kind == "init":  # `copy(...)` may read a tensor a rule also reads
+                continue
+            if (r.source, r.read_name) in read:
+                raise bad(f"source tensor `{r.source}:{r.read_name}` is read twice", i)
+            read.add((r.source, r.read_name))
+        if s.kind == "map":
+            fw = fws.get(s.sources[0].source)
+            ctx = InferContext(tuple(r.meta for r in s.sources), s.targets, fw, plan.target_framework)
+            try:
+                _replay_chain(s, ctx, options["dtype"], dtype_check)
+            except TransformError as e:
+                raise bad(e.message, i) from None
+            except ValueError as e:
+                raise bad(str(e), i) from None
+    for d in plan.dropped:
+        if d.source.source not in sources or (d.source.source, d.source.read_name) in read:
+            raise _invalid(path, f"dropped source tensor `{d.source.source}:{d.source.read_name}` is also read, "
+                           "dropped twice or from a source the plan does not pin")
+        read.add((d.source.source, d.source.read_name))
+    aliases = [a for a, _ in plan.tied]
+    for alias, canonical in plan.tied:
+        if alias in written or canonical not in written or aliases.count(alias) > 1 or alias == canonical:
+            raise _invalid(path, f"the tied pair `{alias}` -> `{canonical}` is not an alias of a written tensor")
+
+
+def _check_init(init: Initializer, i: int, bad: Any) -> None:
+    from wmap.transforms.initializers import InitError, make_initializer
+    try:
+        again = make_initializer(init.name, (), init.params)
+    except InitError as e:
+        raise bad(str(e), i) from None
+    if again != init:
+        raise bad(f"initialiser `{init.name}` does not hold its checked parameters", i)
+
+
+def _replay_chain(s: Step, ctx: Any, policy: str, dtype_check: Any) -> None:
+    """Infer the step's transforms again from its source metas, as the compiler does: each must
+    resolve to itself, give the recorded shapes and dtypes, and end in the targets'."""
+    from wmap.transforms import ArrayMeta, InferContext
+
+    metas = tuple(ArrayMeta(r.meta.shape, r.meta.dtype) for r in s.sources)
+    for k, (t, recorded) in enumerate(zip(s.transforms, s.chain, strict=True)):
+        c = InferContext(ctx.sources, ctx.targets, ctx.source_framework, ctx.target_framework,
+                         is_last=k == len(s.transforms) - 1)
+        if t.ARITY == "1:1" and len(metas) > 1 and not (t.DISPATCH and k == 0):
+            outs: list[Any] = []
+            for j, m in enumerate(metas):
+                tj = (s.targets[j],) if len(s.targets) == len(metas) else s.targets
+                t2, o = t.infer((m,), InferContext(c.sources, tj, c.source_framework, c.target_framework,
+                                                   is_last=c.is_last))
+                if t2 != t:
+                    raise ValueError(f"`{t.describe()}` does not hold what inference resolves")
+                outs.extend(o)
+            metas = tuple(outs)
+        else:
+            t2, metas = t.infer(metas, c)
+            if t2 != t:
+                raise ValueError(f"`{t.describe()}` does not hold what inference resolves")
+        if tuple((m.shape, m.dtype) for m in metas) != recorded:
+            raise ValueError(f"the shapes after `{t.NAME}` are not the ones recorded")
+    if len(metas) != len(s.targets):
+        raise ValueError(f"the chain yields {len(metas)} tensor(s) for {len(s.targets)} target(s)")
+    if len(s.sources) > 1 and len(s.targets) == 1 and not s.transforms:
+        raise ValueError("several sources land on one target without a fan-in transform")
+    for m, tm in zip(metas, s.targets):
+        if m.shape != tm.shape:
+            raise ValueError(f"the chain ends in {list(m.shape)}, but `{tm.name}` is {list(tm.shape)}")
+        problem = dtype_check(m.dtype, tm.dtype, policy)
+        if problem:
+            raise ValueError(problem)
 
 
 def _diag(d: dict[str, Any], severity: Severity) -> Diagnostic:

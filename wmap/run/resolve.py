@@ -189,6 +189,8 @@ def open_sources(plan: Plan, source: Endpoint) -> dict[str, TensorSource]:
                 inv = invs.get(ref.source)
                 _check_step(plan, i, f"source tensor `{ref.source}:{ref.read_name}`", ref.meta,
                             inv.index.get(ref.read_name) if inv is not None else None)
+        if plan.spec is None:  # a saved plan: every source tensor read or dropped, as compiling checked
+            _check_source_coverage(plan, invs)
     except BaseException:
         for r in readers.values():
             r.close()
@@ -208,6 +210,38 @@ def _check_step(plan: Plan, i: int, what: str, want: TensorMeta, have: TensorMet
                 hint="the plan file was edited or damaged; make it again with `wmap plan SPEC -o plan.json`")
 
 
+def _edited(why: str) -> Exception:
+    return error("WM520", f"the plan does not match what it is applied to: {why}",
+                 hint="the plan file was edited or damaged; make it again with `wmap plan SPEC -o plan.json`")
+
+
+def _check_source_coverage(plan: Plan, invs: Mapping[str, Inventory]) -> None:
+    """In strict mode a plan reads or drops every source tensor (WM402 when compiling)."""
+    if not plan.option("strict"):
+        return
+    seen = {(r.source, r.read_name) for s in plan.steps for r in s.sources}
+    seen.update((d.source.source, d.source.read_name) for d in plan.dropped)
+    for name, inv in invs.items():
+        left = [m.name for m in inv.tensors if (name, m.name) not in seen]
+        if left:
+            raise _edited(f"source tensor `{name}:{left[0]}` is neither read nor dropped"
+                          + (f" (and {len(left) - 1} more)" if len(left) > 1 else ""))
+
+
+def _check_target_coverage(plan: Plan, inv: Inventory) -> None:
+    """The target's tied pairs are the plan's, and in strict mode every other target tensor is written."""
+    if tuple(sorted(plan.tied)) != tuple(sorted(inv.tied)):
+        raise _edited("its tied pairs are not the target's")
+    if not plan.option("strict"):
+        return
+    written = {t.name for s in plan.steps for t in s.targets}
+    aliases = {a for a, _ in inv.tied}
+    left = [m.name for m in inv.tensors if m.name not in written and m.name not in aliases]
+    if left:
+        raise _edited(f"target tensor `{left[0]}` is not written" + (f" (and {len(left) - 1} more)"
+                                                                     if len(left) > 1 else ""))
+
+
 def open_sink(plan: Plan, target: Endpoint, out: OutPath, planned: Inventory | None = None) -> TargetSink:
     """The sink for this apply, checked against the plan's target fingerprint and steps.
 
@@ -221,6 +255,8 @@ def open_sink(plan: Plan, target: Endpoint, out: OutPath, planned: Inventory | N
         for i, step in enumerate(plan.steps):
             for t in step.targets:
                 _check_step(plan, i, f"target tensor `{t.name}`", t, inv.index.get(t.name))
+        if plan.spec is None:
+            _check_target_coverage(plan, inv)
     except BaseException:
         sink.abort()
         raise

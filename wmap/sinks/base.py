@@ -130,15 +130,28 @@ class StagedValues(Generic[V]):
 
 @contextlib.contextmanager
 def defer_sigint() -> Iterator[None]:
-    """Ctrl-C during commit is delivered after it, so the model is never half-written."""
+    """Ctrl-C (and SIGTERM, SIGHUP) during commit is delivered after it, so the model or the output
+    is never half-written; a source's lease break waits too (its writer is blocked until we release)."""
+    from wmap.core import lease
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pending: list[Any] = []
-    old = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
+    signums = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+               if s is not None]
+    old = {s: signal.signal(s, lambda *a: pending.append(a)) for s in signums}
     try:
-        yield
+        with lease.held_back():
+            yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
         if pending:
+            signum = pending[0][0]
+            handler = old.get(signum)
+            if signum != signal.SIGINT:
+                if callable(handler):
+                    handler(signum, None)  # the CLI's TERM/HUP handler raises its own interrupt
+                elif handler == signal.SIG_DFL:
+                    signal.raise_signal(signum)  # what it would have done, after the commit
             raise KeyboardInterrupt

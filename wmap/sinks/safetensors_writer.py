@@ -116,12 +116,12 @@ class SafetensorsWriter:
             names = [f"model-{i:05d}-of-{len(groups):05d}.safetensors" for i in range(1, len(groups) + 1)]
         self._shards = [_Shard(n, tuple(g), _header(g, self.metadata)) for n, g in zip(names, groups, strict=True)]
         self._temps: dict[str, str] = {}
+        self._made: list[str] = []  # output folders this writer created
         self._files: list[IO[bytes]] = []
         self._next = 0
         self._shard_i = 0
         self._in_shard = 0
         self._done = False
-        self._made_dir = False  # the output folder did not exist: an abort removes it again
         self._prepare()
 
     def _check_metas(self) -> None:
@@ -147,7 +147,7 @@ class SafetensorsWriter:
                 raise fail("WM512", f"`{self.path}` is a file, but a checkpoint directory was asked for",
                            hint="end the path in `.safetensors` for a single file, or choose a directory")
             else:
-                self._made_dir = not os.path.isdir(self.path)
+                self._made = _missing_folders(self.path)  # removed again by abort, if still empty
                 os.makedirs(self.path, exist_ok=True)
             sweep(self.directory)  # temporaries a killed run left behind
             for shard in self._shards:
@@ -306,9 +306,10 @@ class SafetensorsWriter:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
         self._temps.clear()
-        if self._made_dir and not self._done:  # a failed apply leaves no empty output folder behind
+        for folder in self._made:  # innermost first; a folder someone filled meanwhile stays
             with contextlib.suppress(OSError):
-                os.rmdir(self.path)  # only when empty: nothing of anyone else's is removed
+                os.rmdir(folder)
+        self._made = []
         self._done = True
 
     def __enter__(self) -> SafetensorsWriter:
@@ -320,3 +321,16 @@ class SafetensorsWriter:
                 self.commit()
             else:
                 self.abort()
+
+
+def _missing_folders(path: str) -> list[str]:
+    """The folders `os.makedirs(path)` would create, innermost first."""
+    out: list[str] = []
+    p = os.path.abspath(path)
+    while not os.path.exists(p):
+        out.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    return out

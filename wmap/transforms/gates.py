@@ -24,7 +24,7 @@ def _gates(order: str) -> list[str]:
 def gate_perm(order_from: str, order_to: str) -> tuple[int, ...]:
     """For each output block, the input block it comes from."""
     src, dst = _gates(order_from), _gates(order_to)
-    if len(set(src)) != len(src) or sorted(src) != sorted(dst):
+    if not src or len(set(src)) != len(src) or sorted(src) != sorted(dst):  # no gate at all: nothing to reorder
         raise TransformError(f"`reorder_gates`: {order_from!r} and {order_to!r} must name the same gates once each",
                              "one letter per gate: torch LSTM \"ifgo\", Keras LSTM \"ifco\", torch GRU \"rzn\", "
                              "Keras GRU \"zrh\" (g=c and n=h name the same gate)")
