@@ -30,6 +30,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_plan
+	$(PY) -m bench.bench_moe
 	$(PY) -m bench.bench_torch
 	$(PY) -m bench.bench_keras --repeat 3
 

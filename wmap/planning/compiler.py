@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.names import natural_key, ranges_text
@@ -87,6 +88,11 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
 
     `config`: the model config the spec's `let`s read (`config.KEY`); their values are bound into
     the spec's arguments and templates before anything else, and recorded in the plan."""
+    with collector_paused():  # a few acyclic objects per tensor: see wmap/core/bulk.py
+        return _compile(spec, sources, target, config)
+
+
+def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, config: ConfigData | None) -> Plan:
     bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
     bindings = evaluate(spec, config, bag) if spec.lets else None
     original, spec = spec, bind(spec, bindings, bag) if bindings is not None else spec
@@ -152,6 +158,12 @@ def _index_names(st: _State) -> None:
     sp = _prefixes(st.options["strip_prefix"])
     for src, inv in st.sources.items():
         names: dict[str, SourceRef] = {}
+        if not sp and len(inv.index) == len(inv.tensors):  # the common case, one SourceRef per tensor
+            for m in inv.tensors:
+                names[m.name] = SourceRef(src, m if m.native != m.name else
+                                          TensorMeta(m.name, m.shape, m.dtype, None, m.kind, m.attrs), m.name)
+            st.src_names[src] = names
+            continue
         for m in inv.tensors:
             visible = _strip(m.name, sp)
             if visible in names:
@@ -335,23 +347,34 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     orders: dict[tuple[str, ...], str] = {}
     if free:
         return _group_fan_out(st, rule, claims, template, pats, free)
+    renders = [P.match_renderer(template, p) for p in pats]
     for c in claims:
         try:
-            names = P.render_match(template, pats[c.pattern], c.m)
+            names = renders[c.pattern](c.m)
         except P.TemplateError as e:
             st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c.ref.name}`)", rule.span, None)
             return None
-        groups.setdefault(names, []).append(c)
+        members = groups.get(names)
+        if members is None:
+            groups[names] = [c]
+        else:
+            members.append(c)
     pieces = [P.order_pieces(template, p) for p in pats]
+    readers = [P.order_reader(ps, p) for ps, p in zip(pieces, pats)]
+    # Layers repeat: a rule's fan-in groups (256 experts x 3 projections x 58 layers) mostly see the
+    # same index values in the same order, so the sort and the range check run once per distinct one.
+    seen: dict[tuple[tuple[int, tuple[str | int, ...]], ...], tuple[list[int], str, tuple[str, str] | None]] = {}
     bad: list[tuple[str, ...]] = []
     for names, members in groups.items():
         if len(members) > 1:
-            rows = [(c, P.order_values(pieces[c.pattern], pats[c.pattern].extract(c.m), pats[c.pattern]))
-                    for c in members]
-            # the order is the captures', never the names' string order: experts 0, 1, 2, ..., 10, 11
-            rows.sort(key=lambda row: (row[0].pattern, _order_key(row[1])))
-            members[:] = [c for c, _ in rows]
-            text, problem = _fan_in_order(pieces, rows)
+            rows = tuple([(c.pattern, readers[c.pattern](c.m)) for c in members])
+            known = seen.get(rows)
+            if known is None:
+                # the order is the captures', never the names' string order: experts 0, 1, 2, ..., 10, 11
+                perm = sorted(range(len(rows)), key=lambda j: (rows[j][0], _order_key(rows[j][1])))
+                known = seen[rows] = (perm, *_fan_in_order(pieces, [rows[j] for j in perm]))
+            perm, text, problem = known
+            members[:] = [members[j] for j in perm]
             if problem is not None:
                 st.bag.add("WM211", f"rule `{_rule_text(rule)}`: the inputs of `{names[0]}` are ordered by "
                            f"{problem[0]}", rule.span, problem[1])
@@ -443,14 +466,14 @@ def _order_key(values: tuple[str | int, ...]) -> tuple[object, ...]:
     return tuple(v if isinstance(v, int) else natural_key(v) for v in values)
 
 
-def _fan_in_order(pieces: Sequence[Sequence[P.OrderPiece]], rows: Sequence[tuple[_Claim, tuple[str | int, ...]]]
+def _fan_in_order(pieces: Sequence[Sequence[P.OrderPiece]], rows: Sequence[tuple[int, tuple[str | int, ...]]]
                   ) -> tuple[str, tuple[str, str] | None]:
     """What orders a fan-in group (`{e} = 0..11`), or (what, hint) when its index is not a clean
     range: a gap, two spellings of one index (`01` beside `1`), a missing alternation option, or
-    inputs that do not fill the grid of two indices."""
+    inputs that do not fill the grid of two indices. `rows`: (source pattern, order values)."""
     by_pattern: dict[int, list[tuple[str | int, ...]]] = {}
-    for c, row in rows:
-        by_pattern.setdefault(c.pattern, []).append(row)
+    for k, row in rows:
+        by_pattern.setdefault(k, []).append(row)
     texts: list[str] = []
     for k, values in by_pattern.items():
         ps = pieces[k]
@@ -716,6 +739,8 @@ def _apply_flags(st: _State) -> None:
 
 def _unused_sources(st: _State) -> dict[str, list[SourceRef]]:
     out: dict[str, list[SourceRef]] = {}
+    if len(st.claimed) == sum(len(names) for names in st.src_names.values()):
+        return out  # every claim is of a visible source name, so all of them are claimed
     for src, names in st.src_names.items():
         left = [ref for n, ref in names.items() if (src, n) not in st.claimed]
         if left:
