@@ -8,6 +8,7 @@ fingerprints, so a saved plan refuses to run against anything else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -164,5 +165,15 @@ class Plan:
 
 def spec_digest(spec: Spec) -> str:
     """A digest of what the spec means (its canonical YAML), independent of syntax, layout and comments."""
+    try:
+        return _digest(spec)
+    except TypeError:  # a spec holding something unhashable: no memo
+        return _digest.__wrapped__(spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(spec: Spec) -> str:
+    # Memoised by the spec's value (a frozen AST): writing the YAML is most of the fixed cost of a
+    # small transfer (~2 ms), and a process that applies one recipe again and again parses an equal spec.
     from wmap.lang.fmt import to_yaml
     return "sha256:" + hashlib.sha256(to_yaml(spec).encode()).hexdigest()[:32]

@@ -13,6 +13,7 @@ be last in a chain. Their sizes come from the target shapes via `InferContext`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Sequence
@@ -195,6 +196,13 @@ def register(cls: type[T]) -> type[T]:
     return cls
 
 
+@functools.cache
+def _type_hints(cls: type[Transform]) -> dict[str, object]:
+    """A transform class's resolved annotations: resolving them evaluates strings, so once per class
+    (a plan builds one transform per rule and step kind; a saved plan's load, one per distinct one)."""
+    return typing.get_type_hints(cls)
+
+
 def build(name: str, args: Sequence[Value], kwargs: Sequence[tuple[str, Value]]) -> Transform:
     """Bind call arguments to a registered transform's fields, with type coercion.
 
@@ -206,7 +214,7 @@ def build(name: str, args: Sequence[Value], kwargs: Sequence[tuple[str, Value]])
     if cls is None:
         raise TransformError(f"unknown transform `{name}`", did_you_mean(name, REGISTRY), code="WM103")
     fields = [f for f in dataclasses.fields(cls) if f.init]
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     bound: dict[str, Value] = {}
     if cls.VARARGS is not None and len(args) > 1 and all(isinstance(a, int) and not isinstance(a, bool)
                                                           for a in args):
