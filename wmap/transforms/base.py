@@ -13,7 +13,6 @@ be last in a chain. Their sizes come from the target shapes via `InferContext`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import typing
 from collections.abc import Callable, Sequence
@@ -196,11 +195,16 @@ def register(cls: type[T]) -> type[T]:
     return cls
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, object]] = {}
+
+
 def _type_hints(cls: type[Transform]) -> dict[str, object]:
     """A transform class's resolved annotations: resolving them evaluates strings, so once per class
     (a plan builds one transform per rule and step kind; a saved plan's load, one per distinct one)."""
-    return typing.get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def build(name: str, args: Sequence[Value], kwargs: Sequence[tuple[str, Value]]) -> Transform:
