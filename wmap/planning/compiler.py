@@ -29,7 +29,7 @@ from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, 
 from wmap.transforms.initializers import Initializer, make_initializer
 
 
-@dataclass
+@dataclass(slots=True)
 class _Claim:
     rule: int
     pattern: int
@@ -61,7 +61,7 @@ class _State:
 
     def flags_for(self, targets: Sequence[TensorMeta]) -> tuple[TargetFlags, ...]:
         if self.freeze_re is None and self.lr_matcher is None:
-            return tuple(_NO_FLAGS for _ in targets)
+            return _ONE_NO_FLAGS if len(targets) == 1 else tuple(_NO_FLAGS for _ in targets)
         out = []
         tp = _prefixes(self.options["target_strip_prefix"])
         for t in targets:
@@ -73,6 +73,7 @@ class _State:
 
 
 _NO_FLAGS = TargetFlags()
+_ONE_NO_FLAGS = (_NO_FLAGS,)
 
 
 def resolve_options(spec: Spec) -> dict[str, Any]:
@@ -111,8 +112,12 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
     bag.items.sort(key=lambda d: (d.span is None or not d.span.line, d.span.line if d.span else 0))
     bag.raise_if_errors()
     order = {m.name: i for i, m in enumerate(target.tensors)}
-    st.steps.sort(key=lambda s: ({"map": 0, "init": 1, "keep": 2}[s.kind], s.rule if s.kind == "map" else 0,
-                                 min(order.get(t.name, 0) for t in s.targets)))
+
+    def place(s: Step) -> tuple[int, int, int]:
+        ts = s.targets
+        at = order.get(ts[0].name, 0) if len(ts) == 1 else min(order.get(t.name, 0) for t in ts)
+        return _KIND_RANK[s.kind], s.rule if s.kind == "map" and s.rule is not None else 0, at
+    st.steps.sort(key=place)
     return Plan(
         steps=tuple(st.steps),
         dropped=tuple(st.dropped),
@@ -129,6 +134,9 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
         spec=original,
         config=bindings,
     )
+
+
+_KIND_RANK = {"map": 0, "init": 1, "keep": 2}
 
 
 def _framework(spec: Spec, name: str, inv: Inventory) -> str | None:
@@ -180,6 +188,9 @@ def _index_names(st: _State) -> None:
         st.src_names[src] = names
     tp = _prefixes(st.options["target_strip_prefix"])
     aliases = {a for a, _ in st.target.tied}
+    if not tp and not aliases:
+        st.tgt_names.update((m.name, m) for m in st.target.tensors)
+        return
     for m in st.target.tensors:
         if m.name in aliases:
             continue  # a tied alias is written through its canonical tensor
@@ -228,16 +239,18 @@ def _match_rules(st: _State) -> dict[int, list[_Claim]]:
                 continue
             per_source[_source_of(st, pat)].append((r, k, pat))
     for src, entries in per_source.items():
-        matcher = P.MultiMatcher(tuple(p for _, _, p in entries))
+        first_match = P.MultiMatcher(tuple(p for _, _, p in entries)).first_match
+        claimed = st.claimed
         for name, ref in st.src_names[src].items():
-            if (src, name) in st.claimed:
+            key = (src, name)
+            if key in claimed:
                 continue
-            hit = matcher.first_match(name)
+            hit = first_match(name)
             if hit is None:
                 continue
             i, m = hit
             r, k, _ = entries[i]
-            st.claimed.add((src, name))
+            claimed.add(key)
             claims[r].append(_Claim(r, k, m, ref))
     for r, rule in enumerate(st.spec.rules):
         if claims.get(r) or rule.optional:
@@ -295,15 +308,27 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         cache: dict[Any, _Inferred] = {}
         rule_text = _rule_text(rule)
         here = f"rule `{rule_text}` (line {rule.span.line})"
+        tgt, filled = st.tgt_names, st.filled
         for tnames, members in groups.items():
-            metas = [st.tgt_names.get(n) for n in tnames]
-            absent = [n for n, m in zip(tnames, metas) if m is None]
-            if absent:
-                missing.extend(absent)
-                continue
-            tmetas = tuple(m for m in metas if m is not None)
-            if not _check_collisions(st, here, rule, tmetas):
-                continue
+            if len(tnames) == 1:  # one target (most rules): the checks below, without their loops
+                meta = tgt.get(tnames[0])
+                if meta is None:
+                    missing.append(tnames[0])
+                    continue
+                tmetas: tuple[TensorMeta, ...] = (meta,)
+                if meta.name not in filled:
+                    filled[meta.name] = here
+                elif not _check_collisions(st, here, rule, tmetas):
+                    continue
+            else:
+                metas = [tgt.get(n) for n in tnames]
+                absent = [n for n, m in zip(tnames, metas) if m is None]
+                if absent:
+                    missing.extend(absent)
+                    continue
+                tmetas = tuple(m for m in metas if m is not None)
+                if not _check_collisions(st, here, rule, tmetas):
+                    continue
             step = _infer_step(st, r, rule, rule_text, chain, tmetas, [c.ref for c in members], mismatches,
                                infer_errors, cache, orders.get(tnames, ""))
             if step is not None:
@@ -528,6 +553,10 @@ _Inferred = tuple[str, Any]  # ("ok", (resolved, history)) | ("error", Transform
 
 def _signature(inputs: Sequence[SourceRef], targets: Sequence[TensorMeta]) -> tuple[object, ...]:
     """Everything a transform may look at: shapes, dtypes, layer kinds, attrs and the param role."""
+    if len(inputs) == 1 and len(targets) == 1:  # the same, flat: a 1:1 step is built a million times
+        i, m, t = inputs[0], inputs[0].meta, targets[0]
+        return (i.source, m.shape, m.dtype, m.kind, m.name.rpartition(".")[2], m.attrs,
+                t.shape, t.dtype, t.kind, t.name.rpartition(".")[2], t.attrs)
     return (tuple([(i.source, i.meta.shape, i.meta.dtype, i.meta.kind, i.meta.name[i.meta.name.rfind(".") + 1:],
                     i.meta.attrs) for i in inputs]),
             tuple([(t.shape, t.dtype, t.kind, t.name[t.name.rfind(".") + 1:], t.attrs) for t in targets]))
@@ -726,6 +755,8 @@ def _flag_matchers(st: _State) -> None:
 
 def _apply_flags(st: _State) -> None:
     """Flags were set as steps were built; here, a freeze/lr pattern that matched nothing is an error."""
+    if not st.spec.freeze and not st.spec.lr:
+        return
     tp = _prefixes(st.options["target_strip_prefix"])
     placed = [_strip(t.name, tp) for s in st.steps for t in s.targets]
     for kind, stmts in (("freeze", st.spec.freeze), ("lr", st.spec.lr)):
