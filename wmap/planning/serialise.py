@@ -78,8 +78,11 @@ def plan_to_json(plan: Plan, steps: bool = True) -> dict[str, Any]:
 _encode: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
+_PADS = tuple("\n" + "  " * level for level in range(16))
+
+
 def _pad(level: int) -> str:
-    return "\n" + "  " * level
+    return _PADS[level] if level < 16 else "\n" + "  " * level
 
 
 def _dump_at(value: object, level: int) -> str:
@@ -113,10 +116,17 @@ class _Writer:
         return self.meta(t, level) if _plain(t) else _dump_at(t.to_json(), level)
 
     def source(self, r: SourceRef, level: int) -> str:
-        if not _plain(r.meta):
-            return _dump_at({"source": r.source, "read": r.read_name, **r.meta.to_json()}, level)
+        m = r.meta
+        if not _plain(m):
+            return _dump_at({"source": r.source, "read": r.read_name, **m.to_json()}, level)
+        tail = self.tails.get((m.shape, m.dtype, level))
+        if tail is None:
+            return self.meta(m, level, f'"source": {_encode(r.source)},{_pad(level + 1)}"read": '
+                                       f'{_encode(r.read_name)},{_pad(level + 1)}')
         inner = _pad(level + 1)
-        return self.meta(r.meta, level, f'"source": {_encode(r.source)},{inner}"read": {_encode(r.read_name)},{inner}')
+        name = _encode(m.name)
+        read = name if r.read_name == m.name else _encode(r.read_name)
+        return f'{{{inner}"source": {_encode(r.source)},{inner}"read": {read},{inner}"name": {name}{tail}'
 
     def transform(self, t: Transform, level: int) -> str:
         return self.once("transform", t, level, lambda: {"name": t.NAME, "params": t.params()})
