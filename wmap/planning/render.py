@@ -81,7 +81,7 @@ def _fold_steps(steps: Sequence[Step]) -> list[str]:
         t_runs = _runs(list(map(_NAME, s.targets)))
         s_runs = _runs(list(map(_SOURCE_NAME, s.sources)))
         key = (
-            t_runs[0] if isinstance(t_runs[-1], list) else t_runs,
+            t_runs[0] if t_runs and isinstance(t_runs[-1], list) else t_runs,
             s_runs[0] if s_runs and isinstance(s_runs[-1], list) else s_runs,
             tuple(map(_META, s.targets)),
             tuple(map(_SOURCE_META, s.sources)),
