@@ -30,9 +30,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_plan
+	$(PY) -m bench.bench_moe
 	$(PY) -m bench.bench_torch
 	$(PY) -m bench.bench_keras --repeat 3
 	$(PY) -m bench.bench_cold
+	$(PY) -m bench.bench_keras_hub
 
 fuzz: $(STAMP)
 	$(PY) tests/fuzz/fuzz_parsers.py --seconds $${FUZZ_SECONDS:-120}

@@ -110,12 +110,14 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     """A plan saved with `wmap plan -o plan.json`."""
     import json
 
+    from wmap.core.bulk import collector_paused
     from wmap.core.errors import error
     from wmap.core.files import FileTooLarge, NotRegularFile, read_regular
     from wmap.planning.serialise import plan_from_json
     shown = os.fspath(path)
     try:
-        data = json.loads(read_regular(path, MAX_PLAN_BYTES).decode("utf-8"))
+        with collector_paused():  # a DeepSeek-sized plan is millions of JSON values, none in a cycle
+            data = json.loads(read_regular(path, MAX_PLAN_BYTES).decode("utf-8"))
     except NotRegularFile:
         raise error("WM520", f"cannot read plan `{shown}`: it is not a regular file (a FIFO or a device)",
                     hint="pass the plan.json that `wmap plan -o` wrote") from None

@@ -126,10 +126,19 @@ class Inventory:
         return sum(t.nbytes for t in self.tensors)
 
     def fingerprint(self) -> str:
-        """A digest of names, shapes and dtypes (order-independent): what a saved plan pins."""
-        rows = sorted((t.name, list(t.shape), t.dtype) for t in self.tensors)
-        blob = json.dumps(rows, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(blob).hexdigest()[:32]
+        """A digest of names, shapes and dtypes (order-independent): what a saved plan pins.
+
+        Computed once per inventory (it is immutable): a plan, its save and its apply all pin it."""
+        cached: str | None = self.__dict__.get("_fingerprint")
+        if cached is None:
+            if len(self.index) == len(self.tensors):  # unique names: sorting by name alone is the same order
+                rows = [[t.name, t.shape, t.dtype] for t in sorted(self.tensors, key=_by_name)]
+            else:
+                rows = sorted([t.name, list(t.shape), t.dtype] for t in self.tensors)
+            blob = json.dumps(rows, separators=(",", ":")).encode()  # a tuple shape dumps as a list
+            cached = "sha256:" + hashlib.sha256(blob).hexdigest()[:32]
+            object.__setattr__(self, "_fingerprint", cached)
+        return cached
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -156,6 +165,10 @@ class Inventory:
         return cls(tuple(metas), str(data.get("label", "inventory")),
                    data.get("framework") if isinstance(data.get("framework"), str) else None,  # type: ignore[arg-type]
                    tuple((str(a), str(b)) for a, b in tied))
+
+
+def _by_name(t: TensorMeta) -> str:
+    return t.name
 
 
 def normalise_name(native: str) -> str:

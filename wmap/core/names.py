@@ -43,6 +43,17 @@ def template_of(name: str) -> tuple[str, tuple[int, ...]]:
     return "{}".join(parts[0::2]), tuple(map(int, parts[1::2]))
 
 
+def split_runs(names: Sequence[str]) -> tuple[str, list[str]] | None:
+    """Names as (their templates joined by NUL, all their digit runs in order), from one regex pass
+    over all of them: what `fold` and a plan's render need, without a call per name. None when a
+    name holds NUL or a brace (then a template's `{}`s would not be exactly its digit runs)."""
+    joined = "\x00".join(names)
+    if joined.count("\x00") != len(names) - 1 or "{" in joined or "}" in joined:
+        return None
+    parts = _SPLIT_DIGITS.split(joined)
+    return "{}".join(parts[0::2]), parts[1::2]
+
+
 def _canonical(digits: str) -> bool:
     return digits == "0" or not digits.startswith("0")
 
@@ -75,6 +86,10 @@ def ranges_text(values: Iterable[str]) -> str:
 
 def fold(names: Iterable[str]) -> list[tuple[str, int]]:
     """Fold names that differ only in numbers: [(folded, count)], in first-seen order."""
+    names = names if isinstance(names, (list, tuple)) else list(names)
+    runs = split_runs(names) if len(names) > 1 else None
+    if runs is not None:
+        return fold_runs(*runs)
     groups: dict[str, list[list[str]]] = defaultdict(list)
     order: list[str] = []
     for n in names:
@@ -83,15 +98,38 @@ def fold(names: Iterable[str]) -> list[tuple[str, int]]:
         if t not in groups:
             order.append(t)
         groups[t].append(parts[1::2])
+    return _fold_groups((t, len(groups[t]), list(zip(*groups[t])) if groups[t][0] else []) for t in order)
+
+
+def fold_runs(templates: str, digits: Sequence[str]) -> list[tuple[str, int]]:
+    """`fold` from `split_runs`' output (several calls' outputs may be concatenated, templates
+    joined by NUL). One template throughout (a fan-in's experts): its columns are strided slices."""
+    rows_of = templates.split("\x00")
+    first, count = rows_of[0], len(rows_of)
+    if rows_of.count(first) == count:
+        k = first.count("{}")
+        return _fold_groups([(first, count, [digits[i::k] for i in range(k)])])
+    groups: dict[str, list[Sequence[str]]] = {}
+    at = 0
+    for t in rows_of:
+        n = t.count("{}")
+        rows = groups.get(t)
+        if rows is None:
+            rows = groups[t] = []
+        rows.append(digits[at:at + n])
+        at += n
+    return _fold_groups((t, len(rows), list(zip(*rows)) if rows[0] else []) for t, rows in groups.items())
+
+
+def _fold_groups(groups: Iterable[tuple[str, int, Sequence[Sequence[str]]]]) -> list[tuple[str, int]]:
+    """(template, count, digit columns) -> (folded, count)."""
     out: list[tuple[str, int]] = []
-    for t in order:
-        rows = groups[t]
-        cols = list(zip(*rows)) if rows and rows[0] else []
+    for t, count, cols in groups:
         parts = t.split("{}")
         text = parts[0]
         for i, col in enumerate(cols):
             text += fold_numbers(col) + parts[i + 1]
-        out.append((text, len(rows)))
+        out.append((text, count))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,14 @@ def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, n
     if len(text) > MAX_SPEC_BYTES:
         raise _too_big(len(text), path, "a mapping spec is a few hundred lines; generate rules with patterns")
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
+    return _parse(text, syntax, path, names)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse(text: str, syntax: Syntax, path: str | None, names: bool) -> Spec:
+    # Memoised by text and path (a Spec is frozen, so callers may share it; failures are not kept):
+    # parsing a recipe costs more than keras-hub's whole conversion of a small model, and a process
+    # that applies one recipe repeatedly parses the same text each time.
     if syntax == "yaml":
         from wmap.lang.yaml_spec import parse_yaml
         return parse_yaml(text, path, names=names)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.names import natural_key, ranges_text
@@ -29,7 +30,7 @@ from wmap.transforms.auto import NO_KIND
 from wmap.transforms.initializers import Initializer, literal_shape, make_initializer
 
 
-@dataclass
+@dataclass(slots=True)
 class _Claim:
     rule: int
     pattern: int
@@ -65,7 +66,7 @@ class _State:
 
     def flags_for(self, targets: Sequence[TensorMeta]) -> tuple[TargetFlags, ...]:
         if self.freeze_re is None and self.lr_matcher is None:
-            return tuple(_NO_FLAGS for _ in targets)
+            return _ONE_NO_FLAGS if len(targets) == 1 else tuple(_NO_FLAGS for _ in targets)
         out = []
         tp = _prefixes(self.options["target_strip_prefix"])
         for t in targets:
@@ -77,6 +78,7 @@ class _State:
 
 
 _NO_FLAGS = TargetFlags()
+_ONE_NO_FLAGS = (_NO_FLAGS,)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,11 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
 
     `config`: the model config the spec's `let`s read (`config.KEY`); their values are bound into
     the spec's arguments and templates before anything else, and recorded in the plan."""
+    with collector_paused():  # a few acyclic objects per tensor: see wmap/core/bulk.py
+        return _compile(spec, sources, target, config)
+
+
+def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, config: ConfigData | None) -> Plan:
     bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
     bindings = evaluate(spec, config, bag) if spec.lets else None
     original, spec = spec, bind(spec, bindings, bag) if bindings is not None else spec
@@ -124,8 +131,12 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
     bag.items.sort(key=lambda d: (d.span is None or not d.span.line, d.span.line if d.span else 0))
     bag.raise_if_errors()
     order = {m.name: i for i, m in enumerate(target.tensors)}
-    st.steps.sort(key=lambda s: ({"map": 0, "init": 1, "keep": 2}[s.kind], s.rule if s.kind == "map" else 0,
-                                 min(order.get(t.name, 0) for t in s.targets)))
+
+    def place(s: Step) -> tuple[int, int, int]:
+        ts = s.targets
+        at = order.get(ts[0].name, 0) if len(ts) == 1 else min(order.get(t.name, 0) for t in ts)
+        return _KIND_RANK[s.kind], s.rule if s.kind == "map" and s.rule is not None else 0, at
+    st.steps.sort(key=place)
     return Plan(
         steps=tuple(st.steps),
         dropped=tuple(st.dropped),
@@ -143,6 +154,9 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
         spec=original,
         config=bindings,
     )
+
+
+_KIND_RANK = {"map": 0, "init": 1, "keep": 2}
 
 
 def _framework(spec: Spec, name: str, inv: Inventory) -> str | None:
@@ -172,6 +186,12 @@ def _index_names(st: _State) -> None:
     sp = _prefixes(st.options["strip_prefix"])
     for src, inv in st.sources.items():
         names: dict[str, SourceRef] = {}
+        if not sp and len(inv.index) == len(inv.tensors):  # the common case, one SourceRef per tensor
+            for m in inv.tensors:
+                names[m.name] = SourceRef(src, m if m.native != m.name else
+                                          TensorMeta(m.name, m.shape, m.dtype, None, m.kind, m.attrs), m.name)
+            st.src_names[src] = names
+            continue
         for m in inv.tensors:
             visible = _strip(m.name, sp)
             if visible in names:
@@ -188,6 +208,9 @@ def _index_names(st: _State) -> None:
         st.src_names[src] = names
     tp = _prefixes(st.options["target_strip_prefix"])
     aliases = {a for a, _ in st.target.tied}
+    if not tp and not aliases:
+        st.tgt_names.update((m.name, m) for m in st.target.tensors)
+        return
     for m in st.target.tensors:
         if m.name in aliases:
             continue  # a tied alias is written through its canonical tensor
@@ -236,16 +259,18 @@ def _match_rules(st: _State) -> dict[int, list[_Claim]]:
                 continue
             per_source[_source_of(st, pat)].append((r, k, pat))
     for src, entries in per_source.items():
-        matcher = P.MultiMatcher(tuple(p for _, _, p in entries))
+        first_match = P.MultiMatcher(tuple(p for _, _, p in entries)).first_match
+        claimed = st.claimed
         for name, ref in st.src_names[src].items():
-            if (src, name) in st.claimed:
+            key = (src, name)
+            if key in claimed:
                 continue
-            hit = matcher.first_match(name)
+            hit = first_match(name)
             if hit is None:
                 continue
             i, m = hit
             r, k, _ = entries[i]
-            st.claimed.add((src, name))
+            claimed.add(key)
             claims[r].append(_Claim(r, k, m, ref))
     for r, rule in enumerate(st.spec.rules):
         if claims.get(r) or rule.optional:
@@ -304,15 +329,27 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         cache: dict[Any, _Inferred] = {}
         rule_text = _rule_text(rule)
         here = f"rule `{rule_text}` (line {rule.span.line})"
+        tgt, filled = st.tgt_names, st.filled
         for tnames, members in groups.items():
-            metas = [st.tgt_names.get(n) for n in tnames]
-            absent = [n for n, m in zip(tnames, metas) if m is None]
-            if absent:
-                missing.extend(absent)
-                continue
-            tmetas = tuple(m for m in metas if m is not None)
-            if not _check_collisions(st, here, rule, tmetas):
-                continue
+            if len(tnames) == 1:  # one target (most rules): the checks below, without their loops
+                meta = tgt.get(tnames[0])
+                if meta is None:
+                    missing.append(tnames[0])
+                    continue
+                tmetas: tuple[TensorMeta, ...] = (meta,)
+                if meta.name not in filled:
+                    filled[meta.name] = here
+                elif not _check_collisions(st, here, rule, tmetas):
+                    continue
+            else:
+                metas = [tgt.get(n) for n in tnames]
+                absent = [n for n, m in zip(tnames, metas) if m is None]
+                if absent:
+                    missing.extend(absent)
+                    continue
+                tmetas = tuple(m for m in metas if m is not None)
+                if not _check_collisions(st, here, rule, tmetas):
+                    continue
             step = _infer_step(st, r, rule, rule_text, chain, tmetas, [c.ref for c in members], mismatches,
                                infer_errors, cache, orders.get(tnames, ""))
             if step is not None:
@@ -384,23 +421,34 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     orders: dict[tuple[str, ...], str] = {}
     if free:
         return _group_fan_out(st, rule, claims, template, pats, free)
+    renders = [P.match_renderer(template, p) for p in pats]
     for c in claims:
         try:
-            names = P.render_match(template, pats[c.pattern], c.m)
+            names = renders[c.pattern](c.m)
         except P.TemplateError as e:
             st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c.ref.name}`)", rule.span, None)
             return None
-        groups.setdefault(names, []).append(c)
+        members = groups.get(names)
+        if members is None:
+            groups[names] = [c]
+        else:
+            members.append(c)
     pieces = [P.order_pieces(template, p) for p in pats]
+    readers = [P.order_reader(ps, p) for ps, p in zip(pieces, pats)]
+    # Layers repeat: a rule's fan-in groups (256 experts x 3 projections x 58 layers) mostly see the
+    # same index values in the same order, so the sort and the range check run once per distinct one.
+    seen: dict[tuple[tuple[int, tuple[str | int, ...]], ...], tuple[list[int], str, tuple[str, str] | None]] = {}
     bad: list[tuple[str, ...]] = []
     for names, members in groups.items():
         if len(members) > 1:
-            rows = [(c, P.order_values(pieces[c.pattern], pats[c.pattern].extract(c.m), pats[c.pattern]))
-                    for c in members]
-            # the order is the captures', never the names' string order: experts 0, 1, 2, ..., 10, 11
-            rows.sort(key=lambda row: (row[0].pattern, _order_key(row[1])))
-            members[:] = [c for c, _ in rows]
-            text, problem = _fan_in_order(pieces, rows)
+            rows = tuple([(c.pattern, readers[c.pattern](c.m)) for c in members])
+            known = seen.get(rows)
+            if known is None:
+                # the order is the captures', never the names' string order: experts 0, 1, 2, ..., 10, 11
+                perm = sorted(range(len(rows)), key=lambda j: (rows[j][0], _order_key(rows[j][1])))
+                known = seen[rows] = (perm, *_fan_in_order(pieces, [rows[j] for j in perm]))
+            perm, text, problem = known
+            members[:] = [members[j] for j in perm]
             if problem is not None:
                 st.bag.add("WM211", f"rule `{_rule_text(rule)}`: the inputs of `{names[0]}` are ordered by "
                            f"{problem[0]}", rule.span, problem[1])
@@ -521,14 +569,14 @@ def _order_key(values: tuple[str | int, ...]) -> tuple[object, ...]:
     return tuple(v if isinstance(v, int) else natural_key(v) for v in values)
 
 
-def _fan_in_order(pieces: Sequence[Sequence[P.OrderPiece]], rows: Sequence[tuple[_Claim, tuple[str | int, ...]]]
+def _fan_in_order(pieces: Sequence[Sequence[P.OrderPiece]], rows: Sequence[tuple[int, tuple[str | int, ...]]]
                   ) -> tuple[str, tuple[str, str] | None]:
     """What orders a fan-in group (`{e} = 0..11`), or (what, hint) when its index is not a clean
     range: a gap, two spellings of one index (`01` beside `1`), a missing alternation option, or
-    inputs that do not fill the grid of two indices."""
+    inputs that do not fill the grid of two indices. `rows`: (source pattern, order values)."""
     by_pattern: dict[int, list[tuple[str | int, ...]]] = {}
-    for c, row in rows:
-        by_pattern.setdefault(c.pattern, []).append(row)
+    for k, row in rows:
+        by_pattern.setdefault(k, []).append(row)
     texts: list[str] = []
     for k, values in by_pattern.items():
         ps = pieces[k]
@@ -583,6 +631,10 @@ _Inferred = tuple[str, Any]  # ("ok", (resolved, history)) | ("error", Transform
 
 def _signature(inputs: Sequence[SourceRef], targets: Sequence[TensorMeta]) -> tuple[object, ...]:
     """Everything a transform may look at: shapes, dtypes, layer kinds, attrs and the param role."""
+    if len(inputs) == 1 and len(targets) == 1:  # the same, flat: a 1:1 step is built a million times
+        i, m, t = inputs[0], inputs[0].meta, targets[0]
+        return (i.source, m.shape, m.dtype, m.kind, m.name.rpartition(".")[2], m.attrs,
+                t.shape, t.dtype, t.kind, t.name.rpartition(".")[2], t.attrs)
     return (tuple([(i.source, i.meta.shape, i.meta.dtype, i.meta.kind, i.meta.name[i.meta.name.rfind(".") + 1:],
                     i.meta.attrs) for i in inputs]),
             tuple([(t.shape, t.dtype, t.kind, t.name[t.name.rfind(".") + 1:], t.attrs) for t in targets]))
@@ -788,6 +840,8 @@ def _flag_matchers(st: _State) -> None:
 
 def _apply_flags(st: _State) -> None:
     """Flags were set as steps were built; here, a freeze/lr pattern that matched nothing is an error."""
+    if not st.spec.freeze and not st.spec.lr:
+        return
     tp = _prefixes(st.options["target_strip_prefix"])
     placed = [_strip(t.name, tp) for s in st.steps for t in s.targets]
     for kind, stmts in (("freeze", st.spec.freeze), ("lr", st.spec.lr)):
@@ -859,6 +913,8 @@ def _acknowledge(st: _State) -> tuple[list[Diagnostic], list[Diagnostic]]:
 
 def _unused_sources(st: _State) -> dict[str, list[SourceRef]]:
     out: dict[str, list[SourceRef]] = {}
+    if len(st.claimed) == sum(len(names) for names in st.src_names.values()):
+        return out  # every claim is of a visible source name, so all of them are claimed
     for src, names in st.src_names.items():
         left = [ref for n, ref in names.items() if (src, n) not in st.claimed]
         if left:

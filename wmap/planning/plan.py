@@ -8,9 +8,10 @@ fingerprints, so a saved plan refuses to run against anything else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 from wmap.core.errors import Diagnostic, Span
@@ -21,6 +22,7 @@ from wmap.transforms.base import Transform
 from wmap.transforms.initializers import Initializer
 
 FORMAT_VERSION = 1
+_SOURCE_KEY = attrgetter("source", "meta.name")  # (source, name), read in C: plans count 90k of them
 StepKind = Literal["map", "init", "keep"]
 
 
@@ -118,6 +120,13 @@ class Plan:
         return {t.name: f.lr for s in self.steps for t, f in zip(s.targets, s.flags) if f.lr is not None}
 
     def summary(self) -> dict[str, int]:
+        cached: dict[str, int] | None = self.__dict__.get("_summary")  # a plan is immutable: count once
+        if cached is None:
+            cached = self._count()
+            object.__setattr__(self, "_summary", cached)
+        return dict(cached)
+
+    def _count(self) -> dict[str, int]:
         counts = {"targets": 0, "copied": 0, "transformed": 0, "initialised": 0, "kept": 0, "dropped": 0,
                   "frozen": 0, "sources_used": 0}
         used: set[tuple[str, str]] = set()
@@ -133,7 +142,7 @@ class Plan:
             else:
                 counts["transformed"] += n
             counts["frozen"] += sum(1 for f in s.flags if f.frozen)
-            used.update((r.source, r.name) for r in s.sources)
+            used.update(map(_SOURCE_KEY, s.sources))
         counts["sources_used"] = len(used)
         counts["dropped"] = len(self.dropped)
         return counts
@@ -151,10 +160,22 @@ class Plan:
         return plan_to_json(self)
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+        """`json.dumps(self.to_json(), indent=2) + "\\n"`, written without building the document."""
+        from wmap.planning.serialise import plan_dumps
+        return plan_dumps(self)
 
 
 def spec_digest(spec: Spec) -> str:
     """A digest of what the spec means (its canonical YAML), independent of syntax, layout and comments."""
+    try:
+        return _digest(spec)
+    except TypeError:  # a spec holding something unhashable: no memo
+        return _digest.__wrapped__(spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(spec: Spec) -> str:
+    # Memoised by the spec's value (a frozen AST): writing the YAML is most of the fixed cost of a
+    # small transfer (~2 ms), and a process that applies one recipe again and again parses an equal spec.
     from wmap.lang.fmt import to_yaml
     return "sha256:" + hashlib.sha256(to_yaml(spec).encode()).hexdigest()[:32]

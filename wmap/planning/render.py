@@ -10,9 +10,11 @@ import functools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 from wmap.core.errors import Diagnostic, Span
-from wmap.core.names import fold, template_of
+from wmap.core.names import fold, fold_runs, split_runs, template_of
 from wmap.lang.fmt import value_text
 from wmap.planning.plan import Plan, Step
 from wmap.transforms.base import Transform
@@ -51,31 +53,58 @@ def _describe(t: Transform) -> str:
     return t.describe()  # resolved transforms are shared across a rule's steps: describe each once
 
 
-def _step_key(s: Step) -> tuple[object, ...]:
-    return (
-        tuple(template_of(t.name)[0] for t in s.targets),
-        tuple(template_of(r.name)[0] for r in s.sources),
-        tuple((t.shape, t.dtype) for t in s.targets),
-        tuple((r.meta.shape, r.meta.dtype) for r in s.sources),
-        tuple(_describe(t) for t in s.transforms),
-        s.flags,
-        s.kind,
-        s.order,
-    )
+# attribute readers that iterate in C: a render reads every source of a 90k-tensor plan
+_NAME, _META = attrgetter("name"), attrgetter("shape", "dtype")
+_SOURCE_NAME, _SOURCE_META = attrgetter("meta.name"), attrgetter("meta.shape", "meta.dtype")
+
+
+def _runs(names: Sequence[str]) -> tuple[str, list[str]] | tuple[str, ...]:
+    """A step's names as `split_runs` gives them (its templates, joined, and digit runs), or their
+    templates one by one when a name defeats that (NUL or braces in it)."""
+    return split_runs(names) or tuple(template_of(n)[0] for n in names)
+
+
+def _fold_runs(runs: Sequence[tuple[str, list[str]] | tuple[str, ...]], names: Iterable[str]) -> str:
+    """The folded names of several steps, from their `_runs` (the names, if one lacks them)."""
+    if all(len(r) == 2 and isinstance(r[1], list) for r in runs):
+        folded = fold_runs("\x00".join(str(r[0]) for r in runs), [d for r in runs for d in r[1]])
+        return ", ".join(f for f, _ in folded)
+    return _fold_names(list(names))
 
 
 def _fold_steps(steps: Sequence[Step]) -> list[str]:
-    groups: dict[tuple[object, ...], list[Step]] = {}
+    # What folds steps into one line: the templates of their names, their metas, transforms and
+    # flags. Each step's names are split into templates and digit runs once, in one regex pass (a
+    # fan-in of 256 experts is one call, not 256), and the same runs then fold the line's names.
+    groups: dict[tuple[object, ...], list[tuple[Step, Any, Any]]] = {}
     for s in steps:
-        groups.setdefault(_step_key(s), []).append(s)
-    lines: list[str] = []
-    for members in groups.values():
-        s0 = members[0]
-        n = len(members)
-        if s0.order and len(s0.targets) > 1:  # a fan-out over an index: its targets fold into one range
-            tnames = _fold_names(t.name for m in members for t in m.targets)
+        t_runs = _runs(list(map(_NAME, s.targets)))
+        s_runs = _runs(list(map(_SOURCE_NAME, s.sources)))
+        key = (
+            t_runs[0] if t_runs and isinstance(t_runs[-1], list) else t_runs,
+            s_runs[0] if s_runs and isinstance(s_runs[-1], list) else s_runs,
+            tuple(map(_META, s.targets)),
+            tuple(map(_SOURCE_META, s.sources)),
+            tuple([_describe(t) for t in s.transforms]),
+            s.flags,
+            s.kind,
+            s.order,
+        )
+        members = groups.get(key)
+        if members is None:
+            groups[key] = [(s, t_runs, s_runs)]
         else:
-            tnames = ", ".join(_fold_names(m.targets[i].name for m in members) for i in range(len(s0.targets)))
+            members.append((s, t_runs, s_runs))
+    lines: list[str] = []
+    for group in groups.values():
+        s0 = group[0][0]
+        n = len(group)
+        if s0.order and len(s0.targets) > 1:  # a fan-out over an index: its targets fold into one range
+            tnames = _fold_runs([r for _, r, _ in group], [t.name for m, _, _ in group for t in m.targets])
+        elif len(s0.targets) == 1:
+            tnames = _fold_runs([r for _, r, _ in group], [m.targets[0].name for m, _, _ in group])
+        else:
+            tnames = ", ".join(_fold_names([m.targets[i].name for m, _, _ in group]) for i in range(len(s0.targets)))
         tmeta = " ".join(f"{_shape(t.shape)} {t.dtype}" for t in s0.targets[:1])
         flags = ""
         if any(f.frozen for f in s0.flags):
@@ -87,9 +116,12 @@ def _fold_steps(steps: Sequence[Step]) -> list[str]:
         line = f"  {_mark(s0)} {tnames} {tmeta}{flags}{count}"
         if s0.sources:
             if s0.order:  # a fan-in over an index: its inputs fold into one range, and the plan says what orders them
-                snames = _fold_names(r.name for m in members for r in m.sources)
+                snames = _fold_runs([r for _, _, r in group], [r.meta.name for m, _, _ in group for r in m.sources])
+            elif len(s0.sources) == 1:
+                snames = _fold_runs([r for _, _, r in group], [m.sources[0].meta.name for m, _, _ in group])
             else:
-                snames = ", ".join(_fold_names(m.sources[i].name for m in members) for i in range(len(s0.sources)))
+                snames = ", ".join(_fold_names([m.sources[i].meta.name for m, _, _ in group])
+                                   for i in range(len(s0.sources)))
             srcs = {r.source for r in s0.sources}
             prefix = "" if srcs == {"src"} else ",".join(sorted(srcs)) + ":"
             line += f"\n      <- {prefix}{snames} {_shape(s0.sources[0].meta.shape)} {s0.sources[0].meta.dtype}"

@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, Severity, Span, WmapError
-from wmap.core.inventory import TensorMeta
+from wmap.core.inventory import Shape, TensorMeta
 from wmap.lang.bindings import Bindings
 from wmap.planning.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
+from wmap.transforms.base import Transform
 from wmap.transforms.initializers import Initializer
 
 
@@ -37,23 +39,26 @@ def _span(d: dict[str, Any] | None) -> Span | None:
     return None if not d else Span(d["file"], d["line"], d["column"])
 
 
-def plan_to_json(plan: Plan) -> dict[str, Any]:
+def _step_json(s: Step) -> dict[str, Any]:
+    return {
+        "kind": s.kind,
+        "targets": [t.to_json() for t in s.targets],
+        "sources": [{"source": r.source, "read": r.read_name, **r.meta.to_json()} for r in s.sources],
+        "transforms": [{"name": t.NAME, "params": t.params()} for t in s.transforms],
+        "chain": [[{"shape": list(sh), "dtype": dt} for sh, dt in h] for h in s.chain],
+        "rule": s.rule,
+        "rule_text": s.rule_text,
+        "span": _span_json(s.span),
+        "init": None if s.init is None else {"name": s.init.name, "params": dict(s.init.params)},
+        "flags": [{"frozen": f.frozen, "lr": f.lr} for f in s.flags],
+        **({"order": s.order} if s.order else {}),
+    }
+
+
+def plan_to_json(plan: Plan, steps: bool = True) -> dict[str, Any]:
+    """The plan as JSON data, with the digest of its canonical form last; `steps=False` leaves the
+    steps and the digest out (`plan_dumps` writes the steps itself, and puts in the digest)."""
     from wmap.core.version import VERSION
-    steps = []
-    for s in plan.steps:
-        steps.append({
-            "kind": s.kind,
-            "targets": [t.to_json() for t in s.targets],
-            "sources": [{"source": r.source, "read": r.read_name, **r.meta.to_json()} for r in s.sources],
-            "transforms": [{"name": t.NAME, "params": t.params()} for t in s.transforms],
-            "chain": [[{"shape": list(sh), "dtype": dt} for sh, dt in h] for h in s.chain],
-            "rule": s.rule,
-            "rule_text": s.rule_text,
-            "span": _span_json(s.span),
-            "init": None if s.init is None else {"name": s.init.name, "params": dict(s.init.params)},
-            "flags": [{"frozen": f.frozen, "lr": f.lr} for f in s.flags],
-            **({"order": s.order} if s.order else {}),
-        })
     out = {
         "format_version": FORMAT_VERSION,
         "wmap_version": VERSION,
@@ -64,7 +69,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
                    "label": plan.target_label},
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in plan.options},
         "summary": plan.summary(),
-        "steps": steps,
+        "steps": [_step_json(s) for s in plan.steps] if steps else [],
         "dropped": [{"source": d.source.source, "name": d.source.name, "read": d.source.read_name,
                      "statement": d.statement} for d in plan.dropped],
         "tied": [list(p) for p in plan.tied],
@@ -74,7 +79,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         **({"acknowledged": [{**d.to_json(), "path": d.path and os.path.basename(d.path)}
                              for d in plan.acknowledged]} if plan.acknowledged else {}),
     }
-    out["digest"] = plan_digest(out)
+    if steps:
+        out["digest"] = plan_digest(out)
     return out
 
 
@@ -83,6 +89,120 @@ def plan_digest(data: Mapping[str, Any]) -> str:
     body = {k: v for k, v in data.items() if k != "digest"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- writing: the text of `json.dumps(plan_to_json(plan), indent=2)`, built without the pure-Python
+# encoder (an indented dump cannot use the C one), which took 4 s for a DeepSeek-V3 plan's 27 MB.
+# Steps are written from templates: a meta is its encoded name plus a tail cached per (shape,
+# dtype, depth); transforms, chains, flags and spans repeat across a rule's steps, so each distinct
+# one is dumped once. tests/planning/test_serialise.py holds the output to `json.dumps`'.
+
+_encode: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+_PADS = tuple("\n" + "  " * level for level in range(16))
+
+
+def _pad(level: int) -> str:
+    return _PADS[level] if level < 16 else "\n" + "  " * level
+
+
+def _dump_at(value: object, level: int) -> str:
+    """`value` as `json.dumps(indent=2)` writes it when its first line sits at `level`."""
+    return json.dumps(value, indent=2).replace("\n", _pad(level))
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.tails: dict[tuple[Shape, str, int], str] = {}
+        self.seen: dict[tuple[str, object, int], str] = {}
+
+    def once(self, kind: str, key: object, level: int, make: Callable[[], object]) -> str:
+        """`_dump_at(make(), level)`, made once per distinct `key`."""
+        text = self.seen.get((kind, key, level))
+        if text is None:
+            text = self.seen[(kind, key, level)] = _dump_at(make(), level)
+        return text
+
+    def meta(self, t: TensorMeta, level: int, head: str = "") -> str:
+        """A plain TensorMeta's `to_json()` as a dict at `level`, after `head` (the keys before it)."""
+        tail = self.tails.get((t.shape, t.dtype, level))
+        if tail is None:
+            inner = _pad(level + 1)
+            shape = _dump_at(list(t.shape), level + 1)
+            tail = self.tails[(t.shape, t.dtype, level)] = (
+                f',{inner}"shape": {shape},{inner}"dtype": {_encode(t.dtype)}{_pad(level)}}}')
+        return f'{{{_pad(level + 1)}{head}"name": {_encode(t.name)}{tail}'
+
+    def target(self, t: TensorMeta, level: int) -> str:
+        return self.meta(t, level) if _plain(t) else _dump_at(t.to_json(), level)
+
+    def source(self, r: SourceRef, level: int) -> str:
+        m = r.meta
+        if not _plain(m):
+            return _dump_at({"source": r.source, "read": r.read_name, **m.to_json()}, level)
+        tail = self.tails.get((m.shape, m.dtype, level))
+        if tail is None:
+            return self.meta(m, level, f'"source": {_encode(r.source)},{_pad(level + 1)}"read": '
+                                       f'{_encode(r.read_name)},{_pad(level + 1)}')
+        inner = _pad(level + 1)
+        name = _encode(m.name)
+        read = name if r.read_name == m.name else _encode(r.read_name)
+        return f'{{{inner}"source": {_encode(r.source)},{inner}"read": {read},{inner}"name": {name}{tail}'
+
+    def transform(self, t: Transform, level: int) -> str:
+        return self.once("transform", t, level, lambda: {"name": t.NAME, "params": t.params()})
+
+    def step(self, s: Step, level: int) -> str:
+        k = level + 1
+        inner = _pad(k)
+        span = _span_json(s.span)
+        fields = [
+            f'"kind": {_encode(s.kind)}',
+            '"targets": ' + _items([self.target(t, k + 1) for t in s.targets], k),
+            '"sources": ' + _items([self.source(r, k + 1) for r in s.sources], k),
+            '"transforms": ' + _items([self.transform(t, k + 1) for t in s.transforms], k),
+            '"chain": ' + self.once("chain", s.chain, k, lambda: [[{"shape": list(sh), "dtype": dt} for sh, dt in h]
+                                                                  for h in s.chain]),
+            f'"rule": {_dump_at(s.rule, k)}',
+            f'"rule_text": {_encode(s.rule_text)}',
+            '"span": ' + self.once("span", span and tuple(span.items()), k, lambda: span),
+            '"init": ' + (_dump_at(None, k) if s.init is None else
+                          _dump_at({"name": s.init.name, "params": dict(s.init.params)}, k)),
+            '"flags": ' + self.once("flags", s.flags, k, lambda: [{"frozen": f.frozen, "lr": f.lr} for f in s.flags]),
+        ]
+        if s.order:
+            fields.append(f'"order": {_encode(s.order)}')
+        return "{" + inner + ("," + inner).join(fields) + _pad(level) + "}"
+
+
+def _plain(t: TensorMeta) -> bool:
+    """A meta whose JSON is name, shape and dtype only (what the writer's templates cover)."""
+    return (t.native is None or t.native == t.name) and not t.kind and not t.attrs
+
+
+def _items(texts: list[str], level: int) -> str:
+    """A list of already-written items, as a list at `level`."""
+    if not texts:
+        return "[]"
+    inner = _pad(level + 1)
+    return "[" + inner + ("," + inner).join(texts) + _pad(level) + "]"
+
+
+_STEPS = "\x00steps\x00"  # stands in for the steps in the document, replaced by their text
+
+
+def plan_dumps(plan: Plan) -> str:
+    """`json.dumps(plan_to_json(plan), indent=2) + "\\n"`, the same text, written fast. The digest is of the
+    canonical (sorted, compact) form, which the C encoder writes quickly; only the indented text, which
+    it cannot write, comes from the templates."""
+    doc = plan_to_json(plan)
+    doc["steps"] = _STEPS
+    w = _Writer()
+    steps = _items([w.step(s, 2) for s in plan.steps], 1)
+    head, sep, tail = json.dumps(doc, indent=2).partition(_encode(_STEPS))
+    assert sep, "the steps placeholder is in the document"
+    return head + steps + tail + "\n"
 
 
 def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
@@ -103,44 +223,57 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
                                     "does not match its content)", None,
                                     "a saved plan runs only as it was planned: change the spec and make the plan "
                                     "again with `wmap plan SPEC -o plan.json`")])
+    built: dict[str, Transform] = {}  # a rule's steps share their transforms: build each distinct one once
+
+    def transform(t: dict[str, Any]) -> Transform:
+        key = json.dumps(t, sort_keys=True)
+        if key not in built:
+            built[key] = build(t["name"], (), tuple(_tuplify(t["params"]).items()))
+        return built[key]
+
     try:
-        steps = []
-        for s in data["steps"]:
-            if s["kind"] not in STEP_KINDS:
-                raise ValueError(f"step kind `{s['kind']}` is not one of {', '.join(STEP_KINDS)}")
-            transforms = tuple(build(t["name"], (), tuple(_tuplify(t["params"]).items())) for t in s["transforms"])
-            init = s.get("init")
-            steps.append(Step(
-                s["kind"], tuple(_meta(t) for t in s["targets"]),
-                tuple(SourceRef(r["source"], _meta(r), r["read"]) for r in s["sources"]),
-                transforms,
-                tuple(tuple((tuple(m["shape"]), m["dtype"]) for m in h) for h in s["chain"]),
-                s["rule"], s["rule_text"], _span(s.get("span")),
-                None if init is None else Initializer(init["name"], tuple(sorted(_tuplify(init["params"]).items()))),
-                tuple(TargetFlags(f["frozen"], f["lr"]) for f in s["flags"]),
-                order=str(s.get("order", "")),
-            ))
-        dropped = tuple(Dropped(SourceRef(d["source"], TensorMeta(d["name"], (), "float32"), d["read"]),
-                                d["statement"]) for d in data["dropped"])
-        plan = Plan(
-            steps=tuple(steps), dropped=dropped, spec_digest=data["spec_digest"],
-            source_fingerprints=tuple((s["name"], s["fingerprint"]) for s in data["sources"]),
-            target_fingerprint=data["target"]["fingerprint"],
-            source_frameworks=tuple((s["name"], s.get("framework")) for s in data["sources"]),
-            target_framework=data["target"].get("framework"),
-            source_labels=tuple((s["name"], s.get("label") or "") for s in data["sources"]),
-            target_label=data["target"].get("label") or "",
-            options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data["options"].items())),
-            tied=tuple((a, b) for a, b in data.get("tied", [])),
-            config=_config_from_json(data["config"]) if "config" in data else None,
-            # a saved plan keeps what it warned about, so applying it shows the same warnings
-            warnings=tuple(_diag(d, "warning") for d in data.get("warnings", [])),
-            acknowledged=tuple(_diag(d, "warning") for d in data.get("acknowledged", [])),
-        )
+        with collector_paused():  # ~4 objects per tensor, none in a cycle: see wmap/core/bulk.py
+            plan = _plan_from_json(data, transform)
     except (KeyError, TypeError, ValueError, AttributeError, TransformError) as e:
         raise _invalid(path, f"{type(e).__name__}: {e}") from None
     check_saved_structure(plan, path)
     return plan
+
+
+def _plan_from_json(data: dict[str, Any], transform: Callable[[dict[str, Any]], Transform]) -> Plan:
+    steps = []
+    for s in data["steps"]:
+        if s["kind"] not in STEP_KINDS:
+            raise ValueError(f"step kind `{s['kind']}` is not one of {', '.join(STEP_KINDS)}")
+        transforms = tuple(transform(t) for t in s["transforms"])
+        init = s.get("init")
+        steps.append(Step(
+            s["kind"], tuple(_meta(t) for t in s["targets"]),
+            tuple(SourceRef(r["source"], _meta(r), r["read"]) for r in s["sources"]),
+            transforms,
+            tuple(tuple((tuple(m["shape"]), m["dtype"]) for m in h) for h in s["chain"]),
+            s["rule"], s["rule_text"], _span(s.get("span")),
+            None if init is None else Initializer(init["name"], tuple(sorted(_tuplify(init["params"]).items()))),
+            tuple(TargetFlags(f["frozen"], f["lr"]) for f in s["flags"]),
+            order=str(s.get("order", "")),
+        ))
+    dropped = tuple(Dropped(SourceRef(d["source"], TensorMeta(d["name"], (), "float32"), d["read"]),
+                            d["statement"]) for d in data["dropped"])
+    return Plan(
+        steps=tuple(steps), dropped=dropped, spec_digest=data["spec_digest"],
+        source_fingerprints=tuple((s["name"], s["fingerprint"]) for s in data["sources"]),
+        target_fingerprint=data["target"]["fingerprint"],
+        source_frameworks=tuple((s["name"], s.get("framework")) for s in data["sources"]),
+        target_framework=data["target"].get("framework"),
+        source_labels=tuple((s["name"], s.get("label") or "") for s in data["sources"]),
+        target_label=data["target"].get("label") or "",
+        options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data["options"].items())),
+        tied=tuple((a, b) for a, b in data.get("tied", [])),
+        config=_config_from_json(data["config"]) if "config" in data else None,
+        # a saved plan keeps what it warned about, so applying it shows the same warnings
+        warnings=tuple(_diag(d, "warning") for d in data.get("warnings", [])),
+        acknowledged=tuple(_diag(d, "warning") for d in data.get("acknowledged", [])),
+    )
 
 
 def _invalid(path: str, why: str) -> WmapError:

@@ -246,6 +246,18 @@ def register(cls: type[T]) -> type[T]:
     return cls
 
 
+_HINTS: dict[type, dict[str, object]] = {}
+
+
+def _type_hints(cls: type[Transform]) -> dict[str, object]:
+    """A transform class's resolved annotations: resolving them evaluates strings, so once per class
+    (a plan builds one transform per rule and step kind; a saved plan's load, one per distinct one)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 def build(name: str, args: Sequence[Value], kwargs: Sequence[tuple[str, Value]]) -> Transform:
     """Bind call arguments to a registered transform's fields, with type coercion.
 
@@ -257,7 +269,7 @@ def build(name: str, args: Sequence[Value], kwargs: Sequence[tuple[str, Value]])
     if cls is None:
         raise TransformError(f"unknown transform `{name}`", did_you_mean(name, REGISTRY), code="WM103")
     fields = [f for f in dataclasses.fields(cls) if f.init]
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     bound: dict[str, Value] = {}
     if cls.VARARGS is not None and len(args) > 1 and all(isinstance(a, int) and not isinstance(a, bool)
                                                           for a in args):

@@ -1,0 +1,185 @@
+"""The fast paths planning takes at scale (issue 18) give exactly what the plain ones give.
+
+Planning a DeepSeek-V3-sized checkpoint (92k tensors) folds names in bulk, reads fan-in order
+straight from regex matches, memoises the order of repeated fan-in groups, writes the plan's JSON
+from templates and pauses the garbage collector. Each is checked here against the definition it
+replaces: `json.dumps(indent=2)` for the saved plan, a per-name fold for folding, the sort and
+range check on every group for fan-in order.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.planning.test_plan_golden import STEMS, _inventories
+from tests.planning.test_properties import compile_inputs
+from tests.support.paths import EXAMPLES
+from wmap.core.bulk import collector_paused
+from wmap.core.errors import WmapError
+from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.names import fold, fold_numbers, split_runs, template_of
+from wmap.lang import load_spec, parse_spec
+from wmap.lang.bindings import ConfigData
+from wmap.planning.compiler import compile_plan
+from wmap.planning.plan import Plan
+from wmap.planning.serialise import plan_from_json
+
+DIGITS = re.compile(r"([0-9]+)")
+
+
+def reference_fold(names: list[str]) -> list[tuple[str, int]]:
+    """The definition: split each name into its template and digit runs, group by template in
+    first-seen order, fold each column of runs."""
+    groups: dict[str, list[list[str]]] = {}
+    for n in names:
+        parts = DIGITS.split(n)
+        groups.setdefault("{}".join(parts[0::2]), []).append(parts[1::2])
+    out = []
+    for t, rows in groups.items():
+        pieces = t.split("{}")
+        text = pieces[0]
+        for i, col in enumerate(list(zip(*rows)) if rows[0] else []):
+            text += fold_numbers(col) + pieces[i + 1]
+        out.append((text, len(rows)))
+    return out
+
+
+names_st = st.lists(st.text(st.sampled_from("ab.0123_{}\x00٣"), max_size=12), max_size=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(names_st)
+def test_fold_in_bulk_is_the_per_name_fold(names: list[str]) -> None:
+    assert fold(names) == reference_fold(names)
+    runs = split_runs(names)
+    if runs is not None:
+        assert runs[0].split("\x00") == [template_of(n)[0] for n in names] if names else True
+
+
+def test_fold_of_a_fan_in_is_one_line_per_template() -> None:
+    experts = [f"model.layers.{i}.mlp.experts.{e}.gate_proj.weight" for i in range(3, 61) for e in range(256)]
+    assert fold(experts) == [("model.layers.{3..60}.mlp.experts.{0..255}.gate_proj.weight", len(experts))]
+    mixed = experts[:3] + ["lm_head.weight", "model.layers.7.mlp.experts.9.up_proj.weight"] + experts[3:5]
+    assert fold(mixed) == reference_fold(mixed)
+
+
+def _plans() -> list[Plan]:
+    plans = []
+    for stem in STEMS:
+        sources, target = _inventories(stem)
+        plans.append(compile_plan(load_spec(EXAMPLES / f"{stem}.wmap"), sources, target))
+    return plans
+
+
+def _dumps_reference(plan: Plan) -> str:
+    return json.dumps(plan.to_json(), indent=2) + "\n"
+
+
+def test_saved_plan_text_is_json_dumps_for_every_example() -> None:
+    for plan in _plans():
+        assert plan.dumps() == _dumps_reference(plan)
+
+
+def test_saved_plan_text_is_json_dumps_for_unusual_metas() -> None:
+    """Native names, layer kinds, attrs, non-ASCII and control characters, scalars, init
+    parameters, lr flags and a config: the writer's templates or its fallback, never a difference."""
+    src = Inventory.from_metas([
+        TensorMeta("enc.0.weight", (4, 3), "float32", native="enc/0/kernel:0", kind="Dense", attrs=(("eps", 1e-5),)),
+        TensorMeta("enc.1.wéight", (4,), "bfloat16"),
+        TensorMeta("scale", (), "float32", kind="Scale"),
+        TensorMeta("e.0.w", (2, 2), "float16"), TensorMeta("e.1.w", (2, 2), "float16"),
+    ], "src", "torch")
+    tgt = Inventory.from_metas([
+        TensorMeta("dec.0.weight", (3, 4), "float32", kind="Linear"),
+        TensorMeta("dec.1.wéight", (4,), "float32"),
+        TensorMeta("s", (), "float32"), TensorMeta("new.bias", (5,), "float32"), TensorMeta("stk", (2, 2, 2), "float16"),
+    ], "tgt", "keras")
+    spec = parse_spec('wmap 1\nconfig "c.json"\nlet k = config.k\nenc.0.weight -> dec.0.weight | transpose\n'
+                      '"enc.1.wéight" -> "dec.1.wéight"\nscale -> s | scale($k)\ne.{i:int}.w -> stk | stack(0)\n'
+                      'init new.bias = normal(mean=0.5, std=0.02)\nlr dec.** * 10\nfreeze s\n')
+    plan = compile_plan(spec, {"src": src}, tgt, config=ConfigData("c.json", {"k": 2.5}, "path:c.json"))
+    text = plan.dumps()
+    assert text == _dumps_reference(plan)
+    assert '"native": "enc/0/kernel:0"' in text and '"lr": 10.0' in text and "\\u00e9" in text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(compile_inputs())
+def test_saved_plan_text_is_json_dumps_for_random_plans(inputs: tuple[Inventory, Inventory, str]) -> None:
+    src, tgt, text = inputs
+    try:
+        plan = compile_plan(parse_spec(text), {"src": src}, tgt)
+    except WmapError:
+        return
+    saved = plan.dumps()
+    assert saved == _dumps_reference(plan)
+    assert plan_from_json(json.loads(saved)).steps == plan.steps  # (a saved plan keeps no warnings)
+
+
+def _moe(layers: int, experts: int, shuffle: bool, gap: int | None = None) -> tuple[Inventory, Inventory]:
+    src = [TensorMeta(f"layers.{i}.experts.{e}.{p}", (4, 2), "float32")
+           for i in range(layers) for e in range(experts) for p in ("w1", "w2") if not (i == 1 and e == gap)]
+    if shuffle:
+        random.Random(7).shuffle(src)
+    tgt = [TensorMeta(f"layers.{i}.moe.{p}", (experts - (i == 1 and gap is not None), 4, 2), "float32")
+           for i in range(layers) for p in ("w1", "w2")]
+    return Inventory.from_metas(src), Inventory.from_metas(tgt)
+
+
+MOE = "wmap 1\nlayers.{i:int}.experts.{e:int}.{p} -> layers.{i}.moe.{p} | stack(0)\n"
+
+
+def test_fan_in_order_is_the_index_order_whatever_order_the_checkpoint_lists() -> None:
+    ordered = compile_plan(parse_spec(MOE), {"src": _moe(3, 12, False)[0]}, _moe(3, 12, False)[1])
+    shuffled = compile_plan(parse_spec(MOE), {"src": _moe(3, 12, True)[0]}, _moe(3, 12, True)[1])
+    for a, b in zip(ordered.steps, shuffled.steps, strict=True):
+        assert [r.name for r in a.sources] == [r.name for r in b.sources]
+        assert [r.name for r in b.sources] == [f"{b.targets[0].name.replace('moe', 'experts.{}')}".format(e)
+                                               for e in range(12)]
+        assert b.order == "{e} = 0..11"
+
+
+def test_a_group_with_a_gap_is_reported_although_its_neighbours_share_one_order() -> None:
+    """Groups are memoised by their index values: the one layer that lacks expert 5 is not."""
+    src, tgt = _moe(3, 12, True, gap=5)
+    with pytest.raises(WmapError) as e:
+        compile_plan(parse_spec(MOE), {"src": src}, tgt)
+    msgs = [d.message for d in e.value.diagnostics if d.code == "WM211"]
+    assert len(msgs) == 2 and all("layers.1.moe" in m and "no 5" in m for m in msgs), msgs
+
+
+def test_fingerprint_is_the_digest_of_sorted_rows() -> None:
+    import hashlib
+
+    def reference(inv: Inventory) -> str:
+        rows = sorted((t.name, list(t.shape), t.dtype) for t in inv.tensors)
+        return "sha256:" + hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()[:32]
+    metas = [TensorMeta(f"b.{i}", (i, 2), "float32") for i in range(20)] + [TensorMeta("a", (), "int64")]
+    random.Random(1).shuffle(metas)
+    unique = Inventory.from_metas(metas)
+    twice = Inventory.from_metas(metas + [TensorMeta("a", (1,), "float16")])  # duplicate names: sorted by all fields
+    assert unique.fingerprint() == reference(unique) and unique.fingerprint() == unique.fingerprint()
+    assert twice.fingerprint() == reference(twice) != unique.fingerprint()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_left_as_it_was_found(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        with pytest.raises(KeyError), collector_paused():
+            assert not gc.isenabled()
+            with collector_paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()  # an inner block does not resume it early
+            raise KeyError("x")
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
