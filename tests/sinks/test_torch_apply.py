@@ -344,3 +344,13 @@ def test_apply_from_a_spec_parses_each_checkpoint_once(backbone_file: tuple[Back
     plan = wmap.plan(spec, source=path, target=NewArch())
     wmap.apply(plan, source=path, target=NewArch())
     assert calls["n"] == 3
+
+
+def test_a_splice_into_a_factory_target_builds_it_for_real() -> None:
+    """A splice keeps the rest of the target, so a factory's model built on the meta device is rebuilt with
+    values (as for `keep`), not read on meta (WM602)."""
+    rows = torch.ones(4, 8)
+    report = wmap.apply(wmap.parse_spec("wmap 1\nemb -> emb.weight | splice(0, stop=4)\n"), source={"emb": rows},
+                        target="tests.support.torch_models:tied_lm", show_progress=False)
+    w = report.target.emb.weight.detach()
+    assert not w.is_meta and torch.equal(w[:4], rows) and bool(w[4:].abs().sum() > 0)

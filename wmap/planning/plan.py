@@ -67,6 +67,12 @@ class Step:
     def nbytes(self) -> int:
         return sum(t.nbytes for t in self.targets)
 
+    @property
+    def reads_target(self) -> bool:
+        """True when running the step needs the target's current values: a `keep`, or a transform that
+        fills part of its tensor and keeps the rest (`splice`, the reverse of a `slice`)."""
+        return self.kind == "keep" or any(t.READS_TARGET for t in self.transforms)
+
 
 @dataclass(frozen=True)
 class Dropped:

@@ -296,14 +296,14 @@ def model_sink(plan: Plan, model: Endpoint, planned: Inventory | None = None) ->
 
 def _factory_sink(plan: Plan, built: Built, planned: Inventory | None) -> TargetSink:
     """Into the model a factory built. A torch model built on the meta device is rebuilt for real
-    only if the plan keeps values or the model has non-persistent buffers no checkpoint carries
+    only if the plan keeps or splices into values or the model has non-persistent buffers no checkpoint carries
     (torch names do not shift between builds; Keras models are never rebuilt)."""
     model = built.model
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(model, torch.nn.Module) and _on_meta(model):
         from wmap.sinks.torch_sink import meta_leftovers
         state = set(model.state_dict().keys())
-        if any(s.kind == "keep" for s in plan.steps) or any(n not in state for n in meta_leftovers(model)):
+        if any(s.reads_target for s in plan.steps) or any(n not in state for n in meta_leftovers(model)):
             return model_sink(plan, build_factory(built.factory, device="cpu", framework=built.framework,
                                                   config=built.config, seed=int(plan.option("seed"))))
     return model_sink(plan, model, planned)
@@ -345,7 +345,7 @@ def _file_sink(plan: Plan, obj: Endpoint, fw: str | None, out: str) -> TargetSin
     if isinstance(obj, Built):
         inv = inventory_of(obj.model)
     else:
-        template = open_reader(obj, fw) if any(s.kind == "keep" for s in plan.steps) else None
+        template = open_reader(obj, fw) if any(s.reads_target for s in plan.steps) else None
         inv = template.inventory() if template is not None else inventory_of(obj, fw)
     _check_fingerprint("the target", inv, plan.target_fingerprint)
     order = [t for s in plan.steps for t in s.targets]
