@@ -84,6 +84,65 @@ def test_variables_whose_paths_collide_are_named_by_the_layer_tree() -> None:
     assert sorted(wmap.inventory_of(m).names) == ["left.bias", "left.kernel", "right.bias", "right.kernel"]
 
 
+
+def _tower(depth: int) -> object:
+    """A functional sub-model built on its own (as a dual-tower backbone builds each tower before the
+    whole): its layer names are scoped to itself, not to the model it becomes part of."""
+    inp = keras.Input((3,))
+    x = inp
+    for i in range(depth):
+        x = keras.layers.Dense(3, name=f"block_{i}")(x)
+    return keras.Model(inp, keras.layers.Dense(3, name="norm")(x))
+
+
+class Towers(keras.Model):
+    def __init__(self, left_depth: int, right_depth: int) -> None:
+        super().__init__()
+        self.left = _tower(left_depth)
+        self.right = _tower(right_depth)
+
+    def call(self, x: object) -> object:
+        return self.right(self.left(x))
+
+
+@pytest.mark.parametrize("right_depth", [2, 4])
+def test_a_sub_model_whose_names_collide_is_named_wholly_by_the_layer_tree(right_depth: int) -> None:
+    """One tower's names do not depend on the other's depth: `right.block_3` is where it is whether or
+    not `left` has a `block_3` too (as MetaCLIP 2's vision tower, deeper than its text tower)."""
+    m = Towers(2, right_depth)
+    m(np.zeros((1, 3), np.float32))
+    names = wmap.inventory_of(m).names
+    assert all(n.startswith(("left.", "right.")) for n in names), names
+    assert f"right.layers.{right_depth}.kernel" in names  # Keras' own list: the input layer, then the blocks
+
+
+class Attention(keras.layers.Layer):
+    """Sublayers held under private attributes, as keras' MultiHeadAttention holds `_query_dense`."""
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._query_dense = keras.layers.Dense(2, name="query")
+        self._value_dense = keras.layers.Dense(2, name="value")
+
+    def call(self, x: object) -> object:
+        return self._value_dense(self._query_dense(x))
+
+
+def test_a_sublayer_held_under_an_attribute_is_named_by_it_not_by_its_slot_in_keras_layers() -> None:
+    class Twin(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.left = Attention(name="attn")
+            self.right = Attention(name="attn")
+
+        def call(self, x: object) -> object:
+            return self.right(self.left(x))
+
+    m = Twin()
+    m(np.zeros((1, 2), np.float32))
+    assert sorted(wmap.inventory_of(m).names) == sorted(
+        f"{side}.{d}_dense.{v}" for side in ("left", "right") for d in ("query", "value") for v in ("kernel", "bias"))
+
+
 def test_a_keras_to_keras_spec_needs_no_prefix_stripping(tmp_path: Path) -> None:
     src, dst = seq(), seq()
     for v in src.weights:

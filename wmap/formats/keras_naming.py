@@ -157,7 +157,23 @@ def keras_names(model: KerasModel) -> list[tuple[str, KerasVariable]]:
     if all(c == 1 for c in counts.values()):
         return rows
     tree = tree_names(model)
-    return [(tree.get(id(v), n) if counts[n] > 1 else n, v) for n, v in rows]
+    clashing = {id(v) for n, v in rows if counts[n] > 1}
+    # A sub-model built before the model that holds it (each tower of a dual-tower backbone) scopes
+    # its layer names to itself, so its variables' paths overlap a sibling's wherever their layer
+    # names coincide, and *which* coincide depends on the sibling (block 30 of a 32-block tower
+    # collides only if the other tower is as deep). Such a sub-model is named wholly by its place, so
+    # each tower's names depend on that tower alone.
+    whole: set[int] = set()
+    for sub in layers_of(model):
+        ids = {id(v) for v in getattr(sub, "weights", ())}
+        if _is_model(sub) and ids & clashing:
+            whole |= ids
+    return [(tree.get(id(v), n) if counts[n] > 1 or id(v) in whole else n, v) for n, v in rows]
+
+
+# Keras' (and TensorFlow's tracking) own collections of every sublayer, by position or by attribute:
+# where the tree names a sublayer from only when no attribute of its own holds it
+_KERAS_LISTS = ("_layers", "_operations", "_self_tracked_trackables", "_self_unconditional_dependency_names")
 
 
 def tree_names(model: KerasModel) -> dict[int, str]:
@@ -172,9 +188,9 @@ def tree_names(model: KerasModel) -> dict[int, str]:
         seen.add(id(obj))
         for v in list(getattr(obj, "_trainable_variables", [])) + list(getattr(obj, "_non_trainable_variables", [])):
             out.setdefault(id(v), f"{prefix}{str(v.name).removesuffix(':0').split('/')[-1]}")
-        # named attributes first: a sublayer held as `self.attn` is named `attn`, not by its slot in
-        # Keras' own `_layers` list
-        for attr, value in sorted(vars(obj).items(), key=lambda kv: (kv[0].startswith("_"), kv[0])):
+        # named attributes first, Keras' own collections last: a sublayer held as `self.attn` (or
+        # `self._query_dense`, as MultiHeadAttention holds it) is named `attn`, not by its slot there
+        for attr, value in sorted(vars(obj).items(), key=lambda kv: (kv[0] in _KERAS_LISTS, kv[0].startswith("_"), kv[0])):
             if attr.startswith("__") or attr in ("_inbound_nodes", "_outbound_nodes", "_tracker", "_parent_path"):
                 continue
             for key, child in _children(value):
@@ -191,6 +207,11 @@ def _children(value: object) -> list[tuple[str, object]]:
     if isinstance(value, dict):
         return [(f".{k}", x) for k, x in value.items() if isinstance(k, str)]
     return [("", value)]
+
+
+def _is_model(obj: object) -> bool:
+    """A Keras Model (Functional, Sequential or subclassed) rather than a plain layer: what `fit`s."""
+    return _is_layer(obj) and callable(getattr(obj, "fit", None))
 
 
 def _is_layer(obj: object) -> bool:
