@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory
@@ -12,6 +12,9 @@ from wmap.core.values import ConfigLike, Endpoint, OutPath
 from wmap.lang.spec import Spec
 from wmap.planning import plan as _plan
 from wmap.run.execute import ApplyReport, apply_plan
+
+if TYPE_CHECKING:
+    from wmap.run.verify import VerifyReport
 
 SpecLike = Spec | str | os.PathLike[str]
 
@@ -172,7 +175,8 @@ def _with_progress(kw: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def verify(spec: SpecLike | Plan, source: Endpoint = None, target: Endpoint = None, config: ConfigLike = None) -> Any:
+def verify(spec: SpecLike | Plan, source: Endpoint = None, target: Endpoint = None, config: ConfigLike = None
+           ) -> VerifyReport:
     """Check that `target` holds exactly what the plan puts there (recomputed from the sources)."""
     from wmap.run.verify import verify_plan
     p = spec if isinstance(spec, _plan.Plan) else plan(spec, source, target, config)

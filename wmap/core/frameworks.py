@@ -92,6 +92,8 @@ class KerasVariable(Protocol):
     @property
     def value(self) -> object: ...
 
+    trainable: bool
+
     def numpy(self) -> object: ...
 
     def assign(self, value: object) -> object: ...
@@ -108,6 +110,12 @@ class KerasModel(Protocol):
 
     @property
     def weights(self) -> list[KerasVariable]: ...
+
+    trainable: bool
+
+    def save(self, filepath: str, overwrite: bool = True) -> None: ...
+
+    def save_weights(self, filepath: str, overwrite: bool = True) -> None: ...
 
     def _flatten_layers(self, include_self: bool = True, recursive: bool = True) -> Iterable[KerasModel]:
         """Keras' own walk of the layer tree, in its tracking order (private to Keras, but the one order

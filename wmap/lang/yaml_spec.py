@@ -46,8 +46,8 @@ MAX_NODES = 2_000_000  # YAML aliases can expand a small file into billions of n
 
 
 @functools.lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((resources.files("wmap") / "schema" / "wmap.schema.json").read_text("utf-8"))
+def schema() -> dict[str, object]:
+    data: dict[str, object] = json.loads((resources.files("wmap") / "schema" / "wmap.schema.json").read_text("utf-8"))
     return data
 
 
@@ -158,7 +158,7 @@ def _to_python(node: yaml.Node, key: PathKey, spans: dict[PathKey, Span], path: 
 _SCALAR = yaml.SafeLoader("")
 
 
-def _scalar(node: yaml.Node, path: str | None = None) -> Any:
+def _scalar(node: yaml.Node, path: str | None = None) -> object:
     """A scalar's value by the safe loader's rules; a tag it cannot construct (`!!python/...`, `!foo`)
     or a value its tag rejects (`!!int 0xZZ`) is a diagnostic, not a ConstructorError or ValueError."""
     try:
@@ -313,11 +313,11 @@ def _schema_diag(err: jsonschema.ValidationError, key: PathKey, spans: dict[Path
     return Diagnostic("WM110", "error", f"{where}: {err.message}", span, None)
 
 
-def _shown(v: Any) -> str:
+def _shown(v: object) -> str:
     return f"`{v}`" if isinstance(v, (int, float)) else f"`{json.dumps(v)}`" if not isinstance(v, str) else f"`{v}`"
 
 
-def _yaml_type(v: Any) -> str:
+def _yaml_type(v: object) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number",
             bool: "a boolean", type(None): "empty"}.get(type(v), type(v).__name__)
 
@@ -347,7 +347,7 @@ def _type_hint(key: PathKey) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _as_list(v: Any) -> list[Any]:
+def _as_list(v: object) -> list[object]:
     return v if isinstance(v, list) else [v]
 
 
@@ -367,7 +367,7 @@ def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | No
 
     def patterns(kind: ListKind) -> StatementList:
         pats = _as_list(data.get(kind) or [])
-        return StatementList(kind, tuple(PatternStmt(p, sp(kind, k) if isinstance(data[kind], list) else sp(kind))
+        return StatementList(kind, tuple(PatternStmt(str(p), sp(kind, k) if isinstance(data[kind], list) else sp(kind))
                                          for k, p in enumerate(pats)))
 
     yield VersionLine(data.get("wmap"), sp("wmap"))
@@ -402,7 +402,7 @@ def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | No
         via = _as_list(r.get("via", []))
         listed = isinstance(r.get("via"), list)
         chain = calls(via, [("rules", i, "via", k) if listed else ("rules", i, "via") for k in range(len(via))])
-        rule = Rule(tuple(_as_list(r["from"])), r["to"], chain, bool(r.get("optional", False)), sp("rules", i))
+        rule = Rule(tuple(str(f) for f in _as_list(r["from"])), r["to"], chain, bool(r.get("optional", False)), sp("rules", i))
         froms = [sp("rules", i, "from", k) for k in range(len(rule.sources))] if isinstance(r["from"], list) \
             else [sp("rules", i, "from")]
         part_spans[rule.span] = (*froms, sp("rules", i, "to"))
@@ -416,11 +416,12 @@ def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | No
     lrs = data.get("lr") or {}
     yield StatementList("lr", tuple(LrScale(p, float(f), sp("lr", p, "__key__")) for p, f in lrs.items()))
     acks = data.get("ack") or {}
-    yield StatementList("ack", tuple(Ack(str(code), p, sp("ack", code, k) if isinstance(pats, list) else sp("ack", code))
+    yield StatementList("ack", tuple(Ack(str(code), str(p), sp("ack", code, k) if isinstance(pats, list) else sp("ack", code))
                                      for code, pats in acks.items() for k, p in enumerate(_as_list(pats))))
 
 
-def _endpoint(cls: Any, name: str | None, ep: Any, span: Span) -> Any:
+def _endpoint(cls: type[SourceDecl] | type[TargetDecl], name: str | None, ep: str | dict[str, str],
+              span: Span) -> SourceDecl | TargetDecl:
     if isinstance(ep, str):
         loc, fw = ep, None
     else:

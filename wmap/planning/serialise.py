@@ -21,7 +21,7 @@ from wmap.core.errors import Diagnostic, Severity, Span, WmapError
 from wmap.core.inventory import Shape, TensorMeta
 from wmap.lang.bindings import Bindings
 from wmap.planning.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
-from wmap.transforms.base import Transform
+from wmap.transforms.base import InferContext, Transform
 from wmap.transforms.initializers import Initializer
 
 
@@ -29,7 +29,7 @@ def _meta(d: dict[str, Any]) -> TensorMeta:
     return TensorMeta(d["name"], tuple(d["shape"]), d["dtype"], d.get("native"), d.get("kind"))
 
 
-def _span_json(span: Span | None) -> dict[str, Any] | None:
+def _span_json(span: Span | None) -> dict[str, object] | None:
     if span is None or not span.line:
         return None
     return {"file": os.path.basename(span.path or "<spec>"), "line": span.line, "column": span.column}
@@ -39,7 +39,7 @@ def _span(d: dict[str, Any] | None) -> Span | None:
     return None if not d else Span(d["file"], d["line"], d["column"])
 
 
-def _step_json(s: Step) -> dict[str, Any]:
+def _step_json(s: Step) -> dict[str, object]:
     return {
         "kind": s.kind,
         "targets": [t.to_json() for t in s.targets],
@@ -55,7 +55,7 @@ def _step_json(s: Step) -> dict[str, Any]:
     }
 
 
-def plan_to_json(plan: Plan, steps: bool = True) -> dict[str, Any]:
+def plan_to_json(plan: Plan, steps: bool = True) -> dict[str, object]:
     """The plan as JSON data, with the digest of its canonical form last; `steps=False` leaves the
     steps and the digest out (`plan_dumps` writes the steps itself, and puts in the digest)."""
     from wmap.core.version import VERSION
@@ -84,7 +84,7 @@ def plan_to_json(plan: Plan, steps: bool = True) -> dict[str, Any]:
     return out
 
 
-def plan_digest(data: Mapping[str, Any]) -> str:
+def plan_digest(data: Mapping[str, object]) -> str:
     """sha256 of the plan's canonical JSON (sorted keys, no spaces), everything but the digest itself."""
     body = {k: v for k, v in data.items() if k != "digest"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -364,7 +364,7 @@ def check_saved_structure(plan: Plan, path: str = "plan.json") -> None:
             raise _invalid(path, f"the tied pair `{alias}` -> `{canonical}` is not an alias of a written tensor")
 
 
-def _check_init(init: Initializer, i: int, bad: Any) -> None:
+def _check_init(init: Initializer, i: int, bad: Callable[[str, int], WmapError]) -> None:
     from wmap.transforms.initializers import InitError, make_initializer
     try:
         again = make_initializer(init.name, (), init.params)
@@ -374,17 +374,17 @@ def _check_init(init: Initializer, i: int, bad: Any) -> None:
         raise bad(f"initialiser `{init.name}` does not hold its checked parameters", i)
 
 
-def _replay_chain(s: Step, ctx: Any, policy: str, dtype_check: Any) -> None:
+def _replay_chain(s: Step, ctx: InferContext, policy: str, dtype_check: Callable[[str, str, str], str | None]) -> None:
     """Infer the step's transforms again from its source metas, as the compiler does: each must
     resolve to itself, give the recorded shapes and dtypes, and end in the targets'."""
-    from wmap.transforms import ArrayMeta, InferContext
+    from wmap.transforms import ArrayMeta
 
     metas = tuple(ArrayMeta(r.meta.shape, r.meta.dtype) for r in s.sources)
     for k, (t, recorded) in enumerate(zip(s.transforms, s.chain, strict=True)):
         c = InferContext(ctx.sources, ctx.targets, ctx.source_framework, ctx.target_framework,
                          is_last=k == len(s.transforms) - 1)
         if t.ARITY == "1:1" and len(metas) > 1 and not (t.DISPATCH and k == 0):
-            outs: list[Any] = []
+            outs: list[ArrayMeta] = []
             for j, m in enumerate(metas):
                 tj = (s.targets[j],) if len(s.targets) == len(metas) else s.targets
                 t2, o = t.infer((m,), InferContext(c.sources, tj, c.source_framework, c.target_framework,
@@ -418,10 +418,10 @@ def _diag(d: dict[str, Any], severity: Severity) -> Diagnostic:
                       tuple(str(n) for n in d.get("notes", ())))
 
 
-def _config_json(b: Bindings) -> dict[str, Any]:
+def _config_json(b: Bindings) -> dict[str, object]:
     """The lets' values and every config value they read: a saved plan re-reads the config when it
     is applied and refuses if one of these changed (WM604)."""
-    def js(v: Any) -> Any:
+    def js(v: object) -> object:
         return [js(x) for x in v] if isinstance(v, tuple) else v
     return {"label": b.label, "where": b.where, "values": {n: js(v) for n, v in b.values},
             "keys": {k: js(v) for k, v in b.keys}}

@@ -11,12 +11,12 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wmap.core.errors import error
 from wmap.core.frameworks import installed
 from wmap.core.inventory import Inventory, TensorMeta
-from wmap.core.values import Endpoint, OutPath
+from wmap.core.values import ConfigLike, Endpoint, OutPath
 from wmap.formats.base import ArrayKind, TensorSource
 from wmap.lang.spec import DEFAULT_SOURCE, Spec
 from wmap.planning.plan import Plan
@@ -55,7 +55,7 @@ def _locate(location: str, spec: Spec | None, what: str = "") -> str:
     return str(Path(spec.path).parent / location)
 
 
-def _is_array(v: Any) -> bool:
+def _is_array(v: object) -> bool:
     mod = type(v).__module__
     return mod.startswith("numpy") or (mod.startswith("torch") and "Tensor" in type(v).__name__) or \
         type(v).__name__ == "Parameter"
@@ -65,7 +65,7 @@ def _is_state_dict(obj: Endpoint) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(_is_array(v) for v in obj.values())
 
 
-def source_objects(spec: Spec | None, source: Endpoint) -> dict[str, tuple[Any, str | None]]:
+def source_objects(spec: Spec | None, source: Endpoint) -> dict[str, tuple[Endpoint, str | None]]:
     """name -> (object or location, framework) for every source."""
     declared = {s.name: s for s in spec.sources} if spec else {}
     primary = next(iter(declared), DEFAULT_SOURCE)
@@ -77,7 +77,7 @@ def source_objects(spec: Spec | None, source: Endpoint) -> dict[str, tuple[Any, 
                         hint="add `source torch \"model.safetensors\"` to the spec, or pass --source")
         return {n: (_locate(s.location, spec, f"source `{n}`"), s.framework) for n, s in declared.items()}
     if isinstance(source, Mapping) and not _is_state_dict(source):
-        out: dict[str, tuple[Any, str | None]] = {}
+        out: dict[str, tuple[Endpoint, str | None]] = {}
         for n, obj in source.items():
             fw = declared[n].framework if n in declared else None
             out[str(n)] = (obj, fw)
@@ -96,7 +96,7 @@ def _reads_nothing(spec: Spec) -> bool:
     return not spec.rules and not spec.drop and all(i.call.name != "copy" for i in spec.init)
 
 
-def target_object(spec: Spec | None, target: Endpoint) -> tuple[Any, str | None]:
+def target_object(spec: Spec | None, target: Endpoint) -> tuple[Endpoint, str | None]:
     fw = spec.target.framework if spec and spec.target else None
     if target is not None:
         return target, fw
@@ -131,7 +131,7 @@ def target_inventory(spec: Spec | None, target: Endpoint) -> Inventory:
     return read_inventory(obj, fw)
 
 
-def build_target(spec: Spec | None, target: Endpoint, config: Mapping[str, object] | None = None) -> Any:
+def build_target(spec: Spec | None, target: Endpoint, config: Mapping[str, object] | None = None) -> Endpoint:
     """The target to plan and apply with: a `module:callable` is built here, once (torch models on
     the meta device), and the built model is used for both; anything else as it is."""
     obj, fw = target_object(spec, target)
@@ -141,7 +141,8 @@ def build_target(spec: Spec | None, target: Endpoint, config: Mapping[str, objec
     return Built(build_factory(obj, device="meta", framework=fw, config=config, seed=seed), obj, fw, config)
 
 
-def compile_bound(spec: Spec, sources: dict[str, Inventory], source: Any, target: Any, config: Any = None
+def compile_bound(spec: Spec, sources: dict[str, Inventory], source: Endpoint, target: Endpoint,
+                  config: ConfigLike = None
                   ) -> tuple[Plan, Inventory]:
     """Compile `spec` against the source inventories and the target, and bind the plan to the endpoints
     it was made for (a `module:callable` target is built once, here, and the built model is bound).

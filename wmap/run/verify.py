@@ -13,8 +13,9 @@ from typing import Any
 
 from wmap.core.checksum import checksum
 from wmap.core.frameworks import installed
+from wmap.core.inventory import TensorMeta
 from wmap.core.values import Endpoint
-from wmap.formats.base import ArrayKind
+from wmap.formats.base import Array, ArrayKind
 from wmap.planning.plan import Plan
 from wmap.run.execute import compute_step
 from wmap.transforms import get_ops
@@ -100,14 +101,14 @@ def verify_plan(plan: Plan, source: Endpoint = None, target: Endpoint = None) ->
         file = open_source(obj, fw)
         kind: ArrayKind = "torch" if installed("torch") else "numpy"
 
-        def current(meta: Any) -> Any:
+        def current(meta: TensorMeta) -> Array:
             return file.read(meta.name, kind)
         frozen_check = None
     else:
         sink = model_sink(plan, obj)
         kind = sink.array_kind
         current = sink.read_current
-        frozen_check = obj if sink.framework == "torch" else None
+        frozen_check = sink.result if sink.framework == "torch" else None  # the model itself
     ops = get_ops(kind)
     report = VerifyReport()
     try:

@@ -41,13 +41,14 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Any, TypeGuard
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
 from wmap.core.atomic import fsync_path, new_file_mode, sweep, temp_file
 from wmap.core.errors import WmapError, error
-from wmap.core.frameworks import KerasModel, installed
+from wmap.core.frameworks import KerasModel, KerasVariable, installed
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import as_kind, dtype_name, is_torch_tensor, to_numpy, torch_dtype_name
 from wmap.formats.keras_naming import keras_names
@@ -65,6 +66,12 @@ from wmap.sinks.base import (
 BUILD_HINT = ("build the model before planning: give it an input (`keras.Input(shape)` in a Functional model), "
                "call `model.build((None, ...))`, or call it once on a batch; a `module:callable` factory must "
                "return a built model")
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    import torch
+
+    from wmap.formats.base import Array
 
 
 def is_keras_model(obj: object) -> TypeGuard[KerasModel]:
@@ -89,14 +96,14 @@ class KerasModelSink:
     framework = "keras"
     checks_while_staging = True  # the executor hands its NaN/Inf check to `stage` (see TargetSink)
 
-    def __init__(self, model: Any, inventory: Inventory, array_kind: ArrayKind | None = None):
+    def __init__(self, model: KerasModel, inventory: Inventory, array_kind: ArrayKind | None = None):
         if not getattr(model, "built", True):
             raise error("WM502", f"Keras model `{getattr(model, 'name', '?')}` has no variables yet (it is not "
                         "built)", hint=BUILD_HINT)
         self.model = model
         self._inventory = inventory
         self.array_kind: ArrayKind = array_kind or ("torch" if installed("torch") else "numpy")
-        self.variables: dict[str, Any] = {}
+        self.variables: dict[str, KerasVariable] = {}
         for name, v in keras_names(model):  # the names the model's inventory gave (formats.memory)
             self.variables.setdefault(name, v)
             self.variables.setdefault(getattr(v, "path", None) or v.name, v)
@@ -108,10 +115,10 @@ class KerasModelSink:
         return self._inventory
 
     @property
-    def result(self) -> Any:
+    def result(self) -> KerasModel:
         return self.model
 
-    def _variable(self, meta: TensorMeta) -> Any:
+    def _variable(self, meta: TensorMeta) -> KerasVariable:
         v = self.variables.get(meta.name)
         if v is None and meta.native:
             v = self.variables.get(meta.native)
@@ -120,14 +127,14 @@ class KerasModelSink:
                         hint="the model changed since the plan was made; plan again")
         return v
 
-    def read_current(self, meta: TensorMeta) -> Any:
+    def read_current(self, meta: TensorMeta) -> Array:
         v = self._variable(meta)
         return as_kind(np.asarray(v.numpy()), self.array_kind, f"`{meta.name}`")
 
     def landed(self) -> AbstractContextManager[LandedReader]:
         return contextlib.nullcontext(self.read_current)
 
-    def stage(self, meta: TensorMeta, value: Any, check: Check | None = None) -> Callable[[], bool]:
+    def stage(self, meta: TensorMeta, value: Array, check: Check | None = None) -> Callable[[], bool]:
         """Copy `value` for `meta`'s variable; with `check`, run it on that fresh copy (fused, so the
         NaN/Inf scan reads bytes already in cache). Returns the check's verdict, as a callable."""
         v = self._variable(meta)
@@ -150,7 +157,7 @@ class KerasModelSink:
         self.staged.add(meta, owned)
         return lambda: verdict
 
-    def _own_checked(self, value: Any, name: str, check: Callable[[Any], bool] | None) -> tuple[Any, bool]:
+    def _own_checked(self, value: Array, name: str, check: Check | None) -> tuple[object, bool]:
         owned, plain = self._own(value, name)
         return owned, (check is not None and check(plain))
 
@@ -174,7 +181,7 @@ class KerasModelSink:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _own(self, value: Any, name: str) -> tuple[Any, Any]:
+    def _own(self, value: Array, name: str) -> tuple[object, Array]:
         """A C-contiguous copy of `value` that nothing else references, in the form `assign` takes
         without copying again (with TensorFlow, a tensor: TF would copy a numpy array itself), and
         the same bytes as a torch tensor or numpy array (for the NaN/Inf check).
@@ -198,7 +205,7 @@ class KerasModelSink:
         arr = np.array(value, copy=True, order="C")
         return arr, arr
 
-    def _snapshot(self, v: Any) -> Any:
+    def _snapshot(self, v: KerasVariable) -> object:
         """The variable's current value, kept alive across an assign (zero-copy with TensorFlow)."""
         raw = self._raw_variable(v)
         if raw is not None:
@@ -207,14 +214,14 @@ class KerasModelSink:
             return v.value.read_value()
         return np.array(v.numpy(), copy=True)
 
-    def _assign(self, v: Any, value: Any) -> None:
+    def _assign(self, v: KerasVariable, value: object) -> None:
         raw = self._raw_variable(v)
         if raw is not None:
             _tf().raw_ops.AssignVariableOp(resource=raw.handle, value=value)
         else:
             v.assign(value)
 
-    def _raw_variable(self, v: Any) -> Any:
+    def _raw_variable(self, v: KerasVariable) -> tf.Variable | None:
         """The plain eager TensorFlow variable behind a Keras variable, when the raw read and assign
         ops can stand in for Keras' `assign` (~25 us a variable, where `read_value` + `assign` take
         ~100 us): staging has already checked shape and dtype, which is all Keras' assign adds. None
@@ -227,7 +234,7 @@ class KerasModelSink:
         return raw
 
     def commit(self) -> None:
-        done: list[tuple[str, Any, Any]] = []
+        done: list[tuple[str, KerasVariable, object]] = []
         try:
             self.settle()
         except BaseException:
@@ -252,7 +259,7 @@ class KerasModelSink:
         finally:
             self.staged.clear()
 
-    def _rollback(self, done: list[tuple[str, Any, Any]], failed: str, exc: BaseException) -> BaseException:
+    def _rollback(self, done: list[tuple[str, KerasVariable, object]], failed: str, exc: BaseException) -> BaseException:
         lost = []
         for name, v, old in reversed(done):
             try:
@@ -299,7 +306,7 @@ def _names(items: list[str], limit: int = 12) -> str:
     return shown + (f", and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _freeze(model: Any, frozen_ids: set[int], names: dict[int, str]) -> tuple[list[str], list[str], list[str]]:
+def _freeze(model: KerasModel, frozen_ids: set[int], names: dict[int, str]) -> tuple[list[str], list[str], list[str]]:
     """Freeze whole layers where every trainable variable is frozen, else single variables.
 
     Returns (frozen layer paths, variables frozen one by one, BatchNormalization layers frozen).
@@ -308,7 +315,7 @@ def _freeze(model: Any, frozen_ids: set[int], names: dict[int, str]) -> tuple[li
     partial: list[str] = []
     bn: list[str] = []
 
-    def visit(layer: Any, path: str) -> None:
+    def visit(layer: KerasModel, path: str) -> None:
         own = [v for v in layer.weights if v.trainable]
         if not own or not any(id(v) in frozen_ids for v in own):
             return
@@ -328,19 +335,19 @@ def _freeze(model: Any, frozen_ids: set[int], names: dict[int, str]) -> tuple[li
     return layers, partial, bn
 
 
-def _walk(layer: Any, path: str) -> Iterator[tuple[str, Any]]:
+def _walk(layer: KerasModel, path: str) -> Iterator[tuple[str, KerasModel]]:
     yield path, layer
     for child in _sublayers(layer):
         yield from _walk(child, f"{path}.{child.name}")
 
 
-def _sublayers(layer: Any) -> list[Any]:
+def _sublayers(layer: KerasModel) -> list[KerasModel]:
     if not hasattr(layer, "_flatten_layers"):
         return []
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
-def _tf() -> Any:
+def _tf() -> ModuleType:
     import tensorflow as tf
 
     return tf
@@ -352,7 +359,7 @@ def _in_stateless_scope() -> bool:
     return bool(scope is not None and scope.in_stateless_scope())
 
 
-def _tf_from_torch(t: Any) -> Any:
+def _tf_from_torch(t: torch.Tensor) -> tf.Tensor | None:
     """A TF tensor sharing a contiguous torch tensor's memory (DLPack), or None if TF refuses it."""
     try:
         from torch.utils import dlpack
@@ -386,7 +393,7 @@ class KerasFileSink:
     checks_while_staging = True  # through the inner sink
 
     def __init__(self, inner: KerasModelSink, path: str, kind: str, suffix: str, frozen: set[str],
-                 options: dict[str, Any]):
+                 options: dict[str, object]):
         self.inner = inner
         self.path = path
         self.kind = kind
@@ -405,16 +412,16 @@ class KerasFileSink:
         return self.path
 
     @property
-    def model(self) -> Any:
+    def model(self) -> KerasModel:
         return self.inner.model
 
-    def read_current(self, meta: TensorMeta) -> Any:
+    def read_current(self, meta: TensorMeta) -> Array:
         return self.inner.read_current(meta)
 
     def landed(self) -> AbstractContextManager[LandedReader]:
         return self.inner.landed()  # the file holds exactly the model that was saved
 
-    def stage(self, meta: TensorMeta, value: Any, check: Check | None = None) -> Callable[[], bool]:
+    def stage(self, meta: TensorMeta, value: Array, check: Check | None = None) -> Callable[[], bool]:
         return self.inner.stage(meta, value, check)
 
     def commit(self) -> None:
