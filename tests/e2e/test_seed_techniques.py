@@ -207,8 +207,9 @@ def test_keras_set_two_named_layers_from_numpy() -> None:
     """Selective layer assignment by name: `model.get_layer('dense_1').set_weights([np.random.rand(5, 10),
     np.random.rand(10)])` and the same for `dense_3`, `dense_2` untouched. `np.random.rand` gives float64;
     `set_weights` casts it to the layer's float32, and the spec says so with `option dtype = "target"`.
-    The names are the ones written in the script (`dense_1`..`dense_3`): a script's first model, whose
-    counter-style names Keras cannot have generated yet (a fresh session stands for the fresh process)."""
+    Counter-style names (`dense_1`..`dense_3`) are numbered within their parent, the same in every process
+    (`dense`, `dense_1`, `dense_2`: see `keras_naming.auto_named`), so the spec names the script's `dense_1`
+    `dense` and its `dense_3` `dense_2`, as `wmap inspect` shows them."""
     keras.backend.clear_session()
 
     def build() -> Any:
@@ -224,9 +225,9 @@ def test_keras_set_two_named_layers_from_numpy() -> None:
     weights_3 = [rng.random((20, 5)), rng.random(5)]
     by_hand.get_layer("dense_1").set_weights(weights_1)
     by_hand.get_layer("dense_3").set_weights(weights_3)
-    arrays = {"dense_1.kernel": weights_1[0], "dense_1.bias": weights_1[1],
-              "dense_3.kernel": weights_3[0], "dense_3.bias": weights_3[1]}
-    wmap.apply(_spec('option dtype = "target"\n{p:**} -> {p}\nkeep dense_2.*\n'), source=arrays, target=by_wmap)
+    arrays = {"dense.kernel": weights_1[0], "dense.bias": weights_1[1],
+              "dense_2.kernel": weights_3[0], "dense_2.bias": weights_3[1]}
+    wmap.apply(_spec('option dtype = "target"\n{p:**} -> {p}\nkeep dense_1.*\n'), source=arrays, target=by_wmap)
     for a, b in zip(_kweights(by_hand), _kweights(by_wmap), strict=True):
         _same(a, b)
 
@@ -236,7 +237,7 @@ def test_keras_transfer_a_conv_layer_between_differently_named_models() -> None:
     target whose conv is named differently and whose dense layers are new; `target.get_layer('conv_1')
     .set_weights(pretrained.get_layer('conv_1_pretrained').get_weights())` (the pool has no weights).
     The spec renames the conv's variables, drops the old head and keeps the new layers (named
-    `dense_1`, `dense_2` by hand, as the script's first models)."""
+    `dense_1`, `dense_2` by hand; wmap numbers such names within their parent: `dense`, `dense_1`)."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(6)
     pretrained = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, (3, 3), name="conv_1_pretrained"),
@@ -254,7 +255,7 @@ def test_keras_transfer_a_conv_layer_between_differently_named_models() -> None:
     by_hand.get_layer("conv_1").set_weights(pretrained.get_layer("conv_1_pretrained").get_weights())
     by_hand.get_layer("pool_1").set_weights(pretrained.get_layer("pool_1_pretrained").get_weights())
     wmap.apply(_spec("conv_1_pretrained.{kernel,bias} -> conv_1.{kernel,bias}\ndrop dense_pretrained.*\n"
-                     "keep dense_1.*, dense_2.*\n"), source=pretrained, target=by_wmap)
+                     "keep dense.*, dense_1.*\n"), source=pretrained, target=by_wmap)
     for a, b in zip(_kweights(by_hand), _kweights(by_wmap), strict=True):
         _same(a, b)
 

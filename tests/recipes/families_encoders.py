@@ -159,7 +159,7 @@ FAMILIES = (
     Family("hf_to_keras_hub/t5gemma2", "T5Gemma2Config",
            dict(vocab_size=128, image_token_index=4, decoder=_T5GEMMA, encoder=dict(
                text_config=_T5GEMMA, mm_tokens_per_image=4, vision_config=dict(
-                   hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                   hidden_size=24, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
                    patch_size=8, vision_use_head=False))),
            "T5Gemma2ForConditionalGeneration", seq2seq(images=True), prepare=t5gemma2_hub_layout),
 )

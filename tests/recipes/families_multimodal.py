@@ -53,7 +53,7 @@ def siglip_hub_layout(folder: Path, hf: Any) -> None:
 # 16 here), which equals head_dim in the 224-pixel releases only: head_dim is 16 here to match.
 _TEXT = dict(model_type="gemma", vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
              num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
-_VISION = dict(model_type="siglip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+_VISION = dict(model_type="siglip_vision_model", hidden_size=24, intermediate_size=32, num_hidden_layers=2,
                num_attention_heads=2, image_size=32, patch_size=8, vision_use_head=False)
 
 FAMILIES = (

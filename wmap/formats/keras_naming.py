@@ -23,13 +23,10 @@ reader (given a model) all name through it, so a plan made in one process applie
 
 from __future__ import annotations
 
-import contextlib
 import re
-import weakref
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from wmap.core.frameworks import KerasModel, KerasVariable
@@ -51,15 +48,19 @@ def layers_of(model: KerasModel) -> list[KerasModel]:
     return []
 
 
-def auto_named(layers: Sequence[tuple[str, str | None]], chosen_names: AbstractSet[str] = frozenset()) -> set[str]:
+def auto_named(layers: Sequence[tuple[str, str | None]]) -> set[str]:
     """The layer names Keras generated, among (layer name, class name) pairs of one model.
 
     Keras records no flag for a generated name, so it is recognised by its shape: the layers of one
     class named `<class>`, `<class>_1`, ... or, in a model built after others, `<class>_k`,
     `<class>_(k+1)`, ... (k >= 1): one consecutive run of the process-wide counter, each name held
     by one layer. Anything else (`dense_0`, `dense_1`, ...; gaps; a name used twice) was chosen by
-    someone, and so is every name in `chosen_names` (names Keras' counter had not reached when the
-    layer was first seen: see `surely_chosen`)."""
+    someone. A hand-written name of the counter's shape (`Dense(name="dense_1")`, keras-hub's ViT MLP
+    `dense_1`/`dense_2`) cannot be told from a generated one by anything the model holds; Keras'
+    process-wide counter could, but it depends on what else the process built, and a name must not:
+    a recipe or a spec in a repository would then match in one process and not in the next. So such
+    names are numbered within their parent like generated ones (`dense`, `dense_1`), the same in
+    every process; `wmap inspect` shows them."""
     counts = Counter(name for name, _ in layers)
     runs: dict[str, list[tuple[str, int]]] = {}
     chosen: set[str] = set()  # classes some layer of which has a name Keras never generates
@@ -67,8 +68,8 @@ def auto_named(layers: Sequence[tuple[str, str | None]], chosen_names: AbstractS
         m = _AUTO.match(lname)
         if m is None or cls is None or m.group("base") != snake_case(cls):
             continue
-        if counts[lname] != 1 or m.group("n") == "0" or lname in chosen_names:  # Keras never repeats a
-            chosen.add(m.group("base"))  # name, nor writes `_0`, nor a number its counter has not reached
+        if counts[lname] != 1 or m.group("n") == "0":  # Keras never repeats a name, nor writes `_0`
+            chosen.add(m.group("base"))
             continue
         runs.setdefault(m.group("base"), []).append((lname, int(m.group("n")) if m.group("n") else 0))
     out: set[str] = set()
@@ -81,15 +82,14 @@ def auto_named(layers: Sequence[tuple[str, str | None]], chosen_names: AbstractS
     return out
 
 
-def canonical_paths(paths: Sequence[Sequence[str]], classes: Mapping[str, str | None],
-                    chosen_names: AbstractSet[str] = frozenset()) -> list[list[str]]:
+def canonical_paths(paths: Sequence[Sequence[str]], classes: Mapping[str, str | None]) -> list[list[str]]:
     """Layer paths (each a list of layer names, outermost first, ending in a variable's own name)
     with every generated layer name replaced by one that depends on the model's structure alone:
     within its parent, the generated layers of one class are `<class>`, `<class>_1`, ... in creation
     (counter) order. So a generated name is the same whether the model was built first or tenth
     in a process, and the same in every transformer layer (`transformer_layer_3.moe_block`, where
     Keras says `transformer_layer_3/moe_block_3`)."""
-    auto = auto_named(list(classes.items()), chosen_names)
+    auto = auto_named(list(classes.items()))
     siblings: dict[tuple[tuple[str, ...], str], set[str]] = {}
     for path in paths:
         for j, name in enumerate(path[:-1]):
@@ -113,33 +113,6 @@ def canonical_paths(paths: Sequence[Sequence[str]], classes: Mapping[str, str | 
     return out
 
 
-_VERDICTS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-
-def surely_chosen(layer: Any) -> bool:
-    """Whether `layer`'s counter-style name (`dense_3`) cannot have come from Keras: its process-wide
-    counter for the class had not yet reached that number when wmap first saw the layer. Keras names
-    the k-th unnamed Dense `dense_k` only after k others, so `dense_1`..`dense_3` in a process's first
-    model were written by hand (as in `Dense(10, name="dense_1")`) and are kept as written. The verdict
-    is kept per layer, so the same model names its variables the same way all process long."""
-    try:
-        return _VERDICTS[layer]
-    except (KeyError, TypeError):
-        pass
-    verdict = False
-    m = _AUTO.match(str(getattr(layer, "name", "")))
-    if m is not None and m.group("base") == snake_case(type(layer).__name__):
-        try:
-            from keras.src.backend.common import global_state
-            uids = global_state.get_global_attribute("object_name_uids") or {}
-            verdict = int(m.group("n") or 0) >= int(uids.get(m.group("base"), 0))
-        except (ImportError, AttributeError, TypeError, ValueError):  # another Keras: no counter to read
-            verdict = False
-    with contextlib.suppress(TypeError):
-        _VERDICTS[layer] = verdict
-    return verdict
-
-
 def keras_names(model: KerasModel) -> list[tuple[str, KerasVariable]]:
     """(stable dotted name, variable) for every variable of `model`, in `model.weights` order."""
     own = getattr(model, "name", None)
@@ -151,8 +124,7 @@ def keras_names(model: KerasModel) -> list[tuple[str, KerasVariable]]:
         paths.append(parts)
     layers = layers_of(model)
     classes = {la.name: type(la).__name__ for la in layers}
-    chosen = {la.name for la in layers if surely_chosen(la)}
-    rows = [(".".join(p), v) for p, v in zip(canonical_paths(paths, classes, chosen), model.weights, strict=True)]
+    rows = [(".".join(p), v) for p, v in zip(canonical_paths(paths, classes), model.weights, strict=True)]
     counts = Counter(n for n, _ in rows)
     if all(c == 1 for c in counts.values()):
         return rows
