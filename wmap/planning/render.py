@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, Span
 from wmap.core.names import fold, fold_runs, split_runs, template_of
 from wmap.lang.fmt import value_text
@@ -267,10 +268,13 @@ def render_markdown(plan: Plan) -> str:
 
 
 def render_plan(plan: Plan, fmt: str = "text", color: bool = False) -> str:
-    if fmt == "text":
-        return render_text(plan)
-    if fmt in ("markdown", "md"):
-        return render_markdown(plan)
+    # folding a 90k-tensor plan builds a few short-lived objects per tensor, none in a cycle: the
+    # collector's full passes over the plan would find nothing (see core/bulk.py)
+    with collector_paused():
+        if fmt == "text":
+            return render_text(plan)
+        if fmt in ("markdown", "md"):
+            return render_markdown(plan)
     if fmt == "json":
         return plan.dumps()
     raise ValueError(f"unknown plan format {fmt!r}: use text, markdown or json")

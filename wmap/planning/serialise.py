@@ -196,6 +196,11 @@ def plan_dumps(plan: Plan) -> str:
     """`json.dumps(plan_to_json(plan), indent=2) + "\\n"`, the same text, written fast. The digest is of the
     canonical (sorted, compact) form, which the C encoder writes quickly; only the indented text, which
     it cannot write, comes from the templates."""
+    with collector_paused():  # a few acyclic dicts per step: see wmap/core/bulk.py
+        return _dumps(plan)
+
+
+def _dumps(plan: Plan) -> str:
     doc = plan_to_json(plan)
     doc["steps"] = _STEPS
     w = _Writer()
@@ -215,7 +220,8 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
     if "digest" not in data:
         raise _invalid(path, "it carries no digest of itself: it was not written by `wmap plan`, or by an older wmap")
     try:
-        digest_ok = data["digest"] == plan_digest(data)
+        with collector_paused():
+            digest_ok = data["digest"] == plan_digest(data)
     except (TypeError, ValueError) as e:  # not JSON-shaped (an API caller's dict)
         raise _invalid(path, f"{type(e).__name__}: {e}") from None
     if not digest_ok:
@@ -236,7 +242,8 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
             plan = _plan_from_json(data, transform)
     except (KeyError, TypeError, ValueError, AttributeError, TransformError) as e:
         raise _invalid(path, f"{type(e).__name__}: {e}") from None
-    check_saved_structure(plan, path)
+    with collector_paused():  # replays every step's shapes: many small objects, none in a cycle
+        check_saved_structure(plan, path)
     return plan
 
 
