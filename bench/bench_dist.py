@@ -82,40 +82,13 @@ def naive_full(sd: dict[str, Any], name: str) -> Any:
     return w.t() if p == "weight" else w
 
 
-def _status() -> tuple[float, float]:
-    """VmRSS and RssAnon in MiB: resident memory, all of it (file pages a map touched too), and anonymous."""
-    got = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "RssAnon:")):
-                got[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return got["VmRSS"], got["RssAnon"]
-
-
 def measure_rss(fn: Any) -> dict[str, float]:
     """Run fn; peak resident memory over the run (sampled every 2 ms) and before it. Resident, not
     anonymous only: `load_file` maps the checkpoint, and what a rank touches of it is memory it holds."""
-    import threading
-    base = _status()
-    peak = list(base)
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            now = _status()
-            peak[0], peak[1] = max(peak[0], now[0]), max(peak[1], now[1])
-            time.sleep(0.002)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    start = time.perf_counter()
-    fn()
-    seconds = time.perf_counter() - start
-    stop.set()
-    t.join()
-    now = _status()
-    return {"seconds": seconds, "peak_mb": max(peak[0], now[0]), "base_mb": base[0],
-            "peak_anon_mb": max(peak[1], now[1]), "base_anon_mb": base[1]}
+    from bench.harness import sample_peaks
+    seconds, base, peak = sample_peaks(fn, ("VmRSS", "RssAnon"))
+    return {"seconds": seconds, "peak_mb": peak["VmRSS"], "base_mb": base["VmRSS"],
+            "peak_anon_mb": peak["RssAnon"], "base_anon_mb": base["RssAnon"]}
 
 
 def rank_main(rank: int, world: int, port: int, case: str, ckpt: str, layers: int, out: str) -> None:

@@ -16,23 +16,34 @@ from collections.abc import Callable
 from typing import Any
 
 
-def rss_anon_mb() -> float:
+def proc_status(fields: tuple[str, ...]) -> dict[str, float]:
+    """These /proc/self/status fields (`RssAnon`, `VmRSS`, ...) in MiB; 0 where there is none."""
+    got = dict.fromkeys(fields, 0.0)
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+            key = line.split(":", 1)[0]
+            if key in got:
+                got[key] = int(line.split()[1]) / 1024
+    return got
 
 
-def measure(fn: Callable[[], Any]) -> dict[str, float]:
-    """Run fn once; return seconds, peak RssAnon during the run, and RssAnon before it."""
-    peak = [rss_anon_mb()]
-    base = peak[0]
+def rss_anon_mb() -> float:
+    return proc_status(("RssAnon",))["RssAnon"]
+
+
+def sample_peaks(fn: Callable[[], Any], fields: tuple[str, ...]) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Run fn once: its seconds, and the fields before it and at their peak during it (sampled every 2 ms)."""
+    base = proc_status(fields)
+    peak = dict(base)
     stop = threading.Event()
+
+    def take() -> None:
+        for k, v in proc_status(fields).items():
+            peak[k] = max(peak[k], v)
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], rss_anon_mb())
+            take()
             time.sleep(0.002)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -42,8 +53,14 @@ def measure(fn: Callable[[], Any]) -> dict[str, float]:
     seconds = time.perf_counter() - start
     stop.set()
     t.join()
-    peak[0] = max(peak[0], rss_anon_mb())
-    return {"seconds": seconds, "peak_anon_mb": peak[0], "base_anon_mb": base}
+    take()
+    return seconds, base, peak
+
+
+def measure(fn: Callable[[], Any]) -> dict[str, float]:
+    """Run fn once; return seconds, peak RssAnon during the run, and RssAnon before it."""
+    seconds, base, peak = sample_peaks(fn, ("RssAnon",))
+    return {"seconds": seconds, "peak_anon_mb": peak["RssAnon"], "base_anon_mb": base["RssAnon"]}
 
 
 def run_once(module: str, case: str, *args: str) -> dict[str, Any]:
