@@ -60,10 +60,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     try:  # the output is in place now: an interrupt from here on must not say nothing was written
         data = report.to_json()
         if args.report:
-            import json
-
-            from wmap.core.atomic import write_text_atomic
-            write_text_atomic(args.report, json.dumps(data, indent=2) + "\n")
+            _write_report(args.report, data)
     except KeyboardInterrupt:
         raise Interrupted(f"`{args.out}` was written in full; the report was not") from None
     if out.fmt == "json":
@@ -101,10 +98,7 @@ def _run_distributed(args: argparse.Namespace, given: str, sources: object, out:
         return 0
     data = {"out": args.out, "world_size": world, "ranks": every}
     if args.report:
-        import json
-
-        from wmap.core.atomic import write_text_atomic
-        write_text_atomic(args.report, json.dumps(data, indent=2) + "\n")
+        _write_report(args.report, data)
     if out.fmt == "json":
         out.json(data)
         return 0
@@ -122,3 +116,11 @@ def _run_distributed(args: argparse.Namespace, given: str, sources: object, out:
     lines += [f"warning[{w.code}]: {w.message}" for w in report.warnings]
     out.print("\n".join(lines) + "\n")
     return 0
+
+
+def _write_report(path: str, data: object) -> None:
+    """The `--report` JSON, written atomically (its folder was checked before anything ran)."""
+    import json
+
+    from wmap.core.atomic import write_text_atomic
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
