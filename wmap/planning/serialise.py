@@ -55,9 +55,8 @@ def _step_json(s: Step) -> dict[str, object]:
     }
 
 
-def plan_to_json(plan: Plan, steps: bool = True) -> dict[str, object]:
-    """The plan as JSON data, with the digest of its canonical form last; `steps=False` leaves the
-    steps and the digest out (`plan_dumps` writes the steps itself, and puts in the digest)."""
+def plan_to_json(plan: Plan) -> dict[str, object]:
+    """The plan as JSON data, with the digest of its canonical form last."""
     from wmap.core.version import VERSION
     out = {
         "format_version": FORMAT_VERSION,
@@ -69,7 +68,7 @@ def plan_to_json(plan: Plan, steps: bool = True) -> dict[str, object]:
                    "label": plan.target_label},
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in plan.options},
         "summary": plan.summary(),
-        "steps": [_step_json(s) for s in plan.steps] if steps else [],
+        "steps": [_step_json(s) for s in plan.steps],
         "dropped": [{"source": d.source.source, "name": d.source.name, "read": d.source.read_name,
                      "statement": d.statement} for d in plan.dropped],
         "tied": [list(p) for p in plan.tied],
@@ -79,8 +78,7 @@ def plan_to_json(plan: Plan, steps: bool = True) -> dict[str, object]:
         **({"acknowledged": [{**d.to_json(), "path": d.path and os.path.basename(d.path)}
                              for d in plan.acknowledged]} if plan.acknowledged else {}),
     }
-    if steps:
-        out["digest"] = plan_digest(out)
+    out["digest"] = plan_digest(out)
     return out
 
 
