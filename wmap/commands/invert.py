@@ -13,6 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                                    "every rule reversed and every transform replaced by its inverse (sizes stay "
                                    "`$name`s from the config). Refuses, naming the rule, where a step cannot run "
                                    "backwards (prune, lerp, cast, init, reshape without the shape it came from). "
+                                   "A spec that `use`s others is inverted whole: the reverse has their rules written out (inlined), "
+                                   "since the used files run forwards. "
                                    "`wmap apply SPEC --reverse` runs the reverse without writing it.")
     add_spec(p)
     p.add_argument("-o", "--out", metavar="BACK.wmap", help="write the reverse spec here (default: print it)")
