@@ -429,7 +429,7 @@ def _check_rule(rule: Rule, spec: Spec | None, bag: DiagnosticBag, spans: Sequen
 
 def check_names(spec: Spec) -> None:
     """Resolve every transform and initialiser name; raise WmapError with all unknown names."""
-    bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
+    bag = DiagnosticBag(sources=spec.texts())
     check_names_into(spec, bag)
     bag.raise_if_errors()
 
