@@ -177,8 +177,21 @@ def test_options_that_differ_conflict_too(repo: Path) -> None:
     assert codes(e) == ["WM127"] and "option `strict`" in e.value.errors[0].message
 
 
-def test_two_specs_naming_different_locations_for_one_source_conflict(repo: Path) -> None:
-    write(repo, {"parts/base.wmap": BASE.replace("source torch", 'source torch "base.safetensors"')})
+def test_the_loaded_files_locations_win_but_two_used_specs_must_agree(repo: Path) -> None:
+    """Where the weights are is the user's to say (as --source/--target say it over a spec): the loaded
+    file's source and target locations replace a used spec's. Two used specs that name different
+    locations, or frameworks that differ anywhere, are a conflict."""
+    write(repo, {"parts/base.wmap": BASE.replace("source torch", 'source torch "base.safetensors"') +
+                 'target "base_tgt.safetensors"\n'})
+    spec = load_spec(repo / "top.wmap")
+    assert spec.sources[0].location == "model.safetensors" and spec.target is not None
+    assert spec.target.location == "tgt.safetensors" and os.path.basename(spec.target.span.path or "") == "top.wmap"
+    write(repo, {"parts/other.wmap": 'wmap 1\nsource torch "other.safetensors"\n',
+                 "mid.wmap": 'wmap 1\nuse "parts/base.wmap"\nuse "parts/other.wmap"\n'})
+    with pytest.raises(WmapError) as e:
+        load_spec(repo / "mid.wmap")
+    assert codes(e) == ["WM127"] and "source `src`" in e.value.errors[0].message
+    write(repo, {"top.wmap": TOP.replace('source torch "model.safetensors"', 'source safetensors "model.safetensors"')})
     with pytest.raises(WmapError) as e:
         load_spec(repo / "top.wmap")
     assert codes(e) == ["WM127"] and "source `src`" in e.value.errors[0].message
@@ -239,3 +252,20 @@ def test_invert_writes_the_used_rules_out(repo: Path) -> None:
     with pytest.raises(WmapError) as e:  # the use's cast has no inverse: named, at the used rule
         wmap.invert(str(repo / "top.wmap"))
     assert "WM130" in codes(e)
+
+
+def test_init_writes_a_recipe_built_on_others_with_its_endpoints_and_it_loads_anywhere(tmp_path: Path) -> None:
+    """`wmap init` proposes a recipe as text with the endpoints filled in; mistral's come from the
+    specs it uses, so they are declared in the written file, which loads from another folder."""
+    from wmap.recipes import catalog
+    from wmap.recipes.recognise import RecipeMatch, with_endpoints
+    recipe = next(r for r in catalog() if r.name == "hf_to_keras_hub/mistral")
+    spec = load_spec(recipe.path)
+    text = with_endpoints(RecipeMatch(recipe, "mistral", "MistralBackbone", spec), "ckpt/model.safetensors",
+                          "mypkg:build")
+    out = tmp_path / "port.wmap"
+    out.write_text(text)
+    written = load_spec(out)
+    assert [(s.name, s.location) for s in written.sources] == [("hf", "ckpt/model.safetensors")]
+    assert written.target is not None and written.target.location == "mypkg:build"
+    assert written.rules == spec.rules and written.lets == spec.lets

@@ -144,7 +144,9 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "A spec and the specs it uses are merged into one. The same declaration in two of them (source, target, "
      "config, option, `let`) is fine when it says the same thing, and a source or target left open (no "
      "location) is filled in by another's; two that differ are refused, since which one won would depend on "
-     "the order of the `use`s. The same file reached twice with different `| steps` is refused too.",
+     "the order of the `use`s. (The file being loaded may name its own source and target locations: they "
+     "replace the used specs', as --source and --target do; frameworks may not differ.) The same file "
+     "reached twice with different `| steps` is refused too.",
      "keep `let heads = config.num_attention_heads` in the used spec only, or give the new value another name"),
     ("WM130", "a step that cannot run backwards",
      "`wmap invert` and `--reverse` turn every rule around and replace each transform by its inverse. "

@@ -14,7 +14,10 @@ The rules of the merge, chosen so that reading the files top to bottom tells wha
 
 - A declaration may be repeated when it says the same thing (two files both `config hf`); a source or
   target left open (no location, no framework) is filled in by another file's. Two that differ are an
-  error (WM127), never a silent override: which one wins would depend on the order of `use`s.
+  error (WM127), never a silent override: which one wins would depend on the order of `use`s. One
+  exception, for where the weights are: the loaded file's own source and target locations replace
+  the used specs' (as `--source`/`--target` replace a spec's), so a file built on a recipe may name
+  its own checkpoint and factory. Frameworks never differ.
 - `use X | step ...` appends the steps to the chain of every rule X brings in (its own `use`s'
   included), e.g. `| cast("float16")` for a family that rounds every weight.
 - A file is merged once however many paths reach it (the same rules twice would fill every target
@@ -86,7 +89,7 @@ def resolve(spec: Spec, load: Loader) -> Spec:
     top = _key(spec.path)
     seen: dict[str, tuple[Call, ...]] = {}
     merged = _Merged(bag, os.path.dirname(spec.path) if spec.path else None)
-    _merge(spec, (), [top] if top else [], load, merged, seen)
+    _merge(spec, (), [top] if top else [], load, merged, seen, own=True)
     bag.sources.update(merged.texts)
     out = merged.spec(spec)
     if not bag.has_errors:
@@ -102,8 +105,9 @@ def _key(path: str | None) -> str:
 
 
 def _merge(spec: Spec, via: tuple[Call, ...], stack: list[str], load: Loader, merged: _Merged,
-           seen: dict[str, tuple[Call, ...]]) -> None:
-    """Merge the specs `spec` uses, then `spec` itself, with `via` appended to every rule's chain."""
+           seen: dict[str, tuple[Call, ...]], own: bool = False) -> None:
+    """Merge the specs `spec` uses, then `spec` itself, with `via` appended to every rule's chain.
+    `own`: `spec` is the file being loaded, whose endpoint locations win (see `_Merged.add`)."""
     for use in spec.uses:
         try:
             found = locate(use, spec.path)
@@ -136,7 +140,7 @@ def _merge(spec: Spec, via: tuple[Call, ...], stack: list[str], load: Loader, me
             continue
         merged.texts[inner.path or found] = inner.text or ""
         _merge(inner, steps, [*stack, key], load, merged, seen)
-    merged.add(spec, via)
+    merged.add(spec, via, own)
 
 
 class _Merged:
@@ -155,15 +159,19 @@ class _Merged:
         self.lists: dict[str, list[Any]] = {k: [] for k in ("drop", "init", "keep", "freeze", "lr", "ack")}
         self.places: set[tuple[str, Span]] = set()  # (kind, span) of what is merged: each statement once
 
-    def add(self, spec: Spec, via: tuple[Call, ...]) -> None:
+    def add(self, spec: Spec, via: tuple[Call, ...], own: bool = False) -> None:
+        """`own`: the file being loaded. Its sources' and target's locations win over the used specs',
+        as `--source` and `--target` win over a spec's: where the weights are is the user's to say
+        (a recipe names keras-hub's factory; a user's file built on it may name their own)."""
         for s in spec.sources:
             prev = next((i for i, x in enumerate(self.sources) if x.name == s.name), None)
             if prev is None:
                 self.sources.append(s)
             else:
-                self.sources[prev] = self._endpoint(self.sources[prev], s, f"source `{s.name}`")
+                self.sources[prev] = self._endpoint(self.sources[prev], s, f"source `{s.name}`", own)
         if spec.target is not None:
-            self.target = spec.target if self.target is None else self._endpoint(self.target, spec.target, "the target")
+            self.target = spec.target if self.target is None else \
+                self._endpoint(self.target, spec.target, "the target", own)
         for o in spec.options:
             self._once(self.options, o, f"option `{o.name}`")
         if spec.config is not None:
@@ -196,11 +204,13 @@ class _Merged:
         elif prev != node:
             self._conflict(what, prev.span, node.span)
 
-    def _endpoint(self, a: E, b: E, what: str) -> E:
-        """Two declarations of one endpoint: one may leave open what the other says."""
-        loc = a.location or b.location
+    def _endpoint(self, a: E, b: E, what: str, own: bool) -> E:
+        """Two declarations of one endpoint: one may leave open what the other says; the loaded
+        file's location (`own`) replaces a used spec's. Two frameworks that differ always conflict:
+        they change what the rules mean (which layouts meet)."""
+        loc = (b.location or a.location) if own else (a.location or b.location)
         fw = a.framework or b.framework
-        if (a.location and b.location and a.location != b.location) or \
+        if (not own and a.location and b.location and a.location != b.location) or \
                 (a.framework and b.framework and a.framework != b.framework):
             self._conflict(what, a.span, b.span)
             return a
