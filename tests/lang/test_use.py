@@ -269,3 +269,12 @@ def test_init_writes_a_recipe_built_on_others_with_its_endpoints_and_it_loads_an
     assert [(s.name, s.location) for s in written.sources] == [("hf", "ckpt/model.safetensors")]
     assert written.target is not None and written.target.location == "mypkg:build"
     assert written.rules == spec.rules and written.lets == spec.lets
+
+
+def test_the_invert_command_says_it_inlined(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from wmap.cli import main
+    write(repo, {"top.wmap": TOP.replace(' | cast("float16")', "")})
+    assert main(["invert", str(repo / "top.wmap"), "-o", str(repo / "back.wmap")]) == 0
+    assert "inlines what the spec uses (parts/base.wmap)" in capsys.readouterr().err
+    back = load_spec(repo / "back.wmap")
+    assert back.uses == () and sorted(r.target for r in back.rules) == ["enc.{i}.b", "enc.{i}.w", "head.w"]
