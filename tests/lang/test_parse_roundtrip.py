@@ -45,6 +45,7 @@ from wmap.lang.spec import (
     Spec,
     TargetDecl,
     Text,
+    Use,
 )
 from wmap.lang.statements import KEYWORDS
 
@@ -262,17 +263,19 @@ def specs(draw: st.DrawFn, with_comments: bool = False) -> Spec:
     lr = tuple(LrScale(p, draw(st.floats(0, 1e6)), comments=cm()) for p in lr_pats)
     acks = [Ack(draw(st.sampled_from(sorted(ACKNOWLEDGEABLE))), draw(target_patterns()), comments=cm())
             for _ in range(draw(st.integers(0, 3)))]
+    uses = tuple(Use(draw(LOCATION.filter(bool)), tuple(draw(st.lists(calls(refs), max_size=2))), comments=cm())
+                 for _ in range(draw(st.integers(0, 2))))
     trailing = tuple(f"#{b}" for b in draw(st.lists(COMMENT_BODY, max_size=2))) if with_comments else ()
     return Spec(1, tuple(sources), target, options, tuple(rules), drop, init, keep, freeze, lr, config, tuple(lets),
-                ack=tuple(sorted(acks, key=lambda a: a.code)), trailing_comments=trailing)
+                ack=tuple(sorted(acks, key=lambda a: a.code)), uses=uses, trailing_comments=trailing)
 
 
 def parse(text: str, syntax: str) -> Spec:
-    return parse_spec(text, syntax, "spec", names=False)  # type: ignore[arg-type]
+    return parse_spec(text, syntax, "spec", names=False, includes=False)  # type: ignore[arg-type]  # `use`s as written
 
 
 def all_comments(spec: Spec) -> list[tuple[str, ...]]:
-    nodes: list[Any] = [*spec.sources, *([spec.target] if spec.target else []), *spec.options, *spec.rules, *spec.drop,
+    nodes: list[Any] = [*spec.uses, *spec.sources, *([spec.target] if spec.target else []), *spec.options, *spec.rules, *spec.drop,
              *spec.init, *spec.keep, *spec.freeze, *spec.lr]
     return [n.comments for n in nodes] + [spec.trailing_comments]
 
@@ -398,6 +401,7 @@ FEATURES: dict[str, tuple[st.SearchStrategy[Any], Any]] = {
     "double_star": (rules_from_skeletons(), lambda r: "**" in r[1].replace(":**", "")),
     "star": (rules_from_skeletons(), lambda r: "*" in r[0].replace("**", "")),
     "comment": (comments(), lambda c: len(c) == 3),
+    "use_with_steps": (specs(), lambda s: any(u.via for u in s.uses)),
 }
 
 

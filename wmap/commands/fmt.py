@@ -27,7 +27,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     changed: list[str] = []
     for path in args.specs:
-        spec = load_spec(path, names=False)
+        spec = load_spec(path, names=False, includes=False)  # the file as written: `use`s stay `use`s
         syntax = args.to or syntax_for(path)
         text = format_spec(spec, syntax)
         if args.check:

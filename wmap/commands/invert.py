@@ -13,6 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                                    "every rule reversed and every transform replaced by its inverse (sizes stay "
                                    "`$name`s from the config). Refuses, naming the rule, where a step cannot run "
                                    "backwards (prune, lerp, cast, init, reshape without the shape it came from). "
+                                   "A spec that `use`s others is inverted whole: the reverse has their rules written out (inlined), "
+                                   "since the used files run forwards. "
                                    "`wmap apply SPEC --reverse` runs the reverse without writing it.")
     add_spec(p)
     p.add_argument("-o", "--out", metavar="BACK.wmap", help="write the reverse spec here (default: print it)")
@@ -28,6 +30,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     given = spec_path(args)
     refuse_clashes({"-o": args.out}, {"SPEC": given})
     back = invert(given)
+    from wmap.lang import load_spec
+    uses = load_spec(given, names=False, includes=False).uses
+    if uses:  # the used specs run forwards: the reverse cannot `use` them, so it has their rules written out
+        out.err(f"note: the reverse inlines what the spec uses ({', '.join(u.path for u in uses)}): "
+                "their rules are written out, reversed")
     syntax = args.to or ("yaml" if args.out and args.out.endswith((".yaml", ".yml")) else "wmap")
     text = to_yaml(back) if syntax == "yaml" else to_wmap(back)
     if args.out:

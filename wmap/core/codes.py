@@ -130,6 +130,24 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
      "and chain at most 256 transforms, so a spec cannot make planning (or `wmap check`) run for hours.",
      "write the targets with a capture (`layers.{i:int}.w -> blocks.{i}.w`) instead of listing them, "
      "and a preset or `layout(...)` instead of a long chain"),
+    ("WM125", "a `use` names nothing",
+     "`use \"PATH\"` brings in another spec's statements. A name ending in .wmap, .yaml or .yml is a file "
+     "relative to the spec that says `use` (not to the current folder, so a repository of mapping files "
+     "works from anywhere); any other name is a recipe under wmap/recipes/ (`hf_to_keras_hub/llama3`). "
+     "wmap refuses a `use` it cannot find rather than run the spec without those rules.",
+     "use \"llama3.wmap\"   (a file beside this spec)   or   use \"hf_to_keras_hub/llama3\"   (see `wmap recipes`)"),
+    ("WM126", "`use`s that go round in a cycle",
+     "A spec that uses itself, directly or through others (a.wmap uses b.wmap, which uses a.wmap), has no "
+     "first statement, so wmap refuses it and names the cycle. `use`s may also nest at most 32 deep.",
+     "move the rules both files need into a third file, and `use` it from each"),
+    ("WM127", "specs that declare one thing differently",
+     "A spec and the specs it uses are merged into one. The same declaration in two of them (source, target, "
+     "config, option, `let`) is fine when it says the same thing, and a source or target left open (no "
+     "location) is filled in by another's; two that differ are refused, since which one won would depend on "
+     "the order of the `use`s. (The file being loaded may name its own source and target locations: they "
+     "replace the used specs', as --source and --target do; frameworks may not differ.) The same file "
+     "reached twice with different `| steps` is refused too.",
+     "keep `let heads = config.num_attention_heads` in the used spec only, or give the new value another name"),
     ("WM130", "a step that cannot run backwards",
      "`wmap invert` and `--reverse` turn every rule around and replace each transform by its inverse. "
      "Some steps have none: they lose information (`prune`, `lerp`, `cast`, `average`), create values "

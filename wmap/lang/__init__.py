@@ -24,16 +24,25 @@ def _too_big(size: int, path: str | None, hint: str) -> WmapError:
                                  f"{MAX_SPEC_BYTES:,} bytes ({MAX_SPEC_BYTES // 2**20} MiB)", Span(path, 1, 1), hint)])
 
 
-def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, names: bool = True) -> Spec:
+def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, names: bool = True,
+               includes: bool = True) -> Spec:
     """Parse spec text. With `names`, also resolve transform/initialiser names (no model needed).
 
     Every problem is reported at once: syntax errors first (nothing else can be trusted
     then); otherwise structural and name errors together, in file order.
+
+    With `includes`, the specs it `use`s (relative to `path`, or the current folder) are merged in
+    (`wmap/lang/include.py`); without, the Spec is the file as written (what `wmap fmt` prints).
     """
     if len(text) > MAX_SPEC_BYTES:
         raise _too_big(len(text), path, "a mapping spec is a few hundred lines; generate rules with patterns")
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
-    return _parse(text, syntax, path, names)
+    spec = _parse(text, syntax, path, names)
+    if not includes or not spec.uses:
+        return spec
+    from wmap.lang.include import resolve
+    # not memoised: a used file may change between two parses of the same text
+    return resolve(spec, lambda used: load_spec(used, names=names, includes=False))
 
 
 @functools.lru_cache(maxsize=32)
@@ -50,8 +59,9 @@ def _parse(text: str, syntax: Syntax, path: str | None, names: bool) -> Spec:
     raise ValueError(f"unknown syntax {syntax!r}: use 'wmap' or 'yaml'")
 
 
-def load_spec(path: str | os.PathLike[str], *, names: bool = True) -> Spec:
-    """Read and parse a spec file; the syntax follows the suffix (`.yaml`/`.yml` or `.wmap`)."""
+def load_spec(path: str | os.PathLike[str], *, names: bool = True, includes: bool = True) -> Spec:
+    """Read and parse a spec file; the syntax follows the suffix (`.yaml`/`.yml` or `.wmap`).
+    `includes`: merge in the specs it `use`s (see `parse_spec`)."""
     p = Path(path)
     shown = str(path)
     try:
@@ -74,7 +84,7 @@ def load_spec(path: str | os.PathLike[str], *, names: bool = True) -> Spec:
                                     f"{e.start})", None, "is this a spec file? Specs are UTF-8 text")]) from None
     except OSError as e:
         raise WmapError([Diagnostic("WM115", "error", f"cannot read `{shown}`: {e.strerror}", None, None)]) from None
-    return parse_spec(text, syntax_for(p), shown, names=names)
+    return parse_spec(text, syntax_for(p), shown, names=names, includes=includes)
 
 
 def _nearby(p: Path) -> str:

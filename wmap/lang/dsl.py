@@ -40,6 +40,7 @@ from wmap.lang.spec import (
     Spec,
     TargetDecl,
     Text,
+    Use,
     Value,
 )
 from wmap.lang.statements import Statement, StatementList, VersionLine
@@ -189,6 +190,10 @@ class _Builder(Transformer[Token, Node]):
     @v_args(meta=True)
     def version(self, meta: Meta, items: list[Token]) -> VersionLine:
         return VersionLine(int(items[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def use(self, meta: Meta, items: tuple[Token, list[Call]]) -> Use:
+        return Use(_unquote(items[0]), tuple(items[1]), self._span(meta))
 
     @v_args(meta=True)
     def source(self, meta: Meta, items: list[Token | None]) -> SourceDecl:

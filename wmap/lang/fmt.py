@@ -1,7 +1,8 @@
 """Print a Spec in canonical form, in either syntax.
 
-Canonical order: version, sources, target, options, rules (in file order), then drop,
-init, keep, freeze and lr. `.wmap` output keeps comments; YAML output cannot carry
+Canonical order: version, uses, sources, target, options, rules (in file order), then drop,
+init, keep, freeze and lr. A spec's `use`s are printed as written, never inlined: `fmt` works on
+the file, not on what it adds up to. `.wmap` output keeps comments; YAML output cannot carry
 them (YAML comments are not part of the document model), which the CLI says when
 converting. `parse(print(spec)) == spec` for both syntaxes; tests prove it with
 generated ASTs.
@@ -112,6 +113,11 @@ def _emit(out: list[str], line: str, comments: Sequence[str]) -> None:
 
 def to_wmap(spec: Spec) -> str:
     out: list[str] = [f"wmap {spec.version}"]
+    uses: list[str] = []
+    for u in spec.uses:
+        _emit(uses, f"use {quote(u.path)}" + "".join(f" | {call_text(c)}" for c in u.via), u.comments)
+    if uses:
+        out += [""] + uses
     header: list[str] = []
     for s in spec.sources:
         words = ["source"]
@@ -249,6 +255,9 @@ def _endpoint(location: str, framework: str | None) -> object:
 
 def to_yaml(spec: Spec) -> str:
     doc: dict[str, object] = {"wmap": spec.version}
+    if spec.uses:
+        doc["use"] = [u.path if not u.via else _Flow({"path": u.path, "via": call_text(u.via[0]) if len(u.via) == 1
+                                                       else tuple(call_text(c) for c in u.via)}) for u in spec.uses]
     if len(spec.sources) == 1 and spec.sources[0].name == DEFAULT_SOURCE:
         doc["source"] = _endpoint(spec.sources[0].location, spec.sources[0].framework)
     elif spec.sources:

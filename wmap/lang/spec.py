@@ -194,6 +194,21 @@ class Let:
 
 
 @dataclass(frozen=True)
+class Use:
+    """`use "llama3.wmap" | cast("float16")`: another spec's statements, as if written here.
+
+    `path` is a file relative to the spec that says `use` (a name ending in `.wmap`, `.yaml` or `.yml`),
+    or else a recipe by name (`hf_to_keras_hub/llama3`: a file under `wmap/recipes/`), so a spec that
+    builds on a recipe works from any folder. `via` is appended to the chain of every rule the used
+    spec brings in (its own `use`s' rules included): the one way to change them all at once."""
+
+    path: str
+    via: tuple[Call, ...] = ()
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+
+
+@dataclass(frozen=True)
 class Spec:
     version: int
     sources: tuple[SourceDecl, ...] = ()
@@ -208,9 +223,13 @@ class Spec:
     config: ConfigDecl | None = None
     lets: tuple[Let, ...] = ()
     ack: tuple[Ack, ...] = ()
+    uses: tuple[Use, ...] = ()
     path: str | None = field(default=None, compare=False)
     text: str | None = field(default=None, compare=False, repr=False)
     trailing_comments: tuple[str, ...] = _comments()
+    # After `use`s are resolved: every file they brought in, (path, text), so that a diagnostic about an
+    # included rule shows that file's line. Its statements are already in the fields above.
+    included: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     def option(self, name: str, default: Value = None) -> Value:
         for opt in self.options:
@@ -221,6 +240,10 @@ class Spec:
     @property
     def source_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.sources)
+
+    def texts(self) -> dict[str, str]:
+        """File -> text for every file the spec's statements come from: what a diagnostic quotes."""
+        return {self.path or "<spec>": self.text or "", **dict(self.included)}
 
 
 # Options the language knows, with their types and defaults. Unknown options are errors (WM105).

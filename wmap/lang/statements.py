@@ -23,10 +23,13 @@ from wmap.lang.spec import (
     Rule,
     SourceDecl,
     TargetDecl,
+    Use,
 )
 
 STATEMENTS: dict[str, str] = {
     "wmap": "the version line reads `wmap 1`",
+    "use": 'a use reads `use "other.wmap"` (a file beside this one) or `use "hf_to_keras_hub/llama3"` (a recipe), '
+           'optionally with steps for every rule it brings: `use "llama3.wmap" | cast("float16")`',
     "source": 'a source reads `source [NAME] [FRAMEWORK] "location"`, e.g. `source base torch "base.safetensors"`',
     "target": 'a target reads `target [FRAMEWORK] "location"`, e.g. `target keras "pkg.models:build"`',
     "option": "an option reads `option NAME = VALUE`, e.g. `option seed = 0`",
@@ -73,4 +76,4 @@ class StatementList:
     items: tuple[PatternStmt | Init | LrScale | Ack, ...]
 
 
-Statement = Union[VersionLine, StatementList, SourceDecl, TargetDecl, Option, ConfigDecl, Let, Rule]  # noqa: UP007
+Statement = Union[VersionLine, StatementList, SourceDecl, TargetDecl, Option, ConfigDecl, Let, Rule, Use]  # noqa: UP007

@@ -37,6 +37,7 @@ from wmap.lang.spec import (
     SourceDecl,
     Spec,
     TargetDecl,
+    Use,
 )
 from wmap.lang.statements import Statement, StatementList, VersionLine
 
@@ -68,6 +69,7 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
     config: ConfigDecl | None = None
     lets: list[Let] = []
     rules: list[Rule] = []
+    uses: list[Use] = []
     lists: dict[str, list[Any]] = {"drop": [], "init": [], "keep": [], "freeze": [], "lr": [], "ack": []}
     for node, comments in statements:
         cm = tuple(comments)
@@ -116,6 +118,8 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
             lets.append(node)
         elif isinstance(node, Rule):
             rules.append(node)
+        elif isinstance(node, Use):
+            uses.append(node)
     if version is None and not statements:
         what = "has only comments" if text and text.strip() else "is empty"
         bag.add("WM110", f"the spec {what}", Span(path, 1, 1), "start with `wmap 1`, then say where the weights "
@@ -132,10 +136,12 @@ def assemble(statements: Sequence[tuple[Statement, list[str]]], trailing: Sequen
         version=version if isinstance(version, int) else 1, sources=tuple(sources), target=target, options=tuple(options),
         config=config, lets=tuple(lets),
         rules=tuple(rules), drop=tuple(lists["drop"]), init=tuple(lists["init"]), keep=tuple(lists["keep"]),
-        freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), ack=tuple(sorted(lists["ack"], key=lambda a: a.code)), path=path, text=text,
-        trailing_comments=tuple(trailing),
+        freeze=tuple(lists["freeze"]), lr=tuple(lists["lr"]), ack=tuple(sorted(lists["ack"], key=lambda a: a.code)), uses=tuple(uses),
+        path=path, text=text, trailing_comments=tuple(trailing),
     )
-    check_structure(spec, bag, part_spans)
+    # A spec that uses others may name their sources and `let`s: those checks wait for the merged spec
+    # (wmap/lang/include.py); everything that needs only this file is checked now.
+    check_structure(spec, bag, part_spans, declared=not uses)
     if names:
         check_names_into(spec, bag)
     sort_diagnostics(bag)
@@ -223,7 +229,11 @@ def walk_expr(e: Expr) -> list[Expr]:
     return out
 
 
-def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None = None) -> None:
+def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None = None, *,
+                    declared: bool = True) -> None:
+    """`declared`: the spec declares everything it names (sources, `let`s), so names are checked too;
+    False for a spec with `use`s before they are merged in."""
+    named = spec if declared else None
     decls: list[SourceDecl | TargetDecl] = [*spec.sources, *([spec.target] if spec.target else [])]
     for decl in decls:
         parts = (part_spans or {}).get(decl.span)
@@ -231,20 +241,21 @@ def check_structure(spec: Spec, bag: DiagnosticBag, part_spans: PartSpans | None
     for opt in spec.options:
         check_option(opt, bag, (part_spans or {}).get(opt.span))
     for rule in spec.rules:
-        _check_rule(rule, spec, bag, (part_spans or {}).get(rule.span))
+        _check_rule(rule, named, bag, (part_spans or {}).get(rule.span))
     for group in (spec.drop, spec.keep, spec.freeze):
         for st in group:
-            _pattern(st.pattern, st.span, bag, spec)
+            _pattern(st.pattern, st.span, bag, named)
     for init in spec.init:
-        _pattern(init.pattern, init.span, bag, spec)
-    check_bindings(spec, bag)
+        _pattern(init.pattern, init.span, bag, named)
+    if declared:
+        check_bindings(spec, bag)
     for lr in spec.lr:
-        _pattern(lr.pattern, lr.span, bag, spec)
+        _pattern(lr.pattern, lr.span, bag, named)
         check_lr_factor(lr, bag)
     # YAML writes init and lr as mappings keyed by pattern, so a pattern may appear once in each
     for ack in spec.ack:
         check_ack_code(ack, bag)
-        _pattern(ack.pattern, ack.span, bag, spec)
+        _pattern(ack.pattern, ack.span, bag, named)
     for kind, items in (("init", spec.init), ("lr", spec.lr)):
         first: dict[str, Span] = {}
         for it in items:
@@ -387,7 +398,7 @@ def _too_big(rule: Rule, bag: DiagnosticBag) -> bool:
     return False
 
 
-def _check_rule(rule: Rule, spec: Spec, bag: DiagnosticBag, spans: Sequence[Span] | None = None) -> None:
+def _check_rule(rule: Rule, spec: Spec | None, bag: DiagnosticBag, spans: Sequence[Span] | None = None) -> None:
     if spans is None or len(spans) != len(rule.sources) + 1:
         spans = [rule.span] * (len(rule.sources) + 1)
     _too_big(rule, bag)
@@ -418,15 +429,14 @@ def _check_rule(rule: Rule, spec: Spec, bag: DiagnosticBag, spans: Sequence[Span
 
 def check_names(spec: Spec) -> None:
     """Resolve every transform and initialiser name; raise WmapError with all unknown names."""
-    bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
+    bag = DiagnosticBag(sources=spec.texts())
     check_names_into(spec, bag)
     bag.raise_if_errors()
 
 
 def check_names_into(spec: Spec, bag: DiagnosticBag) -> None:
     """`check_names`, adding to `bag` instead of raising."""
-    from wmap.transforms import REGISTRY, TransformError, build, signature
-    from wmap.transforms.initializers import INITIALIZERS
+    from wmap.transforms import REGISTRY
 
     for rule in spec.rules:
         if len(rule.via) > MAX_CHAIN:  # refused by check_structure (WM124); not built 200k times
@@ -436,29 +446,40 @@ def check_names_into(spec: Spec, bag: DiagnosticBag) -> None:
                 _unresolved(bag, f"source `{', '.join(rule.sources)}`", call.span if call.span.line else rule.span,
                             "map it to the right target and delete `| unresolved`, or replace the line with `drop`")
                 continue
-            if _has_refs(call):  # its values come from the config: checked in full when planning
-                if call.name not in REGISTRY:
-                    bag.add("WM103", f"unknown transform `{call.name}`", call.span if call.span.line else rule.span,
-                            did_you_mean(call.name, REGISTRY))
-                continue
-            try:
-                build(call.name, call.args, call.kwargs)
-            except TransformError as e:
-                hint = e.hint
-                code = e.code
-                if code == "WM103" and call.name in INITIALIZERS:
-                    hint = f"`{call.name}` is an initialiser: use it in `init PATTERN = {call.name}`"
-                elif code != "WM103":
-                    code = "WM104"  # a parameter the transform rejects on construction, not a shape problem
-                    if hint is None and call.name in REGISTRY:
-                        hint = f"signature: {signature(REGISTRY[call.name])}"
-                bag.add(code, e.message, call.span if call.span.line else rule.span, hint)
+            _check_call(call, rule.span, bag)
+    for use in spec.uses:  # the steps a `use` appends to every rule it brings in
+        for call in use.via:
+            _check_call(call, use.span, bag)
     for init in spec.init:
         if init.call.name == UNRESOLVED:
             _unresolved(bag, f"target `{init.pattern}`", init.span,
                         "map a source to it, give it an initialiser (`= zeros`, `= normal(std=0.02)`), or `keep` it")
             continue
         _check_init(init.call, init.span, bag, REGISTRY)
+
+
+def _check_call(call: Call, span: Span, bag: DiagnosticBag) -> None:
+    """One transform call of a chain: a known name, with parameters the transform accepts."""
+    from wmap.transforms import REGISTRY, TransformError, build, signature
+    from wmap.transforms.initializers import INITIALIZERS
+
+    where = call.span if call.span.line else span
+    if _has_refs(call):  # its values come from the config: checked in full when planning
+        if call.name not in REGISTRY:
+            bag.add("WM103", f"unknown transform `{call.name}`", where, did_you_mean(call.name, REGISTRY))
+        return
+    try:
+        build(call.name, call.args, call.kwargs)
+    except TransformError as e:
+        hint = e.hint
+        code = e.code
+        if code == "WM103" and call.name in INITIALIZERS:
+            hint = f"`{call.name}` is an initialiser: use it in `init PATTERN = {call.name}`"
+        elif code != "WM103":
+            code = "WM104"  # a parameter the transform rejects on construction, not a shape problem
+            if hint is None and call.name in REGISTRY:
+                hint = f"signature: {signature(REGISTRY[call.name])}"
+        bag.add(code, e.message, where, hint)
 
 
 def _has_refs(call: Call) -> bool:

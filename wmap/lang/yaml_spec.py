@@ -33,6 +33,7 @@ from wmap.lang.spec import (
     SourceDecl,
     Spec,
     TargetDecl,
+    Use,
 )
 from wmap.lang.statements import ListKind, Statement, StatementList, VersionLine
 from wmap.lang.validate import assemble, check_endpoint, check_lr_factor, check_option, sort_diagnostics
@@ -333,6 +334,7 @@ def _type_hint(key: PathKey) -> str | None:
         "freeze": "a pattern or a list of patterns", "init": "a mapping `pattern: initialiser`",
         "lr": "a mapping `pattern: multiplier`", "ack": "a mapping `WM310: pattern` (or a list of patterns)",
         "options": "a mapping of option names to values",
+        "use": "a list of spec paths or recipe names: `use: [llama3.wmap, {path: base.wmap, via: cast(\"float16\")}]`",
     }
     if key and key[0] == "rules" and len(key) >= 3:
         return {"from": "a pattern or a list of patterns", "to": "one target template",
@@ -371,6 +373,14 @@ def _statements(data: dict[str, Any], spans: dict[PathKey, Span], path: str | No
                                          for k, p in enumerate(pats)))
 
     yield VersionLine(data.get("wmap"), sp("wmap"))
+    for k, u in enumerate(data.get("use") or []):
+        if isinstance(u, str):
+            yield Use(u, (), sp("use", k))
+            continue
+        via = _as_list(u.get("via", []))
+        listed = isinstance(u.get("via"), list)
+        yield Use(u["path"], calls(via, [("use", k, "via", j) if listed else ("use", k, "via") for j in range(len(via))]),
+                  sp("use", k))
     endpoints: list[tuple[Any, str | None, Any, PathKey]] = []
     if "source" in data:
         endpoints.append((SourceDecl, DEFAULT_SOURCE, data["source"], ("source",)))

@@ -107,7 +107,7 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
 
 
 def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, config: ConfigData | None) -> Plan:
-    bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
+    bag = DiagnosticBag(sources=spec.texts())  # the used specs too: a rule may come from one
     bindings = evaluate(spec, config, bag) if spec.lets else None
     original, spec = spec, bind(spec, bindings, bag) if bindings is not None else spec
     options = resolve_options(spec)

@@ -84,13 +84,24 @@ def with_endpoints(match: RecipeMatch, source: str, target: str) -> str:
     spec = match.spec
     lines = spec.text.splitlines(keepends=True) if spec.text else []
     edits: dict[int, str] = {}
+    added: list[str] = []  # endpoints the recipe takes from a spec it `use`s: declared in this file
     for s in spec.sources:
         if not s.location:
-            edits[s.span.line] = f"source {s.name} {s.framework or ''}".rstrip() + f" {quote(source)}\n"
+            line = f"source {s.name} {s.framework or ''}".rstrip() + f" {quote(source)}\n"
+            if s.span.path == spec.path:
+                edits[s.span.line] = line
+            else:
+                added.append(line)
     if spec.target is not None:
         t = spec.target
-        edits[t.span.line] = f"target {t.framework + ' ' if t.framework else ''}{quote(target)}\n"
+        line = f"target {t.framework + ' ' if t.framework else ''}{quote(target)}\n"
+        if t.span.path == spec.path:
+            edits[t.span.line] = line
+        else:
+            added.append(line)
+    if added:  # after the last line that starts a statement before the rules: the version or a `use`
+        at = max((i for i, text in enumerate(lines, start=1) if text.startswith(("wmap ", "use "))), default=0)
+        edits[at] = (lines[at - 1] if at else "") + "".join(added)
     return "".join(edits.get(i, line) for i, line in enumerate(lines, start=1))
-
 
 __all__ = ["RecipeMatch", "model_type_of", "recognise", "with_endpoints"]

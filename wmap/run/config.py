@@ -110,7 +110,7 @@ def check_lets(spec: Spec, config: ConfigLike = None) -> None:
             if config is not None:
                 raise
             return
-    bag = DiagnosticBag(sources={spec.path or "<spec>": spec.text or ""})
+    bag = DiagnosticBag(sources=spec.texts())  # the used specs too: a rule may come from one
     if found is not None or not uses_config(spec):
         evaluate(spec, found, bag)
     bag.raise_if_errors()
