@@ -871,7 +871,7 @@ def plan_json_garbage(w: Work) -> Setup:
 @case("plan.json", "WM520", "is not a wmap plan of format version 1")
 def plan_json_other_format_version(w: Work) -> Setup:
     data = json.loads(_saved_plan(w).read_text())
-    data["format_version"] = 2
+    data["format_version"] = 3  # a version this wmap does not read (it reads 1 and 2)
     return w.apply(spec=w.file("plan.json", json.dumps(data)))
 
 

@@ -21,7 +21,7 @@ from wmap.lang.spec import Spec
 from wmap.transforms.base import Transform
 from wmap.transforms.initializers import Initializer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a step's lists of consecutively numbered tensors are written as runs
 _SOURCE_KEY = attrgetter("source", "meta.name")  # (source, name), read in C: plans count 90k of them
 StepKind = Literal["map", "init", "keep"]
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wmap.core.bulk import collector_paused
@@ -39,11 +40,14 @@ def _span(d: dict[str, Any] | None) -> Span | None:
     return None if not d else Span(d["file"], d["line"], d["column"])
 
 
-def _step_json(s: Step) -> dict[str, object]:
+def _step_json(s: Step, lists: _Lists) -> dict[str, object]:
+    targets, sources = lists
     return {
         "kind": s.kind,
-        "targets": [t.to_json() for t in s.targets],
-        "sources": [{"source": r.source, "read": r.read_name, **r.meta.to_json()} for r in s.sources],
+        "targets": [s.targets[e].to_json() if isinstance(e, int) else e.to_json(s.targets[e.start])
+                    for e in targets],
+        "sources": [_source_json(s.sources[e]) if isinstance(e, int) else e.to_json(s.sources[e.start].meta)
+                    for e in sources],
         "transforms": [{"name": t.NAME, "params": t.params()} for t in s.transforms],
         "chain": [[{"shape": list(sh), "dtype": dt} for sh, dt in h] for h in s.chain],
         "rule": s.rule,
@@ -55,8 +59,121 @@ def _step_json(s: Step) -> dict[str, object]:
     }
 
 
-def plan_to_json(plan: Plan) -> dict[str, object]:
-    """The plan as JSON data, with the digest of its canonical form last."""
+def _source_json(r: SourceRef) -> dict[str, object]:
+    return {"source": r.source, "read": r.read_name, **r.meta.to_json()}
+
+
+# -- runs (format 2). A stacked step reads 256 experts whose names differ in one number, and a
+# DeepSeek-V3 plan has 92k such entries. A step's targets and sources are written as runs where
+# they allow it: at least two consecutive entries of one shape and dtype (and one source) whose
+# names are `prefix + str(first + k) + suffix` for k = 0 .. count-1 (decimal, no leading zeros),
+# each otherwise plain: no layer kind or attrs, and
+# - a target: no native name of its own;
+# - a source: read under its own name (no native name of its own), or, when a `strip_prefix`
+#   option made its name, read under `read_prefix + name`, which is also its native name.
+# A run is written {"source": S, "read_prefix": P (when there is one), "names": {"prefix",
+# "first", "count", "suffix"}, "shape", "dtype"} (a target's without the source and read_prefix).
+# Every other entry is written in full as in format 1. The loader expands runs back into the same
+# entries, so the Plan in memory (and the apply that follows it) is the same either way.
+
+_DIGITS = frozenset("0123456789")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """`count` (>= 2) consecutive entries from index `start` of a step's targets or sources;
+    `key` is None for targets, (source, read prefix) for sources."""
+
+    start: int
+    count: int
+    prefix: str
+    first: int
+    suffix: str
+    key: tuple[str, str] | None
+
+    def to_json(self, meta: TensorMeta) -> dict[str, object]:
+        names = {"prefix": self.prefix, "first": self.first, "count": self.count, "suffix": self.suffix}
+        head: dict[str, object] = {}
+        if self.key is not None:
+            head["source"] = self.key[0]
+            if self.key[1]:
+                head["read_prefix"] = self.key[1]
+        return {**head, "names": names, "shape": list(meta.shape), "dtype": meta.dtype}
+
+
+_Entries = list[int | _Run]  # an index for an entry written in full, a _Run for a run
+_Lists = tuple[_Entries, _Entries]  # a step's targets and sources as written
+
+
+def _split(a: str, b: str) -> tuple[str, int, str] | None:
+    """(prefix, n, suffix) when `a` is `prefix + str(n) + suffix` and `b` is `prefix + str(n + 1) + suffix`."""
+    end = min(len(a), len(b))
+    p = 0
+    while p < end and a[p] == b[p]:
+        p += 1
+    while p > 0 and a[p - 1] in _DIGITS:  # back to the start of the number that differs
+        p -= 1
+    q = p
+    while q < len(a) and a[q] in _DIGITS:
+        q += 1
+    digits = a[p:q]
+    if not digits or q - p > 18 or str(int(digits)) != digits:  # none, huge, or leading zeros: not a run
+        return None
+    n = int(digits)
+    return (a[:p], n, a[q:]) if b == f"{a[:p]}{n + 1}{a[q:]}" else None
+
+
+def _runs(metas: Sequence[TensorMeta], keys: Sequence[object]) -> _Entries:
+    """The entries of a list as written. `keys[i]` must be equal along a run; None where entry i
+    cannot be in one."""
+    out: _Entries = []
+    i, n = 0, len(metas)
+    while i < n:
+        a, key = metas[i], keys[i]
+        if i + 1 < n and key is not None and keys[i + 1] == key:
+            b = metas[i + 1]
+            split = _split(a.name, b.name) if b.shape == a.shape and b.dtype == a.dtype else None
+            if split is not None:
+                prefix, first, suffix = split
+                shape, dtype = a.shape, a.dtype
+                j = i + 2
+                while j < n:
+                    m = metas[j]
+                    if keys[j] != key or m.name != f"{prefix}{first + j - i}{suffix}" or m.shape != shape \
+                            or m.dtype != dtype:
+                        break
+                    j += 1
+                out.append(_Run(i, j - i, prefix, first, suffix, key if isinstance(key, tuple) else None))
+                i = j
+                continue
+        out.append(i)
+        i += 1
+    return out
+
+
+def _source_key(r: SourceRef) -> tuple[str, str] | None:
+    """(source, read prefix) of a source entry that can be in a run; None if it cannot."""
+    m = r.meta
+    if m.kind or m.attrs:
+        return None
+    if r.read_name == m.name:
+        return (r.source, "") if m.native is None or m.native == m.name else None
+    lead = len(r.read_name) - len(m.name)
+    if lead > 0 and m.native == r.read_name and r.read_name.endswith(m.name):
+        return r.source, r.read_name[:lead]
+    return None
+
+
+def _lists(s: Step) -> _Lists:
+    return (_runs(s.targets, ["" if _plain(t) else None for t in s.targets]),
+            _runs([r.meta for r in s.sources], [_source_key(r) for r in s.sources]))
+
+
+def plan_to_json(plan: Plan, lists: Sequence[_Lists] | None = None) -> dict[str, object]:
+    """The plan as JSON data, with the digest of its canonical form last. (`lists`: each step's
+    targets and sources as written; the writer works them out once, for this and for its text.)"""
+    if lists is None:
+        lists = [_lists(s) for s in plan.steps]
     from wmap.core.version import VERSION
     out = {
         "format_version": FORMAT_VERSION,
@@ -68,7 +185,7 @@ def plan_to_json(plan: Plan) -> dict[str, object]:
                    "label": plan.target_label},
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in plan.options},
         "summary": plan.summary(),
-        "steps": [_step_json(s) for s in plan.steps],
+        "steps": [_step_json(s, ls) for s, ls in zip(plan.steps, lists, strict=True)],
         "dropped": [{"source": d.source.source, "name": d.source.name, "read": d.source.read_name,
                      "statement": d.statement} for d in plan.dropped],
         "tied": [list(p) for p in plan.tied],
@@ -151,14 +268,18 @@ class _Writer:
     def transform(self, t: Transform, level: int) -> str:
         return self.once("transform", t, level, lambda: {"name": t.NAME, "params": t.params()})
 
-    def step(self, s: Step, level: int) -> str:
+    def step(self, s: Step, lists: _Lists, level: int) -> str:
         k = level + 1
         inner = _pad(k)
         span = _span_json(s.span)
+        targets = [self.target(s.targets[e], k + 1) if isinstance(e, int) else
+                   _dump_at(e.to_json(s.targets[e.start]), k + 1) for e in lists[0]]
+        sources = [self.source(s.sources[e], k + 1) if isinstance(e, int) else
+                   _dump_at(e.to_json(s.sources[e.start].meta), k + 1) for e in lists[1]]
         fields = [
             f'"kind": {_encode(s.kind)}',
-            '"targets": ' + _items([self.target(t, k + 1) for t in s.targets], k),
-            '"sources": ' + _items([self.source(r, k + 1) for r in s.sources], k),
+            '"targets": ' + _items(targets, k),
+            '"sources": ' + _items(sources, k),
             '"transforms": ' + _items([self.transform(t, k + 1) for t in s.transforms], k),
             '"chain": ' + self.once("chain", s.chain, k, lambda: [[{"shape": list(sh), "dtype": dt} for sh, dt in h]
                                                                   for h in s.chain]),
@@ -199,10 +320,11 @@ def plan_dumps(plan: Plan) -> str:
 
 
 def _dumps(plan: Plan) -> str:
-    doc = plan_to_json(plan)
+    lists = [_lists(s) for s in plan.steps]
+    doc = plan_to_json(plan, lists)
     doc["steps"] = _STEPS
     w = _Writer()
-    steps = _items([w.step(s, 2) for s in plan.steps], 1)
+    steps = _items([w.step(s, ls, 2) for s, ls in zip(plan.steps, lists, strict=True)], 1)
     head, sep, tail = json.dumps(doc, indent=2).partition(_encode(_STEPS))
     assert sep, "the steps placeholder is in the document"
     return head + steps + tail + "\n"
@@ -210,16 +332,24 @@ def _dumps(plan: Plan) -> str:
 
 def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
     """Rebuild a Plan from its JSON form; transforms are rebuilt from the registry with resolved params."""
+    # one pause for the whole load: ~4 objects per tensor, none in a cycle (see wmap/core/bulk.py);
+    # resuming between its stages would let the collector walk them all again each time
+    with collector_paused():
+        return _load(data, path)
+
+
+def _load(data: dict[str, Any], path: str) -> Plan:
     from wmap.transforms import TransformError, build
 
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise WmapError([Diagnostic("WM520", "error", f"`{path}` is not a wmap plan of format version "
-                                    f"{FORMAT_VERSION}", None, "re-create it with `wmap plan SPEC -o plan.json`")])
+                                    f"{' or '.join(map(str, READABLE_VERSIONS))}", None,
+                                    "re-create it with `wmap plan SPEC -o plan.json`")])
     if "digest" not in data:
         raise _invalid(path, "it carries no digest of itself: it was not written by `wmap plan`, or by an older wmap")
     try:
-        with collector_paused():
-            digest_ok = data["digest"] == plan_digest(data)
+        digest_ok = data["digest"] == plan_digest(data)
     except (TypeError, ValueError) as e:  # not JSON-shaped (an API caller's dict)
         raise _invalid(path, f"{type(e).__name__}: {e}") from None
     if not digest_ok:
@@ -236,16 +366,75 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
         return built[key]
 
     try:
-        with collector_paused():  # ~4 objects per tensor, none in a cycle: see wmap/core/bulk.py
-            plan = _plan_from_json(data, transform)
+        plan = _plan_from_json(data, transform, _Expander(runs=version >= 2))
     except (KeyError, TypeError, ValueError, AttributeError, TransformError) as e:
         raise _invalid(path, f"{type(e).__name__}: {e}") from None
-    with collector_paused():  # replays every step's shapes: many small objects, none in a cycle
-        check_saved_structure(plan, path)
+    check_saved_structure(plan, path)
     return plan
 
 
-def _plan_from_json(data: dict[str, Any], transform: Callable[[dict[str, Any]], Transform]) -> Plan:
+# Format 1 wrote every entry in full; format 2 writes runs (above). Both are read.
+READABLE_VERSIONS = (1, FORMAT_VERSION)
+# Runs make a small file stand for many tensors: a plan may expand to this many source and target
+# entries in all, twice the 1M-tensor bench's and 20x DeepSeek-V3's (about 1 GB of Python objects).
+MAX_PLAN_ENTRIES = 4_000_000
+
+
+class _Expander:
+    """Reads a step's target and source lists back, expanding runs (format 2 only) within a
+    budget of entries for the whole plan."""
+
+    def __init__(self, runs: bool) -> None:
+        self.runs = runs
+        self.left = MAX_PLAN_ENTRIES
+
+    def _take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise ValueError(f"its steps list more than {MAX_PLAN_ENTRIES:,} source and target tensors")
+
+    def _run(self, d: dict[str, Any]) -> tuple[list[str], Shape, str]:
+        if not self.runs:
+            raise ValueError(f"a run of names is format {FORMAT_VERSION}, and the plan says format 1")
+        names = d["names"]
+        prefix, first, count, suffix = names["prefix"], names["first"], names["count"], names["suffix"]
+        if not (isinstance(prefix, str) and isinstance(suffix, str) and type(first) is int and type(count) is int
+                and first >= 0 and count >= 1):
+            raise ValueError("a run of names needs a prefix and suffix (text), a first index >= 0 and a count >= 1")
+        self._take(count)
+        return [f"{prefix}{k}{suffix}" for k in range(first, first + count)], tuple(d["shape"]), d["dtype"]
+
+    def targets(self, entries: list[dict[str, Any]]) -> tuple[TensorMeta, ...]:
+        out: list[TensorMeta] = []
+        for d in entries:
+            if "names" in d:
+                names, shape, dtype = self._run(d)
+                out.extend([TensorMeta(n, shape, dtype) for n in names])
+            else:
+                self._take(1)
+                out.append(_meta(d))
+        return tuple(out)
+
+    def sources(self, entries: list[dict[str, Any]]) -> tuple[SourceRef, ...]:
+        out: list[SourceRef] = []
+        for d in entries:
+            if "names" in d:
+                names, shape, dtype = self._run(d)
+                source, lead = d["source"], d.get("read_prefix", "")
+                if not isinstance(lead, str):
+                    raise ValueError("a run's read_prefix is not text")
+                if lead:  # read under the name before `strip_prefix`, which is also its native name
+                    out.extend([SourceRef(source, TensorMeta(n, shape, dtype, lead + n), lead + n) for n in names])
+                else:
+                    out.extend([SourceRef(source, TensorMeta(n, shape, dtype), n) for n in names])
+            else:
+                self._take(1)
+                out.append(SourceRef(d["source"], _meta(d), d["read"]))
+        return tuple(out)
+
+
+def _plan_from_json(data: dict[str, Any], transform: Callable[[dict[str, Any]], Transform],
+                    expand: _Expander) -> Plan:
     steps = []
     for s in data["steps"]:
         if s["kind"] not in STEP_KINDS:
@@ -253,8 +442,7 @@ def _plan_from_json(data: dict[str, Any], transform: Callable[[dict[str, Any]], 
         transforms = tuple(transform(t) for t in s["transforms"])
         init = s.get("init")
         steps.append(Step(
-            s["kind"], tuple(_meta(t) for t in s["targets"]),
-            tuple(SourceRef(r["source"], _meta(r), r["read"]) for r in s["sources"]),
+            s["kind"], expand.targets(s["targets"]), expand.sources(s["sources"]),
             transforms,
             tuple(tuple((tuple(m["shape"]), m["dtype"]) for m in h) for h in s["chain"]),
             s["rule"], s["rule_text"], _span(s.get("span")),
