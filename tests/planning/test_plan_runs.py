@@ -203,3 +203,32 @@ def test_consecutive_numbers_make_one_run_and_anything_else_breaks_it() -> None:
     assert len(written(["e.2.w", "e.1.w"])) == 2  # descending
     assert len(written(["e.1.w"])) == 1
     assert [len(e.get("names", {"count": 1})) for e in written(["a.0", "a.1", "b.0", "b.1", "b.2"])] == [4, 4]
+
+
+def _first_full_source(d: dict[str, Any]) -> dict[str, Any]:
+    return next(r for s in d["steps"] for r in s["sources"] if "names" not in r)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: _first_full_source(d).update(read=["x"]),
+    lambda d: _first_full_source(d).update(source=["src"]),
+    lambda d: _first_full_source(d).update(name={"a": 1}),
+    lambda d: _first_full_source(d).update(shape=[[4], 2]),
+    lambda d: _first_full_source(d).update(shape=[4, True]),
+    lambda d: _first_full_source(d).update(native=["n"]),
+    lambda d: d["steps"][0]["sources"][0].update(source=["src"]),
+    lambda d: d["steps"][0]["sources"][0].update(read_prefix=["model."]),
+    lambda d: d["steps"][0]["sources"][0].update(shape="44"),
+    lambda d: d["steps"][0]["targets"][0].update(name=["layers.0.moe.w1"]),
+    lambda d: d.update(tied=[[["a"], "layers.0.moe.w1"]]),
+    lambda d: d["sources"][0].update(name=["src"]),
+], ids=["read", "source", "name", "shape-nested", "shape-bool", "native", "run-source", "run-read_prefix",
+        "run-shape", "target-name", "tied", "pinned-source"])
+def test_a_field_of_the_wrong_type_is_refused_not_a_traceback(edit: Any) -> None:
+    """Found while making the re-check use sets: a list where a name belongs (digest recomputed)
+    reached the re-check's sets unhashed and escaped as a TypeError."""
+    data = json.loads(moe_plan().dumps())
+    edit(data)
+    with pytest.raises(WmapError) as e:
+        plan_from_json(redigest(data))
+    assert e.value.diagnostics[0].code == "WM520" and "is not a valid wmap plan" in e.value.diagnostics[0].message
