@@ -28,7 +28,7 @@ from wmap.core.names import fold, fold_numbers, split_runs, template_of
 from wmap.lang import load_spec, parse_spec
 from wmap.lang.bindings import ConfigData
 from wmap.planning.compiler import compile_plan
-from wmap.planning.plan import Plan
+from wmap.planning.plan import Plan, SourceRef, Step
 from wmap.planning.serialise import plan_from_json
 
 DIGITS = re.compile(r"([0-9]+)")
@@ -183,3 +183,31 @@ def test_the_collector_is_left_as_it_was_found(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def _sources_used_reference(plan: Plan) -> int:
+    return len({(r.source, r.meta.name) for s in plan.steps for r in s.sources})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(compile_inputs())
+def test_summary_counts_the_distinct_source_tensors_read(inputs: tuple[Inventory, Inventory, str]) -> None:
+    """`sources_used` counts per source in sets of names (a fan-in's names at once): the same
+    number as the set of (source, name) pairs it replaces, for random plans and the examples."""
+    src, tgt, text = inputs
+    try:
+        plan = compile_plan(parse_spec(text), {"src": src}, tgt)
+    except WmapError:
+        return
+    assert plan.summary()["sources_used"] == _sources_used_reference(plan)
+
+
+def test_summary_counts_a_tensor_read_twice_or_from_two_sources_as_the_reference_does() -> None:
+    for plan in _plans():
+        assert plan.summary()["sources_used"] == _sources_used_reference(plan)
+    a = SourceRef("a", TensorMeta("w", (2,), "float32"), "w")
+    b = SourceRef("b", TensorMeta("w", (2,), "float32"), "w")
+    t = TensorMeta("t", (2,), "float32")
+    steps = (Step("map", (t,), (a, b)), Step("map", (t,), (a, a)), Step("init", (t,), (a,)))
+    plan = Plan(steps, (), "", (("a", ""), ("b", "")), "", (), None, (), "", ())
+    assert plan.summary()["sources_used"] == 2 == _sources_used_reference(plan)
