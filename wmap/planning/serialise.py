@@ -21,6 +21,7 @@ from typing import Any
 from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, Severity, Span, WmapError
 from wmap.core.inventory import Shape, TensorMeta
+from wmap.core.names import successor_split
 from wmap.lang.bindings import Bindings
 from wmap.planning.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
 from wmap.transforms.base import ArrayMeta, InferContext, Transform
@@ -96,9 +97,6 @@ def _source_json(r: SourceRef) -> dict[str, object]:
 # Every other entry is written in full as in format 1. The loader expands runs back into the same
 # entries, so the Plan in memory (and the apply that follows it) is the same either way.
 
-_DIGITS = frozenset("0123456789")
-
-
 @dataclass(frozen=True)
 class _Run:
     """`count` (>= 2) consecutive entries from index `start` of a step's targets or sources;
@@ -125,24 +123,6 @@ _Entries = list[int | _Run]  # an index for an entry written in full, a _Run for
 _Lists = tuple[_Entries, _Entries]  # a step's targets and sources as written
 
 
-def _split(a: str, b: str) -> tuple[str, int, str] | None:
-    """(prefix, n, suffix) when `a` is `prefix + str(n) + suffix` and `b` is `prefix + str(n + 1) + suffix`."""
-    end = min(len(a), len(b))
-    p = 0
-    while p < end and a[p] == b[p]:
-        p += 1
-    while p > 0 and a[p - 1] in _DIGITS:  # back to the start of the number that differs
-        p -= 1
-    q = p
-    while q < len(a) and a[q] in _DIGITS:
-        q += 1
-    digits = a[p:q]
-    if not digits or q - p > 18 or str(int(digits)) != digits:  # none, huge, or leading zeros: not a run
-        return None
-    n = int(digits)
-    return (a[:p], n, a[q:]) if b == f"{a[:p]}{n + 1}{a[q:]}" else None
-
-
 def _runs(metas: Sequence[TensorMeta], keys: Sequence[object]) -> _Entries:
     """The entries of a list as written. `keys[i]` must be equal along a run; None where entry i
     cannot be in one."""
@@ -152,7 +132,7 @@ def _runs(metas: Sequence[TensorMeta], keys: Sequence[object]) -> _Entries:
         a, key = metas[i], keys[i]
         if i + 1 < n and key is not None and keys[i + 1] == key:
             b = metas[i + 1]
-            split = _split(a.name, b.name) if b.shape == a.shape and b.dtype == a.dtype else None
+            split = successor_split(a.name, b.name) if b.shape == a.shape and b.dtype == a.dtype else None
             if split is not None:
                 prefix, first, suffix = split
                 shape, dtype = a.shape, a.dtype
