@@ -117,6 +117,21 @@ def test_a_run_with_bad_fields_is_refused(names: dict[str, object], why: str) ->
     assert e.value.diagnostics[0].code == "WM520" and why in e.value.diagnostics[0].message
 
 
+@pytest.mark.parametrize("edit", [
+    lambda run: run.update(name="layers.0.experts.0.w1", read="model.layers.0.experts.0.w1"),
+    lambda run: run.update(native="model.x"),
+    lambda run: run["names"].update(step=2),
+    lambda run: run.update(names=[0, 12]),
+], ids=["name-and-read", "native", "names-step", "names-list"])
+def test_a_run_with_fields_the_loader_does_not_read_is_refused(edit: Any) -> None:
+    """A reviewer reading `"name": ...` beside a run must not be shown a tensor the loader ignores."""
+    data = json.loads(moe_plan().dumps())
+    edit(data["steps"][0]["sources"][0])
+    with pytest.raises(WmapError) as e:
+        plan_from_json(redigest(data))
+    assert e.value.diagnostics[0].code == "WM520" and "is not a valid wmap plan" in e.value.diagnostics[0].message
+
+
 def test_a_run_that_stands_for_too_many_tensors_is_refused_before_it_is_expanded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few bytes could otherwise stand for 10^12 names: the plan's entries are counted first."""

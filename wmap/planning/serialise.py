@@ -405,6 +405,11 @@ READABLE_VERSIONS = (1, FORMAT_VERSION)
 MAX_PLAN_ENTRIES = 4_000_000
 
 
+_RUN_NAMES = frozenset({"prefix", "first", "count", "suffix"})
+_TARGET_RUN = frozenset({"names", "shape", "dtype"})
+_SOURCE_RUN = _TARGET_RUN | {"source", "read_prefix"}
+
+
 class _Expander:
     """Reads a step's target and source lists back, expanding runs (format 2 only) within a
     budget of entries for the whole plan."""
@@ -418,10 +423,14 @@ class _Expander:
         if self.left < 0:
             raise ValueError(f"its steps list more than {MAX_PLAN_ENTRIES:,} source and target tensors")
 
-    def _run(self, d: dict[str, Any]) -> tuple[list[str], Shape, str]:
+    def _run(self, d: dict[str, Any], fields: frozenset[str]) -> tuple[list[str], Shape, str]:
         if not self.runs:
             raise ValueError(f"a run of names is format {FORMAT_VERSION}, and the plan says format 1")
         names = d["names"]
+        # nothing beside what the loader reads: a reviewer must not read a `name` the loader ignores
+        if not isinstance(names, dict) or set(d) - fields or set(names) != _RUN_NAMES:
+            raise ValueError(f"a run has fields other than {', '.join(sorted(fields))} and names "
+                             f"{{{', '.join(sorted(_RUN_NAMES))}}}")
         prefix, first, count, suffix = names["prefix"], names["first"], names["count"], names["suffix"]
         if not (isinstance(prefix, str) and isinstance(suffix, str) and type(first) is int and type(count) is int
                 and first >= 0 and count >= 1):
@@ -434,7 +443,7 @@ class _Expander:
         out: list[TensorMeta] = []
         for d in entries:
             if "names" in d:
-                names, shape, dtype = self._run(d)
+                names, shape, dtype = self._run(d, _TARGET_RUN)
                 out.extend([TensorMeta(n, shape, dtype) for n in names])
             else:
                 self._take(1)
@@ -445,7 +454,7 @@ class _Expander:
         out: list[SourceRef] = []
         for d in entries:
             if "names" in d:
-                names, shape, dtype = self._run(d)
+                names, shape, dtype = self._run(d, _SOURCE_RUN)
                 source = _text(d["source"], "a source's name")
                 lead = _text(d.get("read_prefix", ""), "a run's read_prefix")
                 if lead:  # read under the name before `strip_prefix`, which is also its native name
