@@ -76,10 +76,11 @@ def _numbered_runs(names: list[str]) -> tuple[str, list[str]] | None:
     head, tail = split_runs([prefix]), split_runs([suffix])
     if head is None or tail is None:  # NUL or braces: what split_runs refuses
         return None
-    template = head[0] + "{}" + tail[0]
-    numbers = map(str, range(first, first + len(names)))
-    digits = [d for k in numbers for d in (*head[1], k, *tail[1])] if head[1] or tail[1] else list(numbers)
-    return "\x00".join([template] * len(names)), digits
+    n, columns = len(names), (*head[1], None, *tail[1])  # None: the run's own number
+    digits: list[str] = [""] * (n * len(columns))
+    for i, d in enumerate(columns):  # name k's digit runs sit at k * len(columns) + i: fill by column
+        digits[i::len(columns)] = [d] * n if d is not None else list(map(str, range(first, first + n)))
+    return "\x00".join([head[0] + "{}" + tail[0]] * n), digits
 
 
 def _signature(metas: list[Any]) -> tuple[object, ...]:
