@@ -151,6 +151,24 @@ def test_a_run_that_stands_for_too_many_tensors_is_refused_before_it_is_expanded
     assert plan_from_json(data).steps == moe_plan().steps
 
 
+def test_a_run_that_spells_too_much_text_is_refused_before_it_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long prefix times a large count: a million names of a megabyte each from a 1 MB file."""
+    data = json.loads(moe_plan().dumps())
+    with pytest.raises(WmapError) as e:
+        plan_from_json(_with_run(data, prefix="p" * 2**20, count=10**6))
+    assert e.value.diagnostics[0].code == "WM520" and "more than 268,435,456 characters" in e.value.diagnostics[0].message
+    # the bound is on all runs together: each charges count x (prefix + suffix + read_prefix + the
+    # digits of its last index + 1); this plan's runs are 12 long, so 2 digits
+    sizes = [12 * (len(r["names"]["prefix"]) + len(r["names"]["suffix"]) + len(r.get("read_prefix", "")) + 2)
+             for s in data["steps"] for r in s["sources"] + s["targets"] if "names" in r]
+    assert len(sizes) == 9  # 3 layers x (2 stacked source runs + 1 unstacked target run)
+    monkeypatch.setattr(serialise, "MAX_RUN_TEXT", sum(sizes) - 1)
+    with pytest.raises(WmapError, match="characters in all"):
+        plan_from_json(data)
+    monkeypatch.setattr(serialise, "MAX_RUN_TEXT", sum(sizes))
+    assert plan_from_json(data).steps == moe_plan().steps
+
+
 def test_an_edited_run_is_refused_by_the_digest_or_by_the_re_check() -> None:
     data = json.loads(moe_plan().dumps())
     edited = json.loads(json.dumps(data))

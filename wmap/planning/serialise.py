@@ -113,7 +113,7 @@ def _source_json(r: SourceRef) -> dict[str, object]:
 # Every other entry is written in full as in format 1. The loader expands runs back into the same
 # entries, so the Plan in memory (and the apply that follows it) is the same either way; since a
 # few bytes can stand for many tensors, it counts them first and refuses a plan of more than
-# MAX_PLAN_ENTRIES in all (WM520).
+# MAX_PLAN_ENTRIES in all, or whose runs spell more than MAX_RUN_TEXT characters of names (WM520).
 
 @dataclass(frozen=True)
 class _Run:
@@ -403,6 +403,10 @@ READABLE_VERSIONS = (1, FORMAT_VERSION)
 # Runs make a small file stand for many tensors: a plan may expand to this many source and target
 # entries in all, twice the 1M-tensor bench's and 20x DeepSeek-V3's (about 1 GB of Python objects).
 MAX_PLAN_ENTRIES = 4_000_000
+# ... and the names its runs spell may hold this many characters in all, as much as the largest plan
+# file (api.MAX_PLAN_BYTES) holds: a long prefix times a large count would otherwise ask for terabytes.
+# DeepSeek-V3's runs spell 4.7M.
+MAX_RUN_TEXT = 256 * 1024 * 1024
 
 
 _RUN_NAMES = frozenset({"prefix", "first", "count", "suffix"})
@@ -417,13 +421,16 @@ class _Expander:
     def __init__(self, runs: bool) -> None:
         self.runs = runs
         self.left = MAX_PLAN_ENTRIES
+        self.text_left = MAX_RUN_TEXT
 
     def _take(self, n: int) -> None:
         self.left -= n
         if self.left < 0:
             raise ValueError(f"its steps list more than {MAX_PLAN_ENTRIES:,} source and target tensors")
 
-    def _run(self, d: dict[str, Any], fields: frozenset[str]) -> tuple[list[str], Shape, str]:
+    def _run(self, d: dict[str, Any], fields: frozenset[str], lead: str = "") -> tuple[list[str], Shape, str]:
+        """A run's names (the budgets charged first), shape and dtype; `lead`: a source run's
+        read_prefix, spelled once more per name."""
         if not self.runs:
             raise ValueError(f"a run of names is format {FORMAT_VERSION}, and the plan says format 1")
         names = d["names"]
@@ -436,6 +443,9 @@ class _Expander:
                 and first >= 0 and count >= 1):
             raise ValueError("a run of names needs a prefix and suffix (text), a first index >= 0 and a count >= 1")
         self._take(count)
+        self.text_left -= count * (len(prefix) + len(suffix) + len(lead) + len(str(first + count)))
+        if self.text_left < 0:
+            raise ValueError(f"its runs spell names of more than {MAX_RUN_TEXT:,} characters in all")
         return ([f"{prefix}{k}{suffix}" for k in range(first, first + count)], _shape(d["shape"]),
                 _text(d["dtype"], "a dtype"))
 
@@ -454,11 +464,12 @@ class _Expander:
         out: list[SourceRef] = []
         for d in entries:
             if "names" in d:
-                names, shape, dtype = self._run(d, _SOURCE_RUN)
                 source = _text(d["source"], "a source's name")
                 lead = _text(d.get("read_prefix", ""), "a run's read_prefix")
+                names, shape, dtype = self._run(d, _SOURCE_RUN, lead)
                 if lead:  # read under the name before `strip_prefix`, which is also its native name
-                    out.extend([SourceRef(source, TensorMeta(n, shape, dtype, lead + n), lead + n) for n in names])
+                    out.extend([SourceRef(source, TensorMeta(n, shape, dtype, r), r)
+                                for n, r in zip(names, [lead + n for n in names], strict=True)])
                 else:
                     out.extend([SourceRef(source, TensorMeta(n, shape, dtype), n) for n in names])
             else:
