@@ -636,7 +636,11 @@ def _replay_chain(s: Step, ctx: InferContext, policy: str, dtype_check: Callable
     """Infer the step's transforms again from its source metas, as the compiler does: each must
     resolve to itself, give the recorded shapes and dtypes, and end in the targets'. (`arrays`:
     the ArrayMeta of each (shape, dtype) made so far; they are immutable, so steps share them.)"""
-    metas = tuple([arrays.get(sig) or arrays.setdefault(sig, ArrayMeta(*sig)) for sig in map(_SIG, ctx.sources)])
+    sigs = list(map(_SIG, ctx.sources))
+    if sigs and sigs.count(sigs[0]) == len(sigs):  # a fan-in's experts, all alike: one lookup
+        metas = (arrays.get(sigs[0]) or arrays.setdefault(sigs[0], ArrayMeta(*sigs[0])),) * len(sigs)
+    else:
+        metas = tuple([arrays.get(sig) or arrays.setdefault(sig, ArrayMeta(*sig)) for sig in sigs])
     for k, (t, recorded) in enumerate(zip(s.transforms, s.chain, strict=True)):
         c = InferContext(ctx.sources, ctx.targets, ctx.source_framework, ctx.target_framework,
                          is_last=k == len(s.transforms) - 1)
