@@ -158,7 +158,7 @@ def test_a_run_that_spells_too_much_text_is_refused_before_it_is_expanded(monkey
         plan_from_json(_with_run(data, prefix="p" * 2**20, count=10**6))
     assert e.value.diagnostics[0].code == "WM520" and "more than 268,435,456 characters" in e.value.diagnostics[0].message
     # the bound is on all runs together: each charges count x (prefix + suffix + read_prefix + the
-    # digits of its last index + 1); this plan's runs are 12 long, so 2 digits
+    # digits of first + count); this plan's runs are 0..11, so 2 digits ("12")
     sizes = [12 * (len(r["names"]["prefix"]) + len(r["names"]["suffix"]) + len(r.get("read_prefix", "")) + 2)
              for s in data["steps"] for r in s["sources"] + s["targets"] if "names" in r]
     assert len(sizes) == 9  # 3 layers x (2 stacked source runs + 1 unstacked target run)
@@ -175,8 +175,8 @@ def test_an_edited_run_is_refused_by_the_digest_or_by_the_re_check() -> None:
     edited["steps"][0]["sources"][0]["names"]["first"] = 1  # experts 1..12: 12 is not in the checkpoint
     with pytest.raises(WmapError, match="edited after"):
         plan_from_json(edited)
-    # the same edit with the digest recomputed reads 1..12 while the next step reads... its own run;
-    # shifting the w2 run onto the w1 names makes one tensor read twice
+    # with the digest recomputed, the re-check refuses what a fresh compile would: the w2 run
+    # pointed at the w1 names reads those tensors twice
     step0, step1 = data["steps"][0], data["steps"][1]
     assert step0["sources"][0]["names"]["suffix"] == ".w1" and step1["sources"][0]["names"]["suffix"] == ".w2"
     step1 = {**step1, "sources": [{**step1["sources"][0], "names": {**step1["sources"][0]["names"], "suffix": ".w1"}}]}
@@ -191,28 +191,56 @@ names = st.builds(lambda a, n, b: f"{a}{n}{b}", st.sampled_from(["", "a.", "a.1.
                   st.sampled_from(["", ".w", ".1", "5"]))
 
 
+SOURCE_KINDS = {"shape": st.sampled_from([(2,), (3,)]),
+                "style": st.sampled_from(["plain", "plain", "plain", "prefixed", "prefixed", "native", "kind"]),
+                "src": st.sampled_from(["s", "t"]), "lead": st.sampled_from(["model.", "m"]),
+                "dtype": st.sampled_from(["float32", "float16"])}
+
+
 @st.composite
-def sources(draw: Any) -> SourceRef:
-    name = draw(names)
-    shape = draw(st.sampled_from([(2,), (3,)]))
-    style = draw(st.sampled_from(["plain", "plain", "plain", "prefixed", "prefixed", "native", "kind"]))
-    src = draw(st.sampled_from(["s", "t"]))
-    lead = draw(st.sampled_from(["model.", "m"]))
-    if style == "prefixed":  # what `strip_prefix` makes
+def sources(draw: Any, name: str | None = None, kind: dict[str, Any] | None = None) -> SourceRef:
+    """A source reference named `name` (drawn if None), of `kind` (drawn if None)."""
+    name = draw(names) if name is None else name
+    k = draw(st.fixed_dictionaries(SOURCE_KINDS)) if kind is None else kind
+    shape, src, lead = k["shape"], k["src"], k["lead"]
+    if k["style"] == "prefixed":  # what `strip_prefix` makes
         return SourceRef(src, TensorMeta(name, shape, "float32", lead + name), lead + name)
-    if style == "native":  # read under its name, with a framework's own spelling
+    if k["style"] == "native":  # read under its name, with a framework's own spelling
         return SourceRef(src, TensorMeta(name, shape, "float32", name + ":0"), name)
-    if style == "kind":
+    if k["style"] == "kind":
         return SourceRef(src, TensorMeta(name, shape, "float32", None, "Linear"), name)
-    return SourceRef(src, TensorMeta(name, shape, draw(st.sampled_from(["float32", "float16"]))), name)
+    return SourceRef(src, TensorMeta(name, shape, k["dtype"]), name)
 
 
 targets = st.builds(lambda n, s, native: TensorMeta(n, s, "float32", native), names,
                     st.sampled_from([(2,), (3,)]), st.sampled_from([None, None, None, "k/0:0"]))
 
 
+@st.composite
+def numbered(draw: Any, entry: Any) -> list[Any]:
+    """A stretch of consecutively numbered names (what becomes a run), its entries drawn by `entry`."""
+    prefix, suffix = draw(st.sampled_from(["", "a.", "a.1.", "b", "{x}."])), draw(st.sampled_from(["", ".w", "5", ".1"]))
+    first, count = draw(st.sampled_from([0, 1, 8, 9, 99])), draw(st.integers(2, 5))
+    kind = draw(st.one_of(st.none(), st.fixed_dictionaries(SOURCE_KINDS), st.fixed_dictionaries(SOURCE_KINDS)))
+    return [draw(entry(f"{prefix}{k}{suffix}", kind)) for k in range(first, first + count)]  # kind None: each its own
+
+
+def _listed(entry: Any) -> Any:
+    """Lists mixing stray entries and numbered stretches (whose entries may still differ)."""
+    return st.lists(st.one_of(entry(None).map(lambda e: [e]), numbered(entry)), max_size=4).map(
+        lambda parts: [e for p in parts for e in p])
+
+
+def _target(name: str | None, kind: dict[str, Any] | None = None) -> Any:
+    if kind is not None:  # a stretch alike but for its names
+        return st.just(TensorMeta(str(name), kind["shape"], kind["dtype"], "k/0:0" if kind["style"] == "native" else None))
+    return st.builds(lambda n, s, native: TensorMeta(n, s, "float32", native), st.just(name) if name else names,
+                     st.sampled_from([(2,), (3,)]), st.sampled_from([None, None, None, "k/0:0"]))
+
+
 @settings(max_examples=600, deadline=None)
-@given(st.lists(targets, min_size=1, max_size=12), st.lists(sources(), max_size=12))
+@given(st.one_of(st.lists(targets, min_size=1, max_size=12), _listed(_target).filter(bool)),
+       st.one_of(st.lists(sources(), max_size=12), _listed(sources)))
 def test_runs_expand_back_into_exactly_the_entries_they_stand_for(ts: list[TensorMeta], rs: list[SourceRef]) -> None:
     step = Step("map", tuple(ts), tuple(rs))
     lists = serialise._lists(step)
@@ -235,7 +263,8 @@ def test_consecutive_numbers_make_one_run_and_anything_else_breaks_it() -> None:
     assert len(written(["e.01.w", "e.02.w"])) == 2  # leading zeros: str(k) would not give the names back
     assert len(written(["e.2.w", "e.1.w"])) == 2  # descending
     assert len(written(["e.1.w"])) == 1
-    assert [len(e.get("names", {"count": 1})) for e in written(["a.0", "a.1", "b.0", "b.1", "b.2"])] == [4, 4]
+    assert [e["names"]["count"] for e in written(["a.0", "a.1", "b.0", "b.1", "b.2"])] == [2, 3]
+    assert [e["names"]["first"] for e in written(["a.9", "a.10", "a.11", "a.3", "a.4"])] == [9, 3]
 
 
 def _first_full_source(d: dict[str, Any]) -> dict[str, Any]:
