@@ -61,7 +61,7 @@ _NAME, _META, _REF_META = attrgetter("name"), attrgetter("shape", "dtype"), attr
 def _runs(names: list[str]) -> tuple[str, list[str]] | tuple[str, ...]:
     """A step's names as `split_runs` gives them (its templates, joined, and digit runs), or their
     templates one by one when a name defeats that (NUL or braces in it)."""
-    return _numbered_runs(names) or split_runs(names) or tuple(template_of(n)[0] for n in names)
+    return (len(names) > 1 and _numbered_runs(names)) or split_runs(names) or tuple(template_of(n)[0] for n in names)
 
 
 def _numbered_runs(names: list[str]) -> tuple[str, list[str]] | None:
@@ -86,8 +86,8 @@ def _numbered_runs(names: list[str]) -> tuple[str, list[str]] | None:
 def _signature(metas: list[Any]) -> tuple[object, ...]:
     """What a step's metas contribute to its line's key: each (shape, dtype), or, when they are all
     alike (a fan-in's experts), that one and how many (tagged: no list of pairs looks like it)."""
-    if not metas:
-        return ()
+    if len(metas) < 2:  # (one-to-one steps: as cheap as can be)
+        return tuple(map(_META, metas))
     shape, dtype = metas[0].shape, metas[0].dtype
     if all(m.shape == shape and m.dtype == dtype for m in metas):
         return ("alike", shape, dtype, len(metas))
