@@ -82,7 +82,7 @@ def test_plan_markdown(capsys: Cap, in_cli_work: Path) -> None:
 def test_plan_json_and_save(capsys: Cap, in_cli_work: Path) -> None:
     r = wmap(capsys, "plan", "port.wmap", "--format", "json", "-o", "port.plan.json")
     data = json.loads(r.out)
-    assert r.code == 0 and data["format_version"] == 1
+    assert r.code == 0 and data["format_version"] == 2
     assert data["summary"]["targets"] == 27 and data["summary"]["frozen"] == 2
     assert json.loads((in_cli_work / "port.plan.json").read_text()) == data
 

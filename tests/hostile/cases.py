@@ -871,7 +871,7 @@ def plan_json_garbage(w: Work) -> Setup:
 @case("plan.json", "WM520", "is not a wmap plan of format version 1")
 def plan_json_other_format_version(w: Work) -> Setup:
     data = json.loads(_saved_plan(w).read_text())
-    data["format_version"] = 2
+    data["format_version"] = 3  # a version this wmap does not read (it reads 1 and 2)
     return w.apply(spec=w.file("plan.json", json.dumps(data)))
 
 
@@ -913,6 +913,51 @@ def plan_json_tampered_shapes(w: Work) -> Setup:
     for step in data["steps"]:  # sources and targets alike, so the plan is consistent in itself
         for t in step["targets"] + step["sources"]:
             t["shape"] = [1] * len(t["shape"])
+    return w.apply(spec=w.file("plan.json", json.dumps(redigest(data))))
+
+
+EXPERTS = {f"e.{k}.w": np.full(2, k, np.float32) for k in range(4)}
+
+
+def _stacked_plan(w: Work) -> tuple[dict[str, Any], Path, Path]:
+    """A saved plan (format 2) whose one step reads its four experts as one run of names."""
+    import wmap
+    src, tgt = w.source(EXPERTS), w.target({"s.w": np.zeros((4, 2), np.float32)})
+    p = wmap.plan(str(w.spec("wmap 1\ne.{k:int}.w -> s.w | stack(0)\n")), source=str(src), target=str(tgt))
+    data = json.loads(p.dumps())
+    assert "names" in data["steps"][0]["sources"][0], "the experts are saved as a run"
+    return data, src, tgt
+
+
+def _edited_run(w: Work, edit: Callable[[dict[str, Any]], None]) -> Setup:
+    data, src, tgt = _stacked_plan(w)
+    edit(data["steps"][0]["sources"][0])
+    return w.apply(src, spec=w.file("plan.json", json.dumps(redigest(data))), target=tgt)
+
+
+@case("plan.json", "WM520", "more than 4,000,000 source and target tensors")
+def plan_json_run_of_a_trillion_names(w: Work) -> Setup:
+    """A few bytes standing for 10^12 tensors: counted and refused before any is made."""
+    return _edited_run(w, lambda run: run["names"].update(count=10**12))
+
+
+@case("plan.json", "WM520", "characters in all")
+def plan_json_run_of_megabyte_names(w: Work) -> Setup:
+    """A million names of a megabyte each, from a 1 MB file: refused before any is spelled."""
+    return _edited_run(w, lambda run: run["names"].update(prefix="e" * 2**20, count=10**6))
+
+
+@case("plan.json", "WM520", "a run has fields other than")
+def plan_json_run_beside_a_name(w: Work) -> Setup:
+    """A `name` beside a run would show a reviewer a tensor the loader does not read."""
+    return _edited_run(w, lambda run: run.update(name="e.0.w", read="e.0.w"))
+
+
+@case("plan.json", "WM520", "a source tensor's read name is not text")
+def plan_json_list_where_a_name_belongs(w: Work) -> Setup:
+    """Used to escape as a TypeError from the re-check's sets."""
+    data = json.loads(_saved_plan(w).read_text())
+    data["steps"][0]["sources"][0]["read"] = ["a.weight"]
     return w.apply(spec=w.file("plan.json", json.dumps(redigest(data))))
 
 

@@ -50,7 +50,7 @@ def test_plan_is_deterministic_and_path_free() -> None:
     b = compile_text(PORT, resnetish(), keras_twin()).dumps()
     assert a == b
     data = json.loads(a)
-    assert data["format_version"] == 1 and data["spec_digest"].startswith("sha256:")
+    assert data["format_version"] == 2 and data["spec_digest"].startswith("sha256:")
     assert "/" not in json.dumps([s["span"] for s in data["steps"]])
 
 

@@ -28,7 +28,7 @@ from wmap.core.names import fold, fold_numbers, split_runs, template_of
 from wmap.lang import load_spec, parse_spec
 from wmap.lang.bindings import ConfigData
 from wmap.planning.compiler import compile_plan
-from wmap.planning.plan import Plan
+from wmap.planning.plan import Plan, SourceRef, Step
 from wmap.planning.serialise import plan_from_json
 
 DIGITS = re.compile(r"([0-9]+)")
@@ -183,3 +183,101 @@ def test_the_collector_is_left_as_it_was_found(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def _sources_used_reference(plan: Plan) -> int:
+    return len({(r.source, r.meta.name) for s in plan.steps for r in s.sources})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(compile_inputs())
+def test_summary_counts_the_distinct_source_tensors_read(inputs: tuple[Inventory, Inventory, str]) -> None:
+    """`sources_used` counts per source in sets of names (a fan-in's names at once): the same
+    number as the set of (source, name) pairs it replaces, for random plans and the examples."""
+    src, tgt, text = inputs
+    try:
+        plan = compile_plan(parse_spec(text), {"src": src}, tgt)
+    except WmapError:
+        return
+    assert plan.summary()["sources_used"] == _sources_used_reference(plan)
+
+
+def test_summary_counts_a_tensor_read_twice_or_from_two_sources_as_the_reference_does() -> None:
+    for plan in _plans():
+        assert plan.summary()["sources_used"] == _sources_used_reference(plan)
+    a = SourceRef("a", TensorMeta("w", (2,), "float32"), "w")
+    b = SourceRef("b", TensorMeta("w", (2,), "float32"), "w")
+    t = TensorMeta("t", (2,), "float32")
+    steps = (Step("map", (t,), (a, b)), Step("map", (t,), (a, a)), Step("init", (t,), (a,)))
+    plan = Plan(steps, (), "", (("a", ""), ("b", "")), "", (), None, (), "", ())
+    assert plan.summary()["sources_used"] == 2 == _sources_used_reference(plan)
+
+
+run_names = st.builds(lambda pre, first, n, suf: [f"{pre}{k}{suf}" for k in range(first, first + n)],
+                      st.text(st.sampled_from("ab.0123_{}\x00٣"), max_size=6), st.integers(0, 120),
+                      st.integers(0, 5), st.text(st.sampled_from("ab.0123_{}\x00٣"), max_size=6))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(run_names, names_st))
+def test_a_numbered_run_splits_into_what_the_regex_pass_gives(names: list[str]) -> None:
+    """The render reads a fan-in's names from their prefix and suffix, not a regex pass per name:
+    the same templates and digit runs whenever it applies, and it applies to a plain run."""
+    from wmap.core.names import numbered_run
+    from wmap.planning.render import _numbered_runs
+    fast = _numbered_runs(names)
+    if fast is not None:
+        assert fast == split_runs(names)
+    run = numbered_run(names)
+    if run is not None:
+        prefix, first, suffix = run
+        assert names == [f"{prefix}{k}{suffix}" for k in range(first, first + len(names))]
+    if len(names) > 1 and all(re.fullmatch(r"layer\.[0-9]+\.w", n) for n in names) and \
+            [int(n.split(".")[1]) for n in names] == list(range(int(names[0].split(".")[1]), len(names))):
+        assert run is not None
+
+
+def test_numbered_runs_cover_a_fan_in_and_nothing_that_only_looks_like_one() -> None:
+    from wmap.core.names import numbered_run
+    assert numbered_run([f"l.3.experts.{e}.w1" for e in range(8, 300)]) == ("l.3.experts.", 8, ".w1")
+    assert numbered_run(["e9", "e10", "e11"]) == ("e", 9, "")
+    assert numbered_run(["e.1", "e.3"]) is None and numbered_run(["e.01", "e.02"]) is None
+    assert numbered_run(["e.1", "e.2", "e.4"]) is None and numbered_run(["e.1"]) is None
+    assert numbered_run(["x1y", "x2y", "x3z"]) is None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(compile_inputs())
+def test_render_is_what_it_was_without_its_fan_in_shortcuts(inputs: tuple[Inventory, Inventory, str]) -> None:
+    """A plan renders the same with the numbered-run split and the alike-metas key as with the
+    regex pass and a (shape, dtype) pair per tensor they replace."""
+    from wmap.planning import render
+    src, tgt, text = inputs
+    try:
+        plan = compile_plan(parse_spec(text), {"src": src}, tgt)
+    except WmapError:
+        return
+    fast = plan.render(), plan.render("markdown")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render, "_numbered_runs", lambda names: None)
+        mp.setattr(render, "_signature", lambda metas: tuple(map(render._META, metas)))
+        assert (plan.render(), plan.render("markdown")) == fast
+
+
+def test_render_of_fan_ins_is_what_it_was_without_its_shortcuts() -> None:
+    from wmap.planning import render
+    # layer 1's experts in another dtype, layer 2's in another shape: lines of their own
+    dt = {0: "float32", 1: "float16", 2: "float32"}
+    sh = {0: (4, 2), 1: (4, 2), 2: (2, 2)}
+    src = Inventory.from_metas([TensorMeta(f"layers.{i}.experts.{e}.w1", sh[i], dt[i]) for i in range(3) for e in range(4)])
+    tgt = Inventory.from_metas([TensorMeta(f"layers.{i}.moe.w1", (4, *sh[i]), dt[i]) for i in range(3)])
+    mixed = compile_plan(parse_spec(MOE), {"src": src}, tgt)
+    plans = [*_plans(), compile_plan(parse_spec(MOE), {"src": _moe(3, 12, False)[0]}, _moe(3, 12, False)[1]),
+             compile_plan(parse_spec(MOE), {"src": _moe(3, 12, True)[0]}, _moe(3, 12, True)[1]), mixed]
+    fast = [(p.render(), p.render("markdown")) for p in plans]
+    assert any("{0..11}" in text for text, _ in fast)
+    assert fast[-1][0].count("<- layers.") == 3, fast[-1][0]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render, "_numbered_runs", lambda names: None)
+        mp.setattr(render, "_signature", lambda metas: tuple(map(render._META, metas)))
+        assert [(p.render(), p.render("markdown")) for p in plans] == fast

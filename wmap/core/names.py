@@ -203,3 +203,39 @@ def printable(text: str, keep_newlines: bool = False) -> str:
 def _escape(c: str) -> str:
     o = ord(c)
     return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def successor_split(a: str, b: str) -> tuple[str, int, str] | None:
+    """(prefix, n, suffix) when `a` is `prefix + str(n) + suffix` and `b` is `prefix + str(n + 1) +
+    suffix`: `experts.9.w`, `experts.10.w` -> (`experts.`, 9, `.w`). The number is the whole ASCII
+    digit run (the prefix never ends in a digit, the suffix never starts with one) and spelled as
+    `str` spells it (no leading zeros); None otherwise."""
+    end = min(len(a), len(b))
+    p = 0
+    while p < end and a[p] == b[p]:
+        p += 1
+    while p > 0 and a[p - 1] in _ASCII_DIGITS:  # back to the start of the number that differs
+        p -= 1
+    q = p
+    while q < len(a) and a[q] in _ASCII_DIGITS:
+        q += 1
+    digits = a[p:q]
+    if not digits or q - p > 18 or str(int(digits)) != digits:  # none, huge, or leading zeros
+        return None
+    n = int(digits)
+    return (a[:p], n, a[q:]) if b == f"{a[:p]}{n + 1}{a[q:]}" else None
+
+
+def numbered_run(names: Sequence[str]) -> tuple[str, int, str] | None:
+    """(prefix, first, suffix) when the names are `prefix + str(first + k) + suffix` for k = 0, 1, ...
+    (at least two of them): a fan-in's experts, in order."""
+    if len(names) < 2:
+        return None
+    split = successor_split(names[0], names[1])
+    if split is None:
+        return None
+    prefix, first, suffix = split
+    return split if [f"{prefix}{k}{suffix}" for k in range(first, first + len(names))] == names else None

@@ -21,8 +21,9 @@ from wmap.lang.spec import Spec
 from wmap.transforms.base import Transform
 from wmap.transforms.initializers import Initializer
 
-FORMAT_VERSION = 1
-_SOURCE_KEY = attrgetter("source", "meta.name")  # (source, name), read in C: plans count 90k of them
+FORMAT_VERSION = 2  # 2: a step's lists of consecutively numbered tensors are written as runs
+# read in C: plans count 90k source references
+_SOURCE, _SOURCE_NAME = attrgetter("source"), attrgetter("meta.name")
 StepKind = Literal["map", "init", "keep"]
 
 
@@ -135,7 +136,7 @@ class Plan:
     def _count(self) -> dict[str, int]:
         counts = {"targets": 0, "copied": 0, "transformed": 0, "initialised": 0, "kept": 0, "dropped": 0,
                   "frozen": 0, "sources_used": 0}
-        used: set[tuple[str, str]] = set()
+        used: dict[str, set[str]] = {}  # per source, the names read from it
         for s in self.steps:
             n = len(s.targets)
             counts["targets"] += n
@@ -148,8 +149,13 @@ class Plan:
             else:
                 counts["transformed"] += n
             counts["frozen"] += sum(1 for f in s.flags if f.frozen)
-            used.update(map(_SOURCE_KEY, s.sources))
-        counts["sources_used"] = len(used)
+            refs = s.sources
+            if len(refs) > 1 and len(set(map(_SOURCE, refs))) == 1:  # a fan-in from one source: names only
+                used.setdefault(refs[0].source, set()).update(map(_SOURCE_NAME, refs))
+            else:
+                for r in refs:
+                    used.setdefault(r.source, set()).add(r.meta.name)
+        counts["sources_used"] = sum(map(len, used.values()))
         counts["dropped"] = len(self.dropped)
         return counts
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, Span
-from wmap.core.names import fold, fold_runs, split_runs, template_of
+from wmap.core.names import fold, fold_runs, numbered_run, split_runs, template_of
 from wmap.lang.fmt import value_text
 from wmap.planning.plan import Plan, Step
 from wmap.transforms.base import Transform
@@ -55,14 +55,43 @@ def _describe(t: Transform) -> str:
 
 
 # attribute readers that iterate in C: a render reads every source of a 90k-tensor plan
-_NAME, _META = attrgetter("name"), attrgetter("shape", "dtype")
-_SOURCE_NAME, _SOURCE_META = attrgetter("meta.name"), attrgetter("meta.shape", "meta.dtype")
+_NAME, _META, _REF_META = attrgetter("name"), attrgetter("shape", "dtype"), attrgetter("meta")
 
 
-def _runs(names: Sequence[str]) -> tuple[str, list[str]] | tuple[str, ...]:
+def _runs(names: list[str]) -> tuple[str, list[str]] | tuple[str, ...]:
     """A step's names as `split_runs` gives them (its templates, joined, and digit runs), or their
     templates one by one when a name defeats that (NUL or braces in it)."""
-    return split_runs(names) or tuple(template_of(n)[0] for n in names)
+    return (len(names) > 1 and _numbered_runs(names)) or split_runs(names) or tuple(template_of(n)[0] for n in names)
+
+
+def _numbered_runs(names: list[str]) -> tuple[str, list[str]] | None:
+    """`split_runs(names)` for names that are one numbered run (`prefix + str(k) + suffix`, a fan-in's
+    experts), from the prefix and suffix alone rather than a regex pass over every name: each name's
+    template is the prefix's, `{}`, the suffix's (the run's number is a whole digit run), and its
+    digit runs the prefix's, the number, the suffix's."""
+    run = numbered_run(names)
+    if run is None:
+        return None
+    prefix, first, suffix = run
+    head, tail = split_runs([prefix]), split_runs([suffix])
+    if head is None or tail is None:  # NUL or braces: what split_runs refuses
+        return None
+    n, columns = len(names), (*head[1], None, *tail[1])  # None: the run's own number
+    digits: list[str] = [""] * (n * len(columns))
+    for i, d in enumerate(columns):  # name k's digit runs sit at k * len(columns) + i: fill by column
+        digits[i::len(columns)] = [d] * n if d is not None else list(map(str, range(first, first + n)))
+    return "\x00".join([head[0] + "{}" + tail[0]] * n), digits
+
+
+def _signature(metas: list[Any]) -> tuple[object, ...]:
+    """What a step's metas contribute to its line's key: each (shape, dtype), or, when they are all
+    alike (a fan-in's experts), that one and how many (tagged: no list of pairs looks like it)."""
+    if len(metas) < 2:  # (one-to-one steps: as cheap as can be)
+        return tuple(map(_META, metas))
+    shape, dtype = metas[0].shape, metas[0].dtype
+    if all(m.shape == shape and m.dtype == dtype for m in metas):
+        return ("alike", shape, dtype, len(metas))
+    return tuple(map(_META, metas))
 
 
 def _fold_runs(runs: Sequence[tuple[str, list[str]] | tuple[str, ...]], names: Iterable[str]) -> str:
@@ -80,12 +109,13 @@ def _fold_steps(steps: Sequence[Step]) -> list[str]:
     groups: dict[tuple[object, ...], list[tuple[Step, Any, Any]]] = {}
     for s in steps:
         t_runs = _runs(list(map(_NAME, s.targets)))
-        s_runs = _runs(list(map(_SOURCE_NAME, s.sources)))
+        metas = list(map(_REF_META, s.sources))  # one pass over the step's sources for names and metas
+        s_runs = _runs(list(map(_NAME, metas)))
         key = (
             t_runs[0] if t_runs and isinstance(t_runs[-1], list) else t_runs,
             s_runs[0] if s_runs and isinstance(s_runs[-1], list) else s_runs,
-            tuple(map(_META, s.targets)),
-            tuple(map(_SOURCE_META, s.sources)),
+            _signature(list(s.targets)),
+            _signature(metas),
             tuple([_describe(t) for t in s.transforms]),
             s.flags,
             s.kind,

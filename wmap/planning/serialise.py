@@ -6,6 +6,22 @@ any edit is refused (WM520, "edited"), and it is checked again as a fresh compil
 because a digest can be recomputed by whoever edits the file. What needs the inventories
 (coverage of the source and target tensors, the tied pairs) is checked when it is applied
 (`run/resolve.py`).
+
+The file (format 2) is `json.dumps(plan_to_json(plan), indent=2)` plus a newline, keys in this
+order: `format_version` (2), `wmap_version`, `spec_digest`, `sources` (name, fingerprint,
+framework, label of each), `target` (fingerprint, framework, label), `options` (every option),
+`summary` (counts), `steps`, `dropped` (source, name, read, statement), `tied` ([alias,
+canonical] pairs), `config` (when the spec has lets), `warnings`, `acknowledged` (when any), and
+`digest` last: "sha256:" + the hex sha256 of every other member as canonical JSON (keys sorted,
+separators "," and ":", ASCII only). Each step: `kind` (map, init or keep), `targets`, `sources`,
+`transforms` ({name, params}), `chain` (the shape and dtype of each value after each transform),
+`rule` (index), `rule_text`, `span` ({file, line, column} or null), `init` ({name, params} or
+null), `flags` ({frozen, lr} per target), and `order` for an indexed fan-in or fan-out.
+A target is {name, shape, dtype} (+ native, kind, attrs when it has them); a source is {source,
+read, name, shape, dtype} (+ the same). Format 2 may also write consecutive entries of a step's
+`targets` or `sources` as one run (see "runs" below): {"names": {"prefix", "first", "count",
+"suffix"}, "shape", "dtype"} for targets, with "source" (and "read_prefix") for sources.
+Format 1, the same without runs, is still read; a run in a file that says format 1 is refused.
 """
 
 from __future__ import annotations
@@ -13,20 +29,42 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, Severity, Span, WmapError
 from wmap.core.inventory import Shape, TensorMeta
+from wmap.core.names import successor_split
 from wmap.lang.bindings import Bindings
 from wmap.planning.plan import FORMAT_VERSION, Dropped, Plan, SourceRef, Step, TargetFlags
-from wmap.transforms.base import InferContext, Transform
+from wmap.transforms.base import ArrayMeta, InferContext, Transform
 from wmap.transforms.initializers import Initializer
 
 
 def _meta(d: dict[str, Any]) -> TensorMeta:
-    return TensorMeta(d["name"], tuple(d["shape"]), d["dtype"], d.get("native"), d.get("kind"))
+    native, kind = d.get("native"), d.get("kind")
+    if not (native is None or isinstance(native, str)) or not (kind is None or isinstance(kind, str)):
+        raise ValueError("a tensor's native name or kind is not text")
+    return TensorMeta(_text(d["name"], "a tensor's name"), _shape(d["shape"]), _text(d["dtype"], "a dtype"),
+                      native, kind)
+
+
+# The loader checks the type of every field it keeps: a list where a name belongs would otherwise
+# reach the re-check's sets as an unhashable value (a TypeError, not a refusal).
+
+def _text(v: object, what: str) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"{what} is not text")
+    return v
+
+
+def _shape(v: object) -> Shape:
+    if not isinstance(v, list) or not all(type(n) is int and n >= 0 for n in v):
+        raise ValueError("a shape is not a list of sizes (integers >= 0)")
+    return tuple(v)
 
 
 def _span_json(span: Span | None) -> dict[str, object] | None:
@@ -39,11 +77,14 @@ def _span(d: dict[str, Any] | None) -> Span | None:
     return None if not d else Span(d["file"], d["line"], d["column"])
 
 
-def _step_json(s: Step) -> dict[str, object]:
+def _step_json(s: Step, lists: _Lists) -> dict[str, object]:
+    targets, sources = lists
     return {
         "kind": s.kind,
-        "targets": [t.to_json() for t in s.targets],
-        "sources": [{"source": r.source, "read": r.read_name, **r.meta.to_json()} for r in s.sources],
+        "targets": [s.targets[e].to_json() if isinstance(e, int) else e.to_json(s.targets[e.start])
+                    for e in targets],
+        "sources": [_source_json(s.sources[e]) if isinstance(e, int) else e.to_json(s.sources[e.start].meta)
+                    for e in sources],
         "transforms": [{"name": t.NAME, "params": t.params()} for t in s.transforms],
         "chain": [[{"shape": list(sh), "dtype": dt} for sh, dt in h] for h in s.chain],
         "rule": s.rule,
@@ -55,8 +96,104 @@ def _step_json(s: Step) -> dict[str, object]:
     }
 
 
-def plan_to_json(plan: Plan) -> dict[str, object]:
-    """The plan as JSON data, with the digest of its canonical form last."""
+def _source_json(r: SourceRef) -> dict[str, object]:
+    return {"source": r.source, "read": r.read_name, **r.meta.to_json()}
+
+
+# -- runs (format 2). A stacked step reads 256 experts whose names differ in one number, and a
+# DeepSeek-V3 plan has 92k such entries. A step's targets and sources are written as runs where
+# they allow it: at least two consecutive entries of one shape and dtype (and one source) whose
+# names are `prefix + str(first + k) + suffix` for k = 0 .. count-1 (decimal, no leading zeros),
+# each otherwise plain: no layer kind or attrs, and
+# - a target: no native name of its own;
+# - a source: read under its own name (no native name of its own), or, when a `strip_prefix`
+#   option made its name, read under `read_prefix + name`, which is also its native name.
+# A run is written {"source": S, "read_prefix": P (when there is one), "names": {"prefix",
+# "first", "count", "suffix"}, "shape", "dtype"} (a target's without the source and read_prefix).
+# Every other entry is written in full as in format 1. The loader expands runs back into the same
+# entries, so the Plan in memory (and the apply that follows it) is the same either way; since a
+# few bytes can stand for many tensors, it counts them first and refuses a plan of more than
+# MAX_PLAN_ENTRIES in all, or whose runs spell more than MAX_RUN_TEXT characters of names (WM520).
+
+@dataclass(frozen=True)
+class _Run:
+    """`count` (>= 2) consecutive entries from index `start` of a step's targets or sources;
+    `key` is None for targets, (source, read prefix) for sources."""
+
+    start: int
+    count: int
+    prefix: str
+    first: int
+    suffix: str
+    key: tuple[str, str] | None
+
+    def to_json(self, meta: TensorMeta) -> dict[str, object]:
+        names = {"prefix": self.prefix, "first": self.first, "count": self.count, "suffix": self.suffix}
+        head: dict[str, object] = {}
+        if self.key is not None:
+            head["source"] = self.key[0]
+            if self.key[1]:
+                head["read_prefix"] = self.key[1]
+        return {**head, "names": names, "shape": list(meta.shape), "dtype": meta.dtype}
+
+
+_Entries = list[int | _Run]  # an index for an entry written in full, a _Run for a run
+_Lists = tuple[_Entries, _Entries]  # a step's targets and sources as written
+
+
+def _runs(metas: Sequence[TensorMeta], keys: Sequence[object]) -> _Entries:
+    """The entries of a list as written. `keys[i]` must be equal along a run; None where entry i
+    cannot be in one."""
+    out: _Entries = []
+    i, n = 0, len(metas)
+    while i < n:
+        a, key = metas[i], keys[i]
+        if i + 1 < n and key is not None and keys[i + 1] == key:
+            b = metas[i + 1]
+            split = successor_split(a.name, b.name) if b.shape == a.shape and b.dtype == a.dtype else None
+            if split is not None:
+                prefix, first, suffix = split
+                shape, dtype = a.shape, a.dtype
+                j = i + 2
+                while j < n:
+                    m = metas[j]
+                    if keys[j] != key or m.name != f"{prefix}{first + j - i}{suffix}" or m.shape != shape \
+                            or m.dtype != dtype:
+                        break
+                    j += 1
+                out.append(_Run(i, j - i, prefix, first, suffix, key if isinstance(key, tuple) else None))
+                i = j
+                continue
+        out.append(i)
+        i += 1
+    return out
+
+
+def _source_key(r: SourceRef) -> tuple[str, str] | None:
+    """(source, read prefix) of a source entry that can be in a run; None if it cannot."""
+    m = r.meta
+    if m.kind or m.attrs:
+        return None
+    if r.read_name == m.name:
+        return (r.source, "") if m.native is None or m.native == m.name else None
+    lead = len(r.read_name) - len(m.name)
+    if lead > 0 and m.native == r.read_name and r.read_name.endswith(m.name):
+        return r.source, r.read_name[:lead]
+    return None
+
+
+def _lists(s: Step) -> _Lists:
+    return (_runs(s.targets, ["" if _plain(t) else None for t in s.targets]),
+            _runs(list(map(_META, s.sources)),  # the common case inline: 92k calls cost a third of a save
+                  [(r.source, "") if r.read_name == r.meta.name and r.meta.native is None and not r.meta.kind
+                   and not r.meta.attrs else _source_key(r) for r in s.sources]))
+
+
+def plan_to_json(plan: Plan, lists: Sequence[_Lists] | None = None) -> dict[str, object]:
+    """The plan as JSON data, with the digest of its canonical form last. (`lists`: each step's
+    targets and sources as written; the writer works them out once, for this and for its text.)"""
+    if lists is None:
+        lists = [_lists(s) for s in plan.steps]
     from wmap.core.version import VERSION
     out = {
         "format_version": FORMAT_VERSION,
@@ -68,7 +205,7 @@ def plan_to_json(plan: Plan) -> dict[str, object]:
                    "label": plan.target_label},
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in plan.options},
         "summary": plan.summary(),
-        "steps": [_step_json(s) for s in plan.steps],
+        "steps": [_step_json(s, ls) for s, ls in zip(plan.steps, lists, strict=True)],
         "dropped": [{"source": d.source.source, "name": d.source.name, "read": d.source.read_name,
                      "statement": d.statement} for d in plan.dropped],
         "tied": [list(p) for p in plan.tied],
@@ -151,21 +288,25 @@ class _Writer:
     def transform(self, t: Transform, level: int) -> str:
         return self.once("transform", t, level, lambda: {"name": t.NAME, "params": t.params()})
 
-    def step(self, s: Step, level: int) -> str:
+    def step(self, s: Step, lists: _Lists, level: int) -> str:
         k = level + 1
         inner = _pad(k)
         span = _span_json(s.span)
+        targets = [self.target(s.targets[e], k + 1) if isinstance(e, int) else
+                   _dump_at(e.to_json(s.targets[e.start]), k + 1) for e in lists[0]]
+        sources = [self.source(s.sources[e], k + 1) if isinstance(e, int) else
+                   _dump_at(e.to_json(s.sources[e.start].meta), k + 1) for e in lists[1]]
         fields = [
             f'"kind": {_encode(s.kind)}',
-            '"targets": ' + _items([self.target(t, k + 1) for t in s.targets], k),
-            '"sources": ' + _items([self.source(r, k + 1) for r in s.sources], k),
+            '"targets": ' + _items(targets, k),
+            '"sources": ' + _items(sources, k),
             '"transforms": ' + _items([self.transform(t, k + 1) for t in s.transforms], k),
             '"chain": ' + self.once("chain", s.chain, k, lambda: [[{"shape": list(sh), "dtype": dt} for sh, dt in h]
                                                                   for h in s.chain]),
-            f'"rule": {_dump_at(s.rule, k)}',
+            '"rule": ' + self.once("rule", s.rule, k, lambda: s.rule),  # (the pure-Python encoder, once per rule)
             f'"rule_text": {_encode(s.rule_text)}',
             '"span": ' + self.once("span", span and tuple(span.items()), k, lambda: span),
-            '"init": ' + (_dump_at(None, k) if s.init is None else
+            '"init": ' + ("null" if s.init is None else
                           _dump_at({"name": s.init.name, "params": dict(s.init.params)}, k)),
             '"flags": ' + self.once("flags", s.flags, k, lambda: [{"frozen": f.frozen, "lr": f.lr} for f in s.flags]),
         ]
@@ -199,10 +340,11 @@ def plan_dumps(plan: Plan) -> str:
 
 
 def _dumps(plan: Plan) -> str:
-    doc = plan_to_json(plan)
+    lists = [_lists(s) for s in plan.steps]
+    doc = plan_to_json(plan, lists)
     doc["steps"] = _STEPS
     w = _Writer()
-    steps = _items([w.step(s, 2) for s in plan.steps], 1)
+    steps = _items([w.step(s, ls, 2) for s, ls in zip(plan.steps, lists, strict=True)], 1)
     head, sep, tail = json.dumps(doc, indent=2).partition(_encode(_STEPS))
     assert sep, "the steps placeholder is in the document"
     return head + steps + tail + "\n"
@@ -210,16 +352,24 @@ def _dumps(plan: Plan) -> str:
 
 def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
     """Rebuild a Plan from its JSON form; transforms are rebuilt from the registry with resolved params."""
+    # one pause for the whole load: ~4 objects per tensor, none in a cycle (see wmap/core/bulk.py);
+    # resuming between its stages would let the collector walk them all again each time
+    with collector_paused():
+        return _load(data, path)
+
+
+def _load(data: dict[str, Any], path: str) -> Plan:
     from wmap.transforms import TransformError, build
 
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise WmapError([Diagnostic("WM520", "error", f"`{path}` is not a wmap plan of format version "
-                                    f"{FORMAT_VERSION}", None, "re-create it with `wmap plan SPEC -o plan.json`")])
+                                    f"{' or '.join(map(str, READABLE_VERSIONS))}", None,
+                                    "re-create it with `wmap plan SPEC -o plan.json`")])
     if "digest" not in data:
         raise _invalid(path, "it carries no digest of itself: it was not written by `wmap plan`, or by an older wmap")
     try:
-        with collector_paused():
-            digest_ok = data["digest"] == plan_digest(data)
+        digest_ok = data["digest"] == plan_digest(data)
     except (TypeError, ValueError) as e:  # not JSON-shaped (an API caller's dict)
         raise _invalid(path, f"{type(e).__name__}: {e}") from None
     if not digest_ok:
@@ -230,22 +380,107 @@ def plan_from_json(data: dict[str, Any], path: str = "plan.json") -> Plan:
     built: dict[str, Transform] = {}  # a rule's steps share their transforms: build each distinct one once
 
     def transform(t: dict[str, Any]) -> Transform:
-        key = json.dumps(t, sort_keys=True)
+        # repr tells JSON values apart as json.dumps does (1, 1.0, True and "1" differ), without
+        # building an encoder per call (a sixth of loading a plan of one-tensor steps, profiled)
+        key = repr(t)
         if key not in built:
             built[key] = build(t["name"], (), tuple(_tuplify(t["params"]).items()))
         return built[key]
 
     try:
-        with collector_paused():  # ~4 objects per tensor, none in a cycle: see wmap/core/bulk.py
-            plan = _plan_from_json(data, transform)
+        plan = _plan_from_json(data, transform, _Expander(runs=version >= 2))
     except (KeyError, TypeError, ValueError, AttributeError, TransformError) as e:
         raise _invalid(path, f"{type(e).__name__}: {e}") from None
-    with collector_paused():  # replays every step's shapes: many small objects, none in a cycle
+    try:
         check_saved_structure(plan, path)
+    except TypeError as e:  # a value of a type no field above checks (an option's, say): refused, not a traceback
+        raise _invalid(path, f"{type(e).__name__}: {e}") from None
     return plan
 
 
-def _plan_from_json(data: dict[str, Any], transform: Callable[[dict[str, Any]], Transform]) -> Plan:
+# Format 1 wrote every entry in full; format 2 writes runs (above). Both are read.
+READABLE_VERSIONS = (1, FORMAT_VERSION)
+# Runs make a small file stand for many tensors: a plan may expand to this many source and target
+# entries in all, twice the 1M-tensor bench's and 20x DeepSeek-V3's (about 1 GB of Python objects).
+MAX_PLAN_ENTRIES = 4_000_000
+# ... and the names its runs spell may hold this many characters in all, as much as the largest plan
+# file (api.MAX_PLAN_BYTES) holds: a long prefix times a large count would otherwise ask for terabytes.
+# DeepSeek-V3's runs spell 4.7M.
+MAX_RUN_TEXT = 256 * 1024 * 1024
+
+
+_RUN_NAMES = frozenset({"prefix", "first", "count", "suffix"})
+_TARGET_RUN = frozenset({"names", "shape", "dtype"})
+_SOURCE_RUN = _TARGET_RUN | {"source", "read_prefix"}
+
+
+class _Expander:
+    """Reads a step's target and source lists back, expanding runs (format 2 only) within a
+    budget of entries for the whole plan."""
+
+    def __init__(self, runs: bool) -> None:
+        self.runs = runs
+        self.left = MAX_PLAN_ENTRIES
+        self.text_left = MAX_RUN_TEXT
+
+    def _take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise ValueError(f"its steps list more than {MAX_PLAN_ENTRIES:,} source and target tensors")
+
+    def _run(self, d: dict[str, Any], fields: frozenset[str], lead: str = "") -> tuple[list[str], Shape, str]:
+        """A run's names (the budgets charged first), shape and dtype; `lead`: a source run's
+        read_prefix, spelled once more per name."""
+        if not self.runs:
+            raise ValueError(f"a run of names is format {FORMAT_VERSION}, and the plan says format 1")
+        names = d["names"]
+        # nothing beside what the loader reads: a reviewer must not read a `name` the loader ignores
+        if not isinstance(names, dict) or set(d) - fields or set(names) != _RUN_NAMES:
+            raise ValueError(f"a run has fields other than {', '.join(sorted(fields))} and names "
+                             f"{{{', '.join(sorted(_RUN_NAMES))}}}")
+        prefix, first, count, suffix = names["prefix"], names["first"], names["count"], names["suffix"]
+        if not (isinstance(prefix, str) and isinstance(suffix, str) and type(first) is int and type(count) is int
+                and first >= 0 and count >= 1):
+            raise ValueError("a run of names needs a prefix and suffix (text), a first index >= 0 and a count >= 1")
+        self._take(count)
+        self.text_left -= count * (len(prefix) + len(suffix) + len(lead) + len(str(first + count)))
+        if self.text_left < 0:
+            raise ValueError(f"its runs spell names of more than {MAX_RUN_TEXT:,} characters in all")
+        return ([f"{prefix}{k}{suffix}" for k in range(first, first + count)], _shape(d["shape"]),
+                _text(d["dtype"], "a dtype"))
+
+    def targets(self, entries: list[dict[str, Any]]) -> tuple[TensorMeta, ...]:
+        out: list[TensorMeta] = []
+        for d in entries:
+            if "names" in d:
+                names, shape, dtype = self._run(d, _TARGET_RUN)
+                out.extend([TensorMeta(n, shape, dtype) for n in names])
+            else:
+                self._take(1)
+                out.append(_meta(d))
+        return tuple(out)
+
+    def sources(self, entries: list[dict[str, Any]]) -> tuple[SourceRef, ...]:
+        out: list[SourceRef] = []
+        for d in entries:
+            if "names" in d:
+                source = _text(d["source"], "a source's name")
+                lead = _text(d.get("read_prefix", ""), "a run's read_prefix")
+                names, shape, dtype = self._run(d, _SOURCE_RUN, lead)
+                if lead:  # read under the name before `strip_prefix`, which is also its native name
+                    out.extend([SourceRef(source, TensorMeta(n, shape, dtype, r), r)
+                                for n, r in zip(names, [lead + n for n in names], strict=True)])
+                else:
+                    out.extend([SourceRef(source, TensorMeta(n, shape, dtype), n) for n in names])
+            else:
+                self._take(1)
+                out.append(SourceRef(_text(d["source"], "a source's name"), _meta(d),
+                                     _text(d["read"], "a source tensor's read name")))
+        return tuple(out)
+
+
+def _plan_from_json(data: dict[str, Any], transform: Callable[[dict[str, Any]], Transform],
+                    expand: _Expander) -> Plan:
     steps = []
     for s in data["steps"]:
         if s["kind"] not in STEP_KINDS:
@@ -253,8 +488,7 @@ def _plan_from_json(data: dict[str, Any], transform: Callable[[dict[str, Any]], 
         transforms = tuple(transform(t) for t in s["transforms"])
         init = s.get("init")
         steps.append(Step(
-            s["kind"], tuple(_meta(t) for t in s["targets"]),
-            tuple(SourceRef(r["source"], _meta(r), r["read"]) for r in s["sources"]),
+            s["kind"], expand.targets(s["targets"]), expand.sources(s["sources"]),
             transforms,
             tuple(tuple((tuple(m["shape"]), m["dtype"]) for m in h) for h in s["chain"]),
             s["rule"], s["rule_text"], _span(s.get("span")),
@@ -262,18 +496,20 @@ def _plan_from_json(data: dict[str, Any], transform: Callable[[dict[str, Any]], 
             tuple(TargetFlags(f["frozen"], f["lr"]) for f in s["flags"]),
             order=str(s.get("order", "")),
         ))
-    dropped = tuple(Dropped(SourceRef(d["source"], TensorMeta(d["name"], (), "float32"), d["read"]),
-                            d["statement"]) for d in data["dropped"])
+    dropped = tuple(Dropped(SourceRef(_text(d["source"], "a source's name"),
+                                      TensorMeta(_text(d["name"], "a tensor's name"), (), "float32"),
+                                      _text(d["read"], "a source tensor's read name")),
+                            _text(d["statement"], "a drop's statement")) for d in data["dropped"])
     return Plan(
         steps=tuple(steps), dropped=dropped, spec_digest=data["spec_digest"],
-        source_fingerprints=tuple((s["name"], s["fingerprint"]) for s in data["sources"]),
+        source_fingerprints=tuple((_text(s["name"], "a source's name"), s["fingerprint"]) for s in data["sources"]),
         target_fingerprint=data["target"]["fingerprint"],
         source_frameworks=tuple((s["name"], s.get("framework")) for s in data["sources"]),
         target_framework=data["target"].get("framework"),
         source_labels=tuple((s["name"], s.get("label") or "") for s in data["sources"]),
         target_label=data["target"].get("label") or "",
         options=tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data["options"].items())),
-        tied=tuple((a, b) for a, b in data.get("tied", [])),
+        tied=tuple((_text(a, "a tied name"), _text(b, "a tied name")) for a, b in data.get("tied", [])),
         config=_config_from_json(data["config"]) if "config" in data else None,
         # a saved plan keeps what it warned about, so applying it shows the same warnings
         warnings=tuple(_diag(d, "warning") for d in data.get("warnings", [])),
@@ -287,6 +523,9 @@ def _invalid(path: str, why: str) -> WmapError:
 
 
 STEP_KINDS = ("map", "init", "keep")
+# read in C: the re-check looks at 92k source references in a DeepSeek-V3 plan
+_NAME, _SOURCE, _READ, _META = (attrgetter(a) for a in ("name", "source", "read_name", "meta"))
+_SIG = attrgetter("shape", "dtype")
 
 
 def check_saved_structure(plan: Plan, path: str = "plan.json") -> None:
@@ -315,8 +554,9 @@ def check_saved_structure(plan: Plan, path: str = "plan.json") -> None:
         raise bad(bag.items[0].message)
     sources = {n for n, _ in plan.source_fingerprints}
     written: set[str] = set()
-    read: set[tuple[str, str]] = set()
+    read: dict[str, set[str]] = {n: set() for n in sources}  # per source, the names read from it
     fws = dict(plan.source_frameworks)
+    arrays: dict[tuple[Shape, str], ArrayMeta] = {}  # the replay's input metas, one per distinct (shape, dtype)
     for i, s in enumerate(plan.steps):
         if not s.targets:
             raise bad("it writes no target", i)
@@ -325,10 +565,15 @@ def check_saved_structure(plan: Plan, path: str = "plan.json") -> None:
         if any(f.lr is not None and not (isinstance(f.lr, (int, float)) and 0 <= f.lr < float("inf"))
                for f in s.flags):
             raise bad("a learning-rate multiplier is not a finite number >= 0", i)
-        for t in s.targets:
-            if t.name in written:
-                raise bad(f"`{t.name}` is written twice", i)
-            written.add(t.name)
+        names = list(map(_NAME, s.targets))
+        # a whole step at once with set operations; the loop only to name the first repeat
+        if len(names) > 1 and written.isdisjoint(names) and len(set(names)) == len(names):
+            written.update(names)
+        else:
+            for t in s.targets:
+                if t.name in written:
+                    raise bad(f"`{t.name}` is written twice", i)
+                written.add(t.name)
         if s.kind == "map":
             if not s.sources or s.init is not None or len(s.chain) != len(s.transforms):
                 raise bad("a map step reads sources through its transforms and initialises nothing", i)
@@ -340,28 +585,35 @@ def check_saved_structure(plan: Plan, path: str = "plan.json") -> None:
                       "it names)", i)
         if s.init is not None:
             _check_init(s.init, i, bad)
-        for r in s.sources:
+        from_one = set(map(_SOURCE, s.sources))
+        if len(s.sources) > 1 and s.kind != "init" and len(from_one) == 1 and from_one <= sources:
+            # the usual fan-in (one source's experts): a whole step at once, as for the targets
+            seen, reads = read[s.sources[0].source], list(map(_READ, s.sources))
+            if seen.isdisjoint(reads) and len(set(reads)) == len(reads):
+                seen.update(reads)
+                from_one = set()  # done
+        for r in s.sources if from_one else ():
             if r.source not in sources:
                 raise bad(f"it reads source `{r.source}`, which the plan does not pin", i)
             if s.kind == "init":  # `copy(...)` may read a tensor a rule also reads
                 continue
-            if (r.source, r.read_name) in read:
+            if r.read_name in read[r.source]:
                 raise bad(f"source tensor `{r.source}:{r.read_name}` is read twice", i)
-            read.add((r.source, r.read_name))
+            read[r.source].add(r.read_name)
         if s.kind == "map":
             fw = fws.get(s.sources[0].source)
-            ctx = InferContext(tuple(r.meta for r in s.sources), s.targets, fw, plan.target_framework)
+            ctx = InferContext(tuple(map(_META, s.sources)), s.targets, fw, plan.target_framework)
             try:
-                _replay_chain(s, ctx, options["dtype"], dtype_check)
+                _replay_chain(s, ctx, options["dtype"], dtype_check, arrays)
             except TransformError as e:
                 raise bad(e.message, i) from None
             except ValueError as e:
                 raise bad(str(e), i) from None
     for d in plan.dropped:
-        if d.source.source not in sources or (d.source.source, d.source.read_name) in read:
+        if d.source.source not in sources or d.source.read_name in read[d.source.source]:
             raise _invalid(path, f"dropped source tensor `{d.source.source}:{d.source.read_name}` is also read, "
                            "dropped twice or from a source the plan does not pin")
-        read.add((d.source.source, d.source.read_name))
+        read[d.source.source].add(d.source.read_name)
     aliases = [a for a, _ in plan.tied]
     strict = bool(options.get("strict", True))  # a non-strict plan may leave a tied pair unwritten
     for alias, canonical in plan.tied:
@@ -379,12 +631,16 @@ def _check_init(init: Initializer, i: int, bad: Callable[[str, int], WmapError])
         raise bad(f"initialiser `{init.name}` does not hold its checked parameters", i)
 
 
-def _replay_chain(s: Step, ctx: InferContext, policy: str, dtype_check: Callable[[str, str, str], str | None]) -> None:
+def _replay_chain(s: Step, ctx: InferContext, policy: str, dtype_check: Callable[[str, str, str], str | None],
+                  arrays: dict[tuple[Shape, str], ArrayMeta]) -> None:
     """Infer the step's transforms again from its source metas, as the compiler does: each must
-    resolve to itself, give the recorded shapes and dtypes, and end in the targets'."""
-    from wmap.transforms import ArrayMeta
-
-    metas = tuple(ArrayMeta(r.meta.shape, r.meta.dtype) for r in s.sources)
+    resolve to itself, give the recorded shapes and dtypes, and end in the targets'. (`arrays`:
+    the ArrayMeta of each (shape, dtype) made so far; they are immutable, so steps share them.)"""
+    sigs = list(map(_SIG, ctx.sources))
+    if sigs and sigs.count(sigs[0]) == len(sigs):  # a fan-in's experts, all alike: one lookup
+        metas = (arrays.get(sigs[0]) or arrays.setdefault(sigs[0], ArrayMeta(*sigs[0])),) * len(sigs)
+    else:
+        metas = tuple([arrays.get(sig) or arrays.setdefault(sig, ArrayMeta(*sig)) for sig in sigs])
     for k, (t, recorded) in enumerate(zip(s.transforms, s.chain, strict=True)):
         c = InferContext(ctx.sources, ctx.targets, ctx.source_framework, ctx.target_framework,
                          is_last=k == len(s.transforms) - 1)
