@@ -105,7 +105,8 @@ def _compile(s: Spec, sources: dict[str, Inventory], source: Endpoint, target: E
     return Plan.of(p), target_inv
 
 
-# A plan is ~300 bytes a step: 256 MiB holds ~900k steps, ten times a DeepSeek-size checkpoint.
+# The bound keeps json.loads of an untrusted file to a few GB of objects. A one-to-one step is ~1.2 KB of
+# JSON (so ~200k of them fit); numbered runs make a DeepSeek-V3 plan (91,991 tensors) 1.7 MB.
 MAX_PLAN_BYTES = 256 * 1024 * 1024
 
 
