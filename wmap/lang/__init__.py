@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, Span, WmapError
 from wmap.core.files import FileTooLarge, NotRegularFile, read_regular
 from wmap.lang.spec import Spec
@@ -33,7 +34,10 @@ def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, n
     if len(text) > MAX_SPEC_BYTES:
         raise _too_big(len(text), path, "a mapping spec is a few hundred lines; generate rules with patterns")
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
-    return _parse(text, syntax, path, names)
+    # A parse makes a tree and an AST (plus, the first time, lark's and wmap's modules), no garbage
+    # cycles: in a fresh process it would otherwise run the full collection `import torch` left due.
+    with collector_paused():
+        return _parse(text, syntax, path, names)
 
 
 @functools.lru_cache(maxsize=32)
