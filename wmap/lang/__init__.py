@@ -34,7 +34,7 @@ def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, n
     if len(text) > MAX_SPEC_BYTES:
         raise _too_big(len(text), path, "a mapping spec is a few hundred lines; generate rules with patterns")
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
-    # A parse makes a tree and an AST (plus, the first time, lark's and wmap's modules), no garbage
+    # A parse makes a tree and an AST (plus, the first time, the parser's and wmap's modules), no garbage
     # cycles: in a fresh process it would otherwise run the full collection `import torch` left due.
     with collector_paused():
         return _parse(text, syntax, path, names)
