@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
+from wmap.core.bulk import collector_paused
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory
 from wmap.core.values import ConfigLike, Endpoint, OutPath
@@ -33,7 +34,8 @@ class Plan(_plan.Plan):
 
     def apply(self, source: Endpoint = None, target: Endpoint = None, out: OutPath = None, **kw: Any) -> ApplyReport:
         """Execute this plan (see `wmap.apply`); `source`/`target` default to what it was planned with."""
-        return apply_plan(self, source=source, target=target, out=out, **_with_progress(kw))
+        with collector_paused():  # see `apply`
+            return apply_plan(self, source=source, target=target, out=out, **_with_progress(kw))
 
     def param_groups(self, model: Any, base_lr: float, **extra: Any) -> list[dict[str, Any]]:
         """Optimizer parameter groups for `model`: lr multipliers applied, frozen parameters left out.
@@ -85,8 +87,9 @@ def plan(spec: SpecLike, source: Endpoint = None, target: Endpoint = None, confi
     """
     from wmap.run.resolve import source_inventories
 
-    s = invert(spec) if reverse else _checked_spec(spec)
-    return _compile(s, source_inventories(s, source), source, target, config)[0]
+    with collector_paused():  # see `apply`
+        s = invert(spec) if reverse else _checked_spec(spec)
+        return _compile(s, source_inventories(s, source), source, target, config)[0]
 
 
 def _checked_spec(spec: SpecLike) -> Spec:
@@ -114,7 +117,6 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     """A plan saved with `wmap plan -o plan.json`."""
     import json
 
-    from wmap.core.bulk import collector_paused
     from wmap.core.errors import error
     from wmap.core.files import FileTooLarge, NotRegularFile, read_regular
     from wmap.planning.serialise import plan_from_json
@@ -140,8 +142,18 @@ def apply(spec: SpecLike | Plan, source: Endpoint = None, target: Endpoint = Non
     """Plan (unless given a Plan) and execute. Returns the report; `report.target` is the filled model
     (for a `module:callable` target, the model wmap built) or the output path. `config`: as for
     `wmap.plan`; a saved plan re-reads its config and refuses if a value it was made with changed.
-    `reverse`: run the spec backwards (see `wmap.plan`)."""
-    kw = _with_progress(kw)
+    `reverse`: run the spec backwards (see `wmap.plan`).
+
+    The collector is paused throughout (see wmap/core/bulk.py): wmap's own lazy imports, plan and
+    transfer leave no garbage cycles, and in a fresh process they would otherwise run the full
+    collection that `import torch` left due (~80 ms). A model factory runs with the collector as the
+    caller had it."""
+    with collector_paused():
+        return _apply(spec, source, target, out, config, reverse, _with_progress(kw))
+
+
+def _apply(spec: SpecLike | Plan, source: Endpoint, target: Endpoint, out: OutPath, config: ConfigLike,
+           reverse: bool, kw: dict[str, Any]) -> ApplyReport:
     if isinstance(spec, _plan.Plan):
         if reverse:
             from wmap.core.errors import error

@@ -74,8 +74,8 @@ def test_the_wheel_carries_the_grammar_and_the_schema_of_this_checkout(wheel: zi
     assert wheel.read("wmap/grammar/wmap.lark").decode() == (ROOT / "grammar" / "wmap.lark").read_text()
     assert json.loads(wheel.read("wmap/schema/wmap.schema.json")) == json.loads(
         (ROOT / "specs" / "wmap.schema.json").read_text())
-    # the parser tables built from that grammar (tests/lang/test_grammar_shipped.py checks they are current)
-    assert wheel.read("wmap/lang/parser.lalr") == (ROOT / "wmap" / "lang" / "parser.lalr").read_bytes()
+    # the parser generated from that grammar (tests/lang/test_grammar_shipped.py checks it is current)
+    assert wheel.read("wmap/lang/_parser.py") == (ROOT / "wmap" / "lang" / "_parser.py").read_bytes()
 
 
 def test_the_wheel_holds_every_module_its_version_and_the_cli(wheel: zipfile.ZipFile) -> None:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from wmap.core.bulk import collector_paused
 from wmap.core.errors import Diagnostic, Span, WmapError
 from wmap.core.files import FileTooLarge, NotRegularFile, read_regular
 from wmap.lang.spec import Spec
@@ -37,12 +38,15 @@ def parse_spec(text: str, syntax: Syntax = "wmap", path: str | None = None, *, n
     if len(text) > MAX_SPEC_BYTES:
         raise _too_big(len(text), path, "a mapping spec is a few hundred lines; generate rules with patterns")
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
-    spec = _parse(text, syntax, path, names)
-    if not includes or not spec.uses:
-        return spec
-    from wmap.lang.include import resolve
-    # not memoised: a used file may change between two parses of the same text
-    return resolve(spec, lambda used: load_spec(used, names=names, includes=False))
+    # A parse makes a tree and an AST (plus, the first time, the parser's and wmap's modules), no garbage
+    # cycles: in a fresh process it would otherwise run the full collection `import torch` left due.
+    with collector_paused():
+        spec = _parse(text, syntax, path, names)
+        if not includes or not spec.uses:
+            return spec
+        from wmap.lang.include import resolve
+        # not memoised: a used file may change between two parses of the same text
+        return resolve(spec, lambda used: load_spec(used, names=names, includes=False))
 
 
 @functools.lru_cache(maxsize=32)

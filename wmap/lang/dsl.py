@@ -11,13 +11,10 @@ import math
 import re
 from typing import Union, cast
 
-from lark import Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedInput, VisitError
-from lark.tree import Meta
-
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span, WmapError
 from wmap.lang.comments import attach_comments, scan_comments
 from wmap.lang.grammar import parser
+from wmap.lang.larkrt import Meta, Token, Transformer, Tree, UnexpectedInput, VisitError, v_args
 from wmap.lang.spec import (
     Ack,
     BinOp,

@@ -1,75 +1,116 @@
-"""The `.wmap` parser: `grammar/wmap.lark` (shipped inside the package as `wmap/grammar/`), compiled once.
+"""The `.wmap` parser: `grammar/wmap.lark` (shipped inside the package as `wmap/grammar/`), compiled ahead of time.
 
-Building the LALR tables from the grammar takes a quarter of a second, which every fresh process (a `wmap
-check` in a pre-commit hook, a training script) would pay before its first parse. So the tables
-are built ahead of time and shipped beside this module (`parser.lalr`, written by `python -m
-wmap.lang.grammar`): loading them takes a few milliseconds and writes nothing, so it works the
-same from a read-only install. The grammar stays the one source of truth: the file starts with a
-stamp of the grammar text, the parser options and lark's version, and when any of them differs
-(the grammar was edited, another lark is installed) the parser is built from the grammar as
-before. `tests/lang/test_grammar_shipped.py` fails when the shipped tables are stale.
+A fresh process (a `wmap check` in a pre-commit hook, a training script) would otherwise pay for
+building the LALR tables (a quarter of a second) and for importing lark itself (its grammar
+compiler, its Earley and CYK front ends, ~15-25 ms) before its first parse. So `python -m
+wmap.lang.grammar` runs lark's own standalone generator (`lark.tools.standalone`) on the grammar
+and writes the result beside this module as `_parser.py`: lark's LALR runtime (trees, tokens,
+transformers, the exceptions) with the tables as data, and no import of lark. The grammar stays
+the one source of truth: the module carries a stamp of the grammar text, the parser options and
+the lark version that generated it, and when the grammar or the options differ from what it was
+generated from, the same generator (from the installed lark) runs in memory on the grammar as it is:
+slower, but the same parser and the same classes. The installed lark's version no longer matters
+to the shipped module, which imports nothing of lark's. `tests/lang/test_grammar_shipped.py` fails when the shipped module is stale.
 
-The file is a pickle (lark's own `Lark.save` format); it is read only from this package's folder,
-which is trusted like the package's code, never from a shared or writable cache.
+The generated module is lark's code under the licence its generator states in the file's header
+(MPL-2.0); it is written only by this command, never edited by hand, and is excluded from ruff
+and mypy. `wmap.lang.larkrt` is where the rest of wmap takes lark's classes from.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import io
+import os
 import sys
-from importlib import resources
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
-from lark import Lark
-from lark import __version__ as LARK_VERSION
+if TYPE_CHECKING:
+    from lark import Lark
 
 OPTIONS: dict[str, Any] = {"start": ["file", "statement", "call", "expr"], "parser": "lalr",
                            "propagate_positions": True, "maybe_placeholders": True}
-SHIPPED = "parser.lalr"
+SHIPPED = "_parser"  # wmap/lang/_parser.py
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def grammar_text() -> str:
-    return (resources.files("wmap") / "grammar" / "wmap.lark").read_text(encoding="utf-8")
+    # Read beside the package's modules, as `_parser.py` is imported: importlib.resources is not
+    # imported on the way to a parse.
+    with open(os.path.join(HERE, os.pardir, "grammar", "wmap.lark"), encoding="utf-8") as f:
+        return f.read()
 
 
-def stamp(grammar: str) -> bytes:
-    """What the shipped tables were built from: the grammar, the options and lark's version."""
-    what = f"{grammar}\0{sorted(OPTIONS.items())!r}\0lark {LARK_VERSION}"
-    return b"wmap-lalr sha256:" + hashlib.sha256(what.encode()).hexdigest().encode()
+def stamp(grammar: str, lark_version: str) -> str:
+    """What a generated parser was built from: the grammar, the options and lark's version."""
+    what = f"{grammar}\0{sorted(OPTIONS.items())!r}\0lark {lark_version}"
+    return "wmap-lalr sha256:" + hashlib.sha256(what.encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
-def parser() -> Lark:
+def runtime() -> ModuleType:
+    """The parser module in use: the shipped one when it was generated from this grammar, else the
+    same generator's output for the grammar as it is now, built in memory."""
     grammar = grammar_text()
-    return load_shipped(grammar) or build(grammar)
+    return shipped(grammar) or _load_source(generate(grammar), f"wmap.lang.{SHIPPED}_rebuilt")
+
+
+def parser() -> Lark:
+    """The parser, ready to `parse`: an instance of the generated module's copy of lark's `Lark`
+    class (typed as lark's own, which it was copied from)."""
+    return _cached_parser(runtime())
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_parser(module: ModuleType) -> Lark:
+    return cast("Lark", module.Lark_StandAlone())
+
+
+def shipped(grammar: str) -> ModuleType | None:
+    """The shipped module, or None when it is missing or was generated from anything else."""
+    try:
+        module = importlib.import_module(f"wmap.lang.{SHIPPED}")
+    except ImportError:
+        return None
+    if getattr(module, "STAMP", None) != stamp(grammar, getattr(module, "__version__", "")):
+        return None
+    return module
 
 
 def build(grammar: str) -> Lark:
+    """lark's own parser for the grammar (the generator's input; tests compare against it)."""
+    from lark import Lark
     return Lark(grammar, **OPTIONS, cache=False)
 
 
-def load_shipped(grammar: str) -> Lark | None:
-    """The shipped tables, or None when they are missing or were built from anything else."""
-    try:
-        data = (resources.files("wmap.lang") / SHIPPED).read_bytes()
-    except OSError:
-        return None
-    head, _, body = data.partition(b"\n")
-    if head != stamp(grammar):
-        return None
-    return Lark.load(io.BytesIO(body))
+def generate(grammar: str) -> str:
+    """The standalone parser module's source for `grammar`, stamped."""
+    from lark import __version__ as lark_version
+    from lark.tools.standalone import gen_standalone
+
+    buf = io.StringIO()
+    gen_standalone(build(grammar), out=buf)
+    head = (f"# Generated by `python -m wmap.lang.grammar` from grammar/wmap.lark with lark {lark_version}'s\n"
+            "# standalone generator; do not edit (see wmap/lang/grammar.py).\n"
+            f"STAMP = {stamp(grammar, lark_version)!r}\n")
+    return head + buf.getvalue()
+
+
+def _load_source(source: str, name: str) -> ModuleType:
+    module = ModuleType(name)
+    sys.modules[name] = module  # its dataclasses look their module up by name
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)
+    return module
 
 
 def write_shipped(path: str) -> None:
-    """Build the parser from the grammar and save it, stamped, to `path`."""
-    grammar = grammar_text()
-    buf = io.BytesIO()
-    build(grammar).save(buf)
-    with open(path, "wb") as f:
-        f.write(stamp(grammar) + b"\n" + buf.getvalue())
+    """Generate the parser module from the grammar and write it to `path`."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(generate(grammar_text()))
 
 
-if __name__ == "__main__":  # python -m wmap.lang.grammar [PATH]: regenerate the shipped tables
-    write_shipped(sys.argv[1] if len(sys.argv) > 1 else str(resources.files("wmap.lang") / SHIPPED))
+if __name__ == "__main__":  # python -m wmap.lang.grammar [PATH]: regenerate the shipped parser module
+    write_shipped(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, SHIPPED + ".py"))

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 
-from lark import Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span, did_you_mean
 from wmap.lang.comments import comment_start
 from wmap.lang.grammar import parser
+from wmap.lang.larkrt import Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from wmap.lang.statements import KEYWORDS, STATEMENTS, USAGE
 
 

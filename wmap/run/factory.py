@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TypeGuard
 
+from wmap.core.bulk import collector_as_caller_left_it
 from wmap.core.errors import WmapError
 from wmap.core.names import is_factory_syntax
 from wmap.formats._common import canonical_framework, fail
@@ -64,7 +65,7 @@ def resolve_factory(spec: str) -> Callable[..., object]:
                    hint="write `module:callable`, e.g. `examples.models:resnet18`")
     module_name, _, attr = spec.partition(":")
     try:
-        with _cwd_on_path():
+        with _cwd_on_path(), collector_as_caller_left_it():
             obj: object = importlib.import_module(module_name)
     except Exception as exc:
         raise fail("WM511", f"cannot import `{module_name}` for factory `{spec}`: {type(exc).__name__}: {exc}",
@@ -148,7 +149,7 @@ def build_factory(spec: str, device: str | None = "meta", framework: str | None 
     )
     fw = canonical_framework(framework)
     try:
-        with _cwd_on_path(), ctx, contextlib.ExitStack() as seeded:
+        with _cwd_on_path(), ctx, contextlib.ExitStack() as seeded, collector_as_caller_left_it():
             if seed is not None and torch is not None and device != "meta" and fw != "keras":
                 seeded.enter_context(_torch_seeded(torch, seed))  # real values: seed torch's draws
             if seed is not None and fw != "torch" and ("keras" in sys.modules or fw == "keras"):
