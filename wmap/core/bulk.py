@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 
 @contextmanager
@@ -26,3 +27,21 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+_T = TypeVar("_T")
+_new = object.__new__
+_set = object.__setattr__
+
+
+def new_frozen(cls: type[_T], fields: dict[str, object]) -> _T:
+    """An instance of the frozen (non-slots) dataclass `cls` holding `fields`, made without running
+    its `__init__`: that writes each field through `object.__setattr__` (about 1.4 us for a plan
+    `Step`'s eleven, most of a million-step compile's per-step cost), where this adopts a dict the
+    caller has filled, typically a copy of an instance's `__dict__` with a few fields changed.
+
+    The caller guarantees `fields` names every field of `cls` and nothing else, and that `cls` has
+    no `__post_init__`: the result then equals, hashes and prints as `cls(**fields)` would."""
+    obj = _new(cls)
+    _set(obj, "__dict__", fields)
+    return obj

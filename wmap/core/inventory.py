@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 Shape = tuple[int, ...]
 
@@ -131,11 +132,12 @@ class Inventory:
         Computed once per inventory (it is immutable): a plan, its save and its apply all pin it."""
         cached: str | None = self.__dict__.get("_fingerprint")
         if cached is None:
+            rows: Sequence[Sequence[object]]
             if len(self.index) == len(self.tensors):  # unique names: sorting by name alone is the same order
-                rows = [[t.name, t.shape, t.dtype] for t in sorted(self.tensors, key=_by_name)]
+                rows = list(map(_ROW, sorted(self.tensors, key=_NAME)))  # (name, shape, dtype), in C
             else:
                 rows = sorted([t.name, list(t.shape), t.dtype] for t in self.tensors)
-            blob = json.dumps(rows, separators=(",", ":")).encode()  # a tuple shape dumps as a list
+            blob = json.dumps(rows, separators=(",", ":")).encode()  # a tuple dumps as a list
             cached = "sha256:" + hashlib.sha256(blob).hexdigest()[:32]
             object.__setattr__(self, "_fingerprint", cached)
         return cached
@@ -167,8 +169,8 @@ class Inventory:
                    tuple((str(a), str(b)) for a, b in tied))
 
 
-def _by_name(t: TensorMeta) -> str:
-    return t.name
+_NAME = attrgetter("name")
+_ROW = attrgetter("name", "shape", "dtype")
 
 
 def normalise_name(native: str) -> str:
