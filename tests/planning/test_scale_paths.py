@@ -183,3 +183,56 @@ def test_the_collector_is_left_as_it_was_found(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.peer: object = self
+
+
+def test_a_block_that_leaves_many_objects_hands_them_to_the_oldest_generation() -> None:
+    """Left young, the block's survivors would be traced by the next young collections (8 s after
+    planning 1M tensors); handed over, they wait for a full one, and a cycle made in the block is
+    still collected by it."""
+    import weakref
+
+    from wmap.core.bulk import PROMOTE_AFTER
+    was = gc.isenabled()
+    started: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+    gc.enable()
+    try:
+        with collector_paused():
+            kept = [[i] for i in range(PROMOTE_AFTER + 1000)]
+            cycle = _Node()
+            dead = weakref.ref(cycle)
+            del cycle
+            gc.callbacks.append(note)  # from here on, while the collector is still paused
+        more = [[i] for i in range(100)]  # a young collection would start at the first of these
+        gc.callbacks.remove(note)
+        assert started == [] and gc.get_freeze_count() == 0
+        assert dead() is not None  # the cycle waits for a full collection...
+        gc.collect()
+        assert dead() is None and len(kept) + len(more) == PROMOTE_AFTER + 1100  # ...which collects it
+    finally:
+        if note in gc.callbacks:
+            gc.callbacks.remove(note)
+        (gc.enable if was else gc.disable)()
+
+
+def test_objects_someone_else_froze_stay_frozen() -> None:
+    from wmap.core.bulk import PROMOTE_AFTER
+    was = gc.isenabled()
+    gc.enable()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            kept = [[i] for i in range(PROMOTE_AFTER + 1000)]
+        assert gc.get_freeze_count() == frozen and len(kept) > PROMOTE_AFTER
+    finally:
+        gc.unfreeze()
+        (gc.enable if was else gc.disable)()
