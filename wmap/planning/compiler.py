@@ -54,6 +54,7 @@ class _State:
     dropped: list[Dropped] = field(default_factory=list)
     claimed: set[tuple[str, str]] = field(default_factory=set)
     filled: dict[str, str] = field(default_factory=dict)  # target name -> what fills it (for collisions)
+    order: dict[str, int] = field(default_factory=dict)  # target name -> its place in the target inventory
     steps: list[Step] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
     # rules whose `layout(auto)` met a side without layer kinds: one WM304 for the spec
@@ -114,8 +115,11 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
     st = _State(spec, sources, target, bag, options, primary)
     _flag_matchers(st)
     _index_names(st)
+    st.order = dict(zip(map(_NAME, target.tensors), itertools.count()))
     _apply_drops(st)
     claims = _match_rules(st)
+    # steps come out in the plan's order: map steps rule by rule, then init, then keep steps, each
+    # run sorted into target order as it is finished (see _sort_run)
     _build_rule_steps(st, claims)
     _no_kinds_error(st)
     _build_init_keep(st)
@@ -130,7 +134,7 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
     bag.items.sort(key=lambda d: (d.span is None or not d.span.line, d.span.line if d.span else 0))
     bag.raise_if_errors()
     return Plan(
-        steps=_placed(st.steps, target),
+        steps=tuple(st.steps),
         dropped=tuple(st.dropped),
         spec_digest=spec_digest(original),
         source_fingerprints=tuple((n, inv.fingerprint()) for n, inv in sources.items()),
@@ -148,46 +152,24 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
     )
 
 
-_KIND_RANK = {"map": 0, "init": 1, "keep": 2}
-_KIND_RULE = attrgetter("kind", "rule")
 _NAME = attrgetter("name")
-_TARGETS = attrgetter("targets")
-_FIRST = operator.itemgetter(0)
 
 
-def _placed(steps: list[Step], target: Inventory) -> tuple[Step, ...]:
-    """The steps sorted by (kind, rule for a map step, where the first of its targets sits in the
-    target inventory), as the plan lists them.
+def _place(order: Mapping[str, int], s: Step) -> int:
+    """Where a step sits among its kind's (and a map step's rule's): at its first target."""
+    ts = s.targets
+    return order.get(ts[0].name, 0) if len(ts) == 1 else min(order.get(t.name, 0) for t in ts)
 
-    They were built kind by kind and rule by rule, so that order is already there but for the
-    target's order within each run of one kind (and rule): each run is sorted on its own, and
-    not at all when already in order (the common case: the two sides list layers alike)."""
-    order = dict(zip(map(_NAME, target.tensors), itertools.count()))
 
-    def at(s: Step) -> int:
-        ts = s.targets
-        return order.get(ts[0].name, 0) if len(ts) == 1 else min(order.get(t.name, 0) for t in ts)
-    runs: list[tuple[tuple[int, int], list[Step]]] = []
-    for (kind, rule), run in itertools.groupby(steps, key=_KIND_RULE):
-        rank = (_KIND_RANK[kind], rule if kind == "map" and rule is not None else 0)
-        if runs and runs[-1][0] == rank:
-            runs[-1][1].extend(run)
-        else:
-            runs.append((rank, list(run)))
-    if any(a[0] >= b[0] for a, b in itertools.pairwise(runs)):  # built out of order: sort them all
-        return tuple(sorted(steps, key=lambda s: (_KIND_RANK[s.kind], s.rule if s.kind == "map" and s.rule
-                                                  is not None else 0, at(s))))
-    out: list[Step] = []
-    for _, block in runs:
-        targets = list(map(_TARGETS, block))
-        if set(map(len, targets)) == {1}:  # one target each (most runs): read in C but for the lookup
-            places = [order.get(n, 0) for n in map(_NAME, map(_FIRST, targets))]
-        else:
-            places = list(map(at, block))
-        if any(map(operator.gt, places, itertools.islice(places, 1, None))):
-            block = [block[j] for j in sorted(range(len(block)), key=places.__getitem__)]  # stable, as before
-        out += block
-    return tuple(out)
+def _sort_run(steps: list[Step], start: int, places: Sequence[int]) -> None:
+    """Put `steps[start:]` (one rule's steps, the init steps or the keep steps; `places[j]` where
+    `steps[start + j]` sits) in target order, keeping the build order among equal places.
+
+    Plans list their steps by kind (map, init, keep), a map step by its rule, then by target order.
+    Steps are built in that order of kind and rule, so sorting each run as it is finished gives the
+    plan's order; a run is mostly in order already (both sides list layers alike): then it is left."""
+    if any(map(operator.gt, places, itertools.islice(places, 1, None))):
+        steps[start:] = [steps[start + j] for j in sorted(range(len(places)), key=places.__getitem__)]
 
 
 def _framework(spec: Spec, name: str, inv: Inventory) -> str | None:
@@ -360,7 +342,8 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         cache: dict[Any, _Inferred] = {}
         rule_text = _rule_text(rule)
         here = f"rule `{rule_text}` (line {rule.span.line})"
-        tgt, filled, steps = st.tgt_names, st.filled, st.steps
+        tgt, filled, steps, order = st.tgt_names, st.filled, st.steps, st.order
+        start, places = len(steps), []
         flagged = st.freeze_re is not None or st.lr_matcher is not None
         # Per signature, the fields of the rule's first one-to-one step that came out whole: another
         # tensor with that signature gets the same step but for its target, source, flags and order
@@ -400,11 +383,13 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
                         if orders:
                             fields["order"] = orders.get(tnames, "")
                         steps.append(new_frozen(Step, fields))
+                        places.append(order.get(meta.name, 0))
                         continue
                     step = _infer_step(st, r, rule, rule_text, chain, tmetas, list(inputs), mismatches,
                                        infer_errors, cache, orders.get(tnames, ""))
                     if step is not None:
                         steps.append(step)
+                        places.append(order.get(meta.name, 0))
                         if key is not None:
                             protos[key] = step.__dict__
                     continue
@@ -421,6 +406,8 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
                                infer_errors, cache, orders.get(tnames, ""))
             if step is not None:
                 steps.append(step)
+                places.append(_place(order, step))
+        _sort_run(steps, start, places)
         if missing:
             st.bag.add("WM204", f"rule `{_rule_text(rule)}` writes {len(missing)} tensor(s) the target does not "
                        f"have: {_fold(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
@@ -827,6 +814,7 @@ def _note(errors: dict[str, tuple[TransformError, str]], e: TransformError, exam
 
 
 def _build_init_keep(st: _State) -> None:
+    start = len(st.steps)
     for i, init in enumerate(st.spec.init):
         pat = P.parse(init.pattern)
         try:
@@ -857,6 +845,8 @@ def _build_init_keep(st: _State) -> None:
                 continue
             st.steps.append(Step("init", (m,), sources, (), (), i, f"init {init.pattern} = "
                                  f"{initializer.describe()}", init.span, init=initializer, flags=st.flags_for((m,))))
+    _sort_run(st.steps, start, [_place(st.order, s) for s in st.steps[start:]])
+    start = len(st.steps)
     for stmt in st.spec.keep:
         pat = P.parse(stmt.pattern)
         hits = _free_targets(st, pat, f"keep {stmt.pattern} (line {stmt.span.line})", stmt.span)
@@ -866,6 +856,7 @@ def _build_init_keep(st: _State) -> None:
         for m in hits:
             st.steps.append(Step("keep", (m,), rule_text=f"keep {stmt.pattern}", span=stmt.span,
                                  flags=st.flags_for((m,))))
+    _sort_run(st.steps, start, [_place(st.order, s) for s in st.steps[start:]])
 
 
 def _free_targets(st: _State, pat: P.Pattern, what: str, span: Span) -> list[TensorMeta]:
