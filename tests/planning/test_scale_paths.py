@@ -298,3 +298,16 @@ def test_steps_sharing_a_signature_are_the_steps_the_dataclass_builds() -> None:
                                        2.5 if name.startswith("m.3.") else None),)
         assert s.sources[0].name == name.replace("m.", "l.", 1) and (not s.transforms or s.chain[-1][0][0] == s.targets[0].shape)
     assert sum(1 for s in plan.steps if s.flags[0].frozen) == 7 and len(plan.steps) == 18
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=8), st.lists(st.integers(0, 2**40), max_size=3).map(tuple),
+                          st.sampled_from(["float32", "bfloat16", 'q"\\\u2028'])),
+                max_size=12, unique_by=lambda r: r[0]))
+def test_fingerprint_of_unique_names_is_json_dumps_of_the_sorted_rows(rows: list[tuple[str, tuple[int, ...], str]]
+                                                                      ) -> None:
+    """The writer that encodes each (shape, dtype) once gives json.dumps's bytes, escapes included."""
+    import hashlib
+    inv = Inventory.from_metas([TensorMeta(n, s, d) for n, s, d in rows])
+    blob = json.dumps(sorted([n, list(s), d] for n, s, d in rows), separators=(",", ":"))
+    assert inv.fingerprint() == "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:32]
