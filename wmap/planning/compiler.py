@@ -201,8 +201,9 @@ def _index_names(st: _State) -> None:
         names: dict[str, SourceRef] = {}
         if not sp and len(inv.index) == len(inv.tensors):  # the common case, one SourceRef per tensor
             for m in inv.tensors:  # SourceRef(src, meta, m.name), made as one dict (see new_frozen)
-                names[m.name] = new_frozen(SourceRef, {"source": src, "meta": m if m.native != m.name else TensorMeta(
-                    m.name, m.shape, m.dtype, None, m.kind, m.attrs), "read_name": m.name})
+                name = m.name
+                names[name] = new_frozen(SourceRef, {"source": src, "meta": m if m.native != name else TensorMeta(
+                    name, m.shape, m.dtype, None, m.kind, m.attrs), "read_name": name})
             st.src_names[src] = names
             continue
         for m in inv.tensors:
@@ -273,18 +274,19 @@ def _match_rules(st: _State) -> dict[int, list[_Claim]]:
             per_source[_source_of(st, pat)].append((r, k, pat))
     for src, entries in per_source.items():
         first_match = P.MultiMatcher(tuple(p for _, _, p in entries)).first_match
-        claimed = st.claimed
+        taken = {n for s, n in st.claimed if s == src}  # dropped: the rules never see them
+        hits: list[str] = []
         for name, ref in st.src_names[src].items():
-            key = (src, name)
-            if key in claimed:
+            if name in taken:
                 continue
             hit = first_match(name)
             if hit is None:
                 continue
             i, m = hit
             r, k, _ = entries[i]
-            claimed.add(key)
+            hits.append(name)
             claims[r].append((k, m, ref))
+        st.claimed.update(zip(itertools.repeat(src), hits))
     for r, rule in enumerate(st.spec.rules):
         if claims.get(r) or rule.optional:
             continue
@@ -484,9 +486,10 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     if free:
         return _group_fan_out(st, rule, claims, template, pats, free)
     renders = [P.match_renderer(template, p) for p in pats]
+    one = renders[0] if len(renders) == 1 else None
     for c in claims:
         try:
-            names = renders[c[_PAT]](c[_M])
+            names = one(c[_M]) if one is not None else renders[c[_PAT]](c[_M])
         except P.TemplateError as e:
             st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c[_REF].name}`)", rule.span, None)
             return None
@@ -501,7 +504,8 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     # same index values in the same order, so the sort and the range check run once per distinct one.
     seen: dict[tuple[tuple[int, tuple[str | int, ...]], ...], tuple[list[int], str, tuple[str, str] | None]] = {}
     bad: list[tuple[str, ...]] = []
-    for names, members in groups.items():
+    # one source pattern and one claim per target: no fan-in to order, no input to miss
+    for names, members in () if len(groups) == len(claims) and len(pats) == 1 else groups.items():
         if len(members) > 1:
             rows = tuple([(c[_PAT], readers[c[_PAT]](c[_M])) for c in members])
             known = seen.get(rows)
