@@ -362,8 +362,9 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
                     missing.append(tnames[0])
                     continue
                 tmetas: tuple[TensorMeta, ...] = (meta,)
-                if meta.name not in filled:
-                    filled[meta.name] = here
+                tname = meta.name
+                if tname not in filled:
+                    filled[tname] = here
                 elif not _check_collisions(st, here, rule, tmetas):
                     continue
                 if len(members) == 1:
@@ -385,13 +386,13 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
                         if orders:
                             fields["order"] = orders.get(tnames, "")
                         steps.append(new_frozen(Step, fields))
-                        places.append(order.get(meta.name, 0))
+                        places.append(order.get(tname, 0))
                         continue
                     step = _infer_step(st, r, rule, rule_text, chain, tmetas, list(inputs), mismatches,
                                        infer_errors, cache, orders.get(tnames, ""))
                     if step is not None:
                         steps.append(step)
-                        places.append(order.get(meta.name, 0))
+                        places.append(order.get(tname, 0))
                         if key is not None:
                             protos[key] = step.__dict__
                     continue
