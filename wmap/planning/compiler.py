@@ -153,6 +153,7 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
 
 
 _NAME = attrgetter("name")
+_MATCH = operator.itemgetter(_M)
 
 
 def _place(order: Mapping[str, int], s: Step) -> int:
@@ -488,7 +489,15 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
         return _group_fan_out(st, rule, claims, template, pats, free)
     renders = [P.match_renderer(template, p) for p in pats]
     one = renders[0] if len(renders) == 1 else None
-    for c in claims:
+    if one is not None:  # one pattern: render all, and when no two claims share a target, file them in C
+        try:
+            rendered = list(map(one, map(_MATCH, claims)))
+        except P.TemplateError:
+            rendered = []  # reported by the loop below, at the claim that fails
+        groups = dict(zip(rendered, [[c] for c in claims]))
+        if len(groups) != len(claims):
+            groups = {}
+    for c in claims if not groups else ():
         try:
             names = one(c[_M]) if one is not None else renders[c[_PAT]](c[_M])
         except P.TemplateError as e:
