@@ -494,9 +494,16 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
             rendered = list(map(one, map(_MATCH, claims)))
         except P.TemplateError:
             rendered = []  # reported by the loop below, at the claim that fails
-        groups = dict(zip(rendered, [[c] for c in claims]))
-        if len(groups) != len(claims):
-            groups = {}
+        if rendered:
+            groups = dict(zip(rendered, [[c] for c in claims]))
+            if len(groups) != len(claims):  # a fan-in: its claims filed together, in order
+                groups = {}
+                for names, c in zip(rendered, claims):
+                    members = groups.get(names)
+                    if members is None:
+                        groups[names] = [c]
+                    else:
+                        members.append(c)
     for c in claims if not groups else ():
         try:
             names = one(c[_M]) if one is not None else renders[c[_PAT]](c[_M])
