@@ -9,6 +9,7 @@ range check on every group for fan-in order.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import random
@@ -28,7 +29,7 @@ from wmap.core.names import fold, fold_numbers, split_runs, template_of
 from wmap.lang import load_spec, parse_spec
 from wmap.lang.bindings import ConfigData
 from wmap.planning.compiler import compile_plan
-from wmap.planning.plan import Plan, SourceRef, Step
+from wmap.planning.plan import Plan, SourceRef, Step, TargetFlags
 from wmap.planning.serialise import plan_from_json
 
 DIGITS = re.compile(r"([0-9]+)")
@@ -281,3 +282,130 @@ def test_render_of_fan_ins_is_what_it_was_without_its_shortcuts() -> None:
         mp.setattr(render, "_numbered_runs", lambda names: None)
         mp.setattr(render, "_signature", lambda metas: tuple(map(render._META, metas)))
         assert [(p.render(), p.render("markdown")) for p in plans] == fast
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.peer: object = self
+
+
+def test_a_block_that_leaves_many_objects_hands_them_to_the_oldest_generation() -> None:
+    """Left young, the block's survivors would be traced by the next young collections (8 s after
+    planning 1M tensors); handed over, they wait for a full one, and a cycle made in the block is
+    still collected by it."""
+    import weakref
+
+    from wmap.core.bulk import PROMOTE_AFTER
+    was = gc.isenabled()
+    started: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+    gc.enable()
+    try:
+        with collector_paused():
+            kept = [[i] for i in range(PROMOTE_AFTER + 1000)]
+            cycle = _Node()
+            dead = weakref.ref(cycle)
+            del cycle
+            gc.callbacks.append(note)  # from here on, while the collector is still paused
+        more = [[i] for i in range(100)]  # a young collection would start at the first of these
+        gc.callbacks.remove(note)
+        assert started == [] and gc.get_freeze_count() == 0
+        assert dead() is not None  # the cycle waits for a full collection...
+        gc.collect()
+        assert dead() is None and len(kept) + len(more) == PROMOTE_AFTER + 1100  # ...which collects it
+    finally:
+        if note in gc.callbacks:
+            gc.callbacks.remove(note)
+        (gc.enable if was else gc.disable)()
+
+
+def test_objects_someone_else_froze_stay_frozen() -> None:
+    from wmap.core.bulk import PROMOTE_AFTER
+    was = gc.isenabled()
+    gc.enable()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            kept = [[i] for i in range(PROMOTE_AFTER + 1000)]
+        assert gc.get_freeze_count() == frozen and len(kept) > PROMOTE_AFTER
+    finally:
+        gc.unfreeze()
+        (gc.enable if was else gc.disable)()
+
+
+def _placed_reference(plan: Plan, target: Inventory) -> list[Step]:
+    """The definition: kind (map, init, keep), then a map step's rule, then where its first target
+    sits in the target inventory (the whole list sorted at once)."""
+    order = {m.name: i for i, m in enumerate(target.tensors)}
+    rank = {"map": 0, "init": 1, "keep": 2}
+    return sorted(plan.steps, key=lambda s: (rank[s.kind], s.rule if s.kind == "map" and s.rule is not None else 0,
+                                             min(order.get(t.name, 0) for t in s.targets)))
+
+
+def test_steps_are_in_target_order_within_each_rule_when_the_target_lists_them_otherwise() -> None:
+    src = Inventory.from_metas([TensorMeta(f"l.{i}.{p}", (2, 3), "float32") for i in range(12) for p in "ab"]
+                               + [TensorMeta(f"e.{i}.w", (2,), "float32") for i in range(4)])
+    tgt = [TensorMeta(f"m.{i}.{p}", (3, 2), "float32") for i in range(12) for p in "ab"]
+    tgt += [TensorMeta("stk.w", (4, 2), "float32"), TensorMeta("x.0", (1,), "float32"), TensorMeta("x.1", (1,), "float32"),
+            TensorMeta("k.0", (2,), "float32"), TensorMeta("k.1", (2,), "float32")]
+    random.Random(3).shuffle(tgt)
+    target = Inventory.from_metas(tgt)
+    spec = parse_spec("wmap 1\nl.{i:int}.a -> m.{i}.a | transpose\nl.{i:int}.b -> m.{i}.b | transpose\n"
+                      "e.{i:int}.w -> stk.w | stack(0)\ninit x.* = zeros\nkeep k.*\n")
+    plan = compile_plan(spec, {"src": src}, target)
+    assert list(plan.steps) == _placed_reference(plan, target)
+    assert [s.targets[0].name for s in plan.steps if s.rule == 0 and s.kind == "map"] == \
+        [m.name for m in tgt if m.name.startswith("m.") and m.name.endswith(".a")]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(compile_inputs(), st.randoms(use_true_random=False))
+def test_steps_are_in_the_plain_sort_order_for_random_plans(inputs: tuple[Inventory, Inventory, str],
+                                                           rnd: random.Random) -> None:
+    src, tgt, text = inputs
+    shuffled = list(tgt.tensors)
+    rnd.shuffle(shuffled)
+    target = Inventory.from_metas(shuffled, tgt.label, tgt.framework, tgt.tied)
+    try:
+        plan = compile_plan(parse_spec(text), {"src": src}, target)
+    except WmapError:
+        return
+    assert list(plan.steps) == _placed_reference(plan, target)
+
+
+def test_steps_sharing_a_signature_are_the_steps_the_dataclass_builds() -> None:
+    """Steps after a rule's first with a given signature are copies of it with their own target,
+    source, flags and order: each must be the Step its fields build, frozen and lr flags included."""
+    src = Inventory.from_metas([TensorMeta(f"l.{i}.w", (2, 3), "float32") for i in range(6)]
+                               + [TensorMeta(f"l.{i}.n.{p}", (3,), "float32") for i in range(6) for p in "ab"])
+    tgt = Inventory.from_metas([TensorMeta(f"m.{i}.w", (3, 2), "float32") for i in range(6)]
+                               + [TensorMeta(f"m.{i}.n.{p}", (3,), "float32") for i in range(6) for p in "ab"])
+    spec = parse_spec("wmap 1\nl.{i:int}.w -> m.{i}.w | transpose\nl.{i:int}.n.{p} -> m.{i}.n.{p}\n"
+                      "freeze m.{1,4}.**\nfreeze m.2.n.a\nlr m.3.** * 2.5\n")
+    plan = compile_plan(spec, {"src": src}, tgt)
+    for s in plan.steps:
+        built = Step(**{f.name: getattr(s, f.name) for f in dataclasses.fields(Step)})
+        assert s == built and repr(s) == repr(built) and hash(s) == hash(built)
+        assert list(vars(s)) == [f.name for f in dataclasses.fields(Step)]
+        name = s.targets[0].name
+        assert s.flags == (TargetFlags(name.startswith(("m.1.", "m.4.")) or name == "m.2.n.a",
+                                       2.5 if name.startswith("m.3.") else None),)
+        assert s.sources[0].name == name.replace("m.", "l.", 1) and (not s.transforms or s.chain[-1][0][0] == s.targets[0].shape)
+    assert sum(1 for s in plan.steps if s.flags[0].frozen) == 7 and len(plan.steps) == 18
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=8), st.lists(st.integers(0, 2**40), max_size=3).map(tuple),
+                          st.sampled_from(["float32", "bfloat16", 'q"\\\u2028'])),
+                max_size=12, unique_by=lambda r: r[0]))
+def test_fingerprint_of_unique_names_is_json_dumps_of_the_sorted_rows(rows: list[tuple[str, tuple[int, ...], str]]
+                                                                      ) -> None:
+    """The writer that encodes each (shape, dtype) once gives json.dumps's bytes, escapes included."""
+    import hashlib
+    inv = Inventory.from_metas([TensorMeta(n, s, d) for n, s, d in rows])
+    blob = json.dumps(sorted([n, list(s), d] for n, s, d in rows), separators=(",", ":"))
+    assert inv.fingerprint() == "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:32]

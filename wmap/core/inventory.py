@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
+from operator import attrgetter
 
 Shape = tuple[int, ...]
 
@@ -132,10 +134,10 @@ class Inventory:
         cached: str | None = self.__dict__.get("_fingerprint")
         if cached is None:
             if len(self.index) == len(self.tensors):  # unique names: sorting by name alone is the same order
-                rows = [[t.name, t.shape, t.dtype] for t in sorted(self.tensors, key=_by_name)]
+                blob = _rows_json(sorted(self.tensors, key=_NAME)).encode()
             else:
                 rows = sorted([t.name, list(t.shape), t.dtype] for t in self.tensors)
-            blob = json.dumps(rows, separators=(",", ":")).encode()  # a tuple shape dumps as a list
+                blob = json.dumps(rows, separators=(",", ":")).encode()
             cached = "sha256:" + hashlib.sha256(blob).hexdigest()[:32]
             object.__setattr__(self, "_fingerprint", cached)
         return cached
@@ -167,8 +169,20 @@ class Inventory:
                    tuple((str(a), str(b)) for a, b in tied))
 
 
-def _by_name(t: TensorMeta) -> str:
-    return t.name
+_NAME = attrgetter("name")
+_SHAPE_DTYPE = attrgetter("shape", "dtype")
+
+
+def _rows_json(tensors: Sequence[TensorMeta]) -> str:
+    """`json.dumps([[name, shape, dtype], ...], separators=(",", ":"))`, written with each distinct
+    (shape, dtype) encoded once: a 1M-tensor inventory has a handful, and its names are escaped in
+    C by the encoder json.dumps itself uses (ensure_ascii), so nothing is done per tensor in Python."""
+    if not tensors:
+        return "[]"
+    pairs = list(map(_SHAPE_DTYPE, tensors))
+    tails = {sd: json.dumps(sd, separators=(",", ":"))[1:-1] for sd in set(pairs)}  # `[4,4],"float32"`
+    names = map(encode_basestring_ascii, map(_NAME, tensors))
+    return "[[" + "],[".join(map(",".join, zip(names, map(tails.__getitem__, pairs)))) + "]]"
 
 
 def normalise_name(native: str) -> str:

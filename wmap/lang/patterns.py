@@ -709,8 +709,13 @@ class MultiMatcher:
             best = min(a, key=lambda k: (counts[k], -abs(k[0])))
             self._index.setdefault(best, []).append(i)
         # masking digit segments in the cache key is sound only if no anchor is itself all digits
-        self._mask_digits = not any(seg.isdigit() for _, seg in self._index)
-        self._cache: dict[tuple[str, ...], list[int]] = {}
+        # (and a literal `#` segment would share a key with the digits it stands for)
+        self._mask_digits = not any(seg.isdigit() or seg == "#" for _, seg in self._index)
+        self._cache: dict[tuple[str, ...], list[tuple[int, Callable[[str], NameMatch | None]]]] = {}
+        # each pattern's `compiled.fullmatch`, or its regex's own where that is what it would call
+        # (no ambiguous piece: any length is safe), one Python call less per name
+        self._fullmatch = [p.compiled.regex.fullmatch if p.compiled.limit is None else p.compiled.fullmatch
+                           for p in patterns]
 
     def first_match(self, name: str) -> tuple[int, NameMatch] | None:
         """(index, regex match) of the first pattern matching `name`, or None (see `Pattern.extract`)."""
@@ -719,12 +724,11 @@ class MultiMatcher:
             key = tuple(["#" if p.isdigit() else p for p in parts])
             cands = self._cache.get(key)
             if cands is None:
-                cands = self._cache[key] = self._candidates(parts)
+                cands = self._cache[key] = [(k, self._fullmatch[k]) for k in self._candidates(parts)]
         else:
-            cands = self._candidates(parts)
-        for k in cands:
-            pat = self.patterns[k]
-            m = pat.compiled.fullmatch(name)
+            cands = [(k, self._fullmatch[k]) for k in self._candidates(parts)]
+        for k, fullmatch in cands:
+            m = fullmatch(name)
             if m is not None:
                 return k, m
         return None

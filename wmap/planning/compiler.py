@@ -9,12 +9,14 @@ once; nothing here reads weight data.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from operator import attrgetter
+from typing import Any, Final
 
-from wmap.core.bulk import collector_paused
+from wmap.core.bulk import collector_paused, new_frozen
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.names import natural_key, ranges_text
@@ -29,16 +31,13 @@ from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, 
 from wmap.transforms.auto import NO_KIND
 from wmap.transforms.initializers import Initializer, literal_shape, make_initializer
 
-
-@dataclass(slots=True)
-class _Claim:
-    rule: int
-    pattern: int
-    m: P.NameMatch  # the raw match; captures are extracted only where needed
-    ref: SourceRef
-
-    def alternations(self, pat: P.Pattern) -> tuple[int, ...]:
-        return pat.extract(self.m).alternations if pat.alternations else ()
+# A source tensor a rule claimed: (which of the rule's source patterns matched it, the raw match, whose
+# captures are extracted only where needed, and its reference). A tuple rather than a dataclass: a
+# million-tensor compile makes one per tensor and reads each once or twice.
+_Claim = tuple[int, P.NameMatch, SourceRef]
+_PAT: Final = 0
+_M: Final = 1
+_REF: Final = 2
 
 
 @dataclass
@@ -55,6 +54,7 @@ class _State:
     dropped: list[Dropped] = field(default_factory=list)
     claimed: set[tuple[str, str]] = field(default_factory=set)
     filled: dict[str, str] = field(default_factory=dict)  # target name -> what fills it (for collisions)
+    order: dict[str, int] = field(default_factory=dict)  # target name -> its place in the target inventory
     steps: list[Step] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
     # rules whose `layout(auto)` met a side without layer kinds: one WM304 for the spec
@@ -115,8 +115,11 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
     st = _State(spec, sources, target, bag, options, primary)
     _flag_matchers(st)
     _index_names(st)
+    st.order = dict(zip(map(_NAME, target.tensors), itertools.count()))
     _apply_drops(st)
     claims = _match_rules(st)
+    # steps come out in the plan's order: map steps rule by rule, then init, then keep steps, each
+    # run sorted into target order as it is finished (see _sort_run)
     _build_rule_steps(st, claims)
     _no_kinds_error(st)
     _build_init_keep(st)
@@ -130,13 +133,6 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
     warnings, acknowledged = _acknowledge(st)
     bag.items.sort(key=lambda d: (d.span is None or not d.span.line, d.span.line if d.span else 0))
     bag.raise_if_errors()
-    order = {m.name: i for i, m in enumerate(target.tensors)}
-
-    def place(s: Step) -> tuple[int, int, int]:
-        ts = s.targets
-        at = order.get(ts[0].name, 0) if len(ts) == 1 else min(order.get(t.name, 0) for t in ts)
-        return _KIND_RANK[s.kind], s.rule if s.kind == "map" and s.rule is not None else 0, at
-    st.steps.sort(key=place)
     return Plan(
         steps=tuple(st.steps),
         dropped=tuple(st.dropped),
@@ -156,7 +152,25 @@ def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, co
     )
 
 
-_KIND_RANK = {"map": 0, "init": 1, "keep": 2}
+_NAME = attrgetter("name")
+_MATCH = operator.itemgetter(_M)
+
+
+def _place(order: Mapping[str, int], s: Step) -> int:
+    """Where a step sits among its kind's (and a map step's rule's): at its first target."""
+    ts = s.targets
+    return order.get(ts[0].name, 0) if len(ts) == 1 else min(order.get(t.name, 0) for t in ts)
+
+
+def _sort_run(steps: list[Step], start: int, places: Sequence[int]) -> None:
+    """Put `steps[start:]` (one rule's steps, the init steps or the keep steps; `places[j]` where
+    `steps[start + j]` sits) in target order, keeping the build order among equal places.
+
+    Plans list their steps by kind (map, init, keep), a map step by its rule, then by target order.
+    Steps are built in that order of kind and rule, so sorting each run as it is finished gives the
+    plan's order; a run is mostly in order already (both sides list layers alike): then it is left."""
+    if any(map(operator.gt, places, itertools.islice(places, 1, None))):
+        steps[start:] = [steps[start + j] for j in sorted(range(len(places)), key=places.__getitem__)]
 
 
 def _framework(spec: Spec, name: str, inv: Inventory) -> str | None:
@@ -187,9 +201,10 @@ def _index_names(st: _State) -> None:
     for src, inv in st.sources.items():
         names: dict[str, SourceRef] = {}
         if not sp and len(inv.index) == len(inv.tensors):  # the common case, one SourceRef per tensor
-            for m in inv.tensors:
-                names[m.name] = SourceRef(src, m if m.native != m.name else
-                                          TensorMeta(m.name, m.shape, m.dtype, None, m.kind, m.attrs), m.name)
+            for m in inv.tensors:  # SourceRef(src, meta, m.name), made as one dict (see new_frozen)
+                name = m.name
+                names[name] = new_frozen(SourceRef, {"source": src, "meta": m if m.native != name else TensorMeta(
+                    name, m.shape, m.dtype, None, m.kind, m.attrs), "read_name": name})
             st.src_names[src] = names
             continue
         for m in inv.tensors:
@@ -209,7 +224,7 @@ def _index_names(st: _State) -> None:
     tp = _prefixes(st.options["target_strip_prefix"])
     aliases = {a for a, _ in st.target.tied}
     if not tp and not aliases:
-        st.tgt_names.update((m.name, m) for m in st.target.tensors)
+        st.tgt_names.update(st.target.index)  # the same pairs, name by name (a copy made in C)
         return
     for m in st.target.tensors:
         if m.name in aliases:
@@ -260,18 +275,19 @@ def _match_rules(st: _State) -> dict[int, list[_Claim]]:
             per_source[_source_of(st, pat)].append((r, k, pat))
     for src, entries in per_source.items():
         first_match = P.MultiMatcher(tuple(p for _, _, p in entries)).first_match
-        claimed = st.claimed
+        taken = {n for s, n in st.claimed if s == src}  # dropped: the rules never see them
+        hits: list[str] = []
         for name, ref in st.src_names[src].items():
-            key = (src, name)
-            if key in claimed:
+            if name in taken:
                 continue
             hit = first_match(name)
             if hit is None:
                 continue
             i, m = hit
             r, k, _ = entries[i]
-            claimed.add(key)
-            claims[r].append(_Claim(r, k, m, ref))
+            hits.append(name)
+            claims[r].append((k, m, ref))
+        st.claimed.update(zip(itertools.repeat(src), hits))
     for r, rule in enumerate(st.spec.rules):
         if claims.get(r) or rule.optional:
             continue
@@ -280,7 +296,7 @@ def _match_rules(st: _State) -> dict[int, list[_Claim]]:
             src = _source_of(st, pat)
             if src not in st.src_names:
                 continue
-            if not any(c.pattern == rule.sources.index(text) for c in claims.get(r, [])):
+            if not any(c[_PAT] == rule.sources.index(text) for c in claims.get(r, [])):
                 st.bag.add("WM201", f"rule `{_rule_text(rule)}` matched 0 source tensors", rule.span,
                            no_match_hint(pat, list(st.src_names[src]), st.claimed, src, "rule",
                                          _claimed_by(st, pat, src, claims)))
@@ -293,7 +309,7 @@ def _claimed_by(st: _State, pat: P.Pattern, src: str, claims: Mapping[int, list[
     hit = P.MultiMatcher((pat,))  # the name index: only claimed names carrying the pattern's anchor
     for r, cl in sorted(claims.items()):
         for c in cl:
-            if c.ref.source == src and hit.first(c.ref.name) is not None:
+            if c[_REF].source == src and hit.first(c[_REF].name) is not None:
                 rule = st.spec.rules[r]
                 return f"rule `{_rule_text(rule)}` (line {rule.span.line}) claimed them first"
     for d in st.dropped:
@@ -329,7 +345,17 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         cache: dict[Any, _Inferred] = {}
         rule_text = _rule_text(rule)
         here = f"rule `{rule_text}` (line {rule.span.line})"
-        tgt, filled = st.tgt_names, st.filled
+        tgt, filled, steps, order = st.tgt_names, st.filled, st.steps, st.order
+        start, places = len(steps), []
+        flagged = st.freeze_re is not None or st.lr_matcher is not None
+        # Per signature, the fields of the rule's first one-to-one step that came out whole: another
+        # tensor with that signature gets the same step but for its target, source, flags and order
+        # (shape inference is cached per signature too, in _infer_step; this skips the rest per step).
+        protos: dict[object, dict[str, object]] = {}
+        # The signature's name roles (each side's last name segment) are fixed for the whole rule when
+        # every source pattern and the template end in a literal segment: the key then leaves them out.
+        fixed = not _prefixes(st.options["target_strip_prefix"]) and _leaf(P.parse(rule.target, template=True)) \
+            is not None and all(_leaf(P.parse(t)) is not None for t in rule.sources)
         for tnames, members in groups.items():
             if len(tnames) == 1:  # one target (most rules): the checks below, without their loops
                 meta = tgt.get(tnames[0])
@@ -337,9 +363,39 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
                     missing.append(tnames[0])
                     continue
                 tmetas: tuple[TensorMeta, ...] = (meta,)
-                if meta.name not in filled:
-                    filled[meta.name] = here
+                tname = meta.name
+                if tname not in filled:
+                    filled[tname] = here
                 elif not _check_collisions(st, here, rule, tmetas):
+                    continue
+                if len(members) == 1:
+                    k, _, ref = members[0]
+                    inputs = (ref,)
+                    sm = ref.meta
+                    # the pattern fixes the source's name (within it, the role) and the template the target's
+                    key: object = (k, sm.shape, sm.dtype, sm.kind, sm.attrs, meta.shape, meta.dtype, meta.kind,
+                                   meta.attrs) if fixed else _signature(inputs, tmetas)
+                    try:
+                        proto = protos.get(key)
+                    except TypeError:  # unhashable attrs: _infer_step keys its cache by their text
+                        key, proto = None, None
+                    if proto is not None:
+                        fields = proto.copy()
+                        fields["targets"], fields["sources"] = tmetas, inputs
+                        if flagged:
+                            fields["flags"] = st.flags_for(tmetas)
+                        if orders:
+                            fields["order"] = orders.get(tnames, "")
+                        steps.append(new_frozen(Step, fields))
+                        places.append(order.get(tname, 0))
+                        continue
+                    step = _infer_step(st, r, rule, rule_text, chain, tmetas, list(inputs), mismatches,
+                                       infer_errors, cache, orders.get(tnames, ""))
+                    if step is not None:
+                        steps.append(step)
+                        places.append(order.get(tname, 0))
+                        if key is not None:
+                            protos[key] = step.__dict__
                     continue
             else:
                 metas = [tgt.get(n) for n in tnames]
@@ -350,10 +406,12 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
                 tmetas = tuple(m for m in metas if m is not None)
                 if not _check_collisions(st, here, rule, tmetas):
                     continue
-            step = _infer_step(st, r, rule, rule_text, chain, tmetas, [c.ref for c in members], mismatches,
+            step = _infer_step(st, r, rule, rule_text, chain, tmetas, [c[_REF] for c in members], mismatches,
                                infer_errors, cache, orders.get(tnames, ""))
             if step is not None:
-                st.steps.append(step)
+                steps.append(step)
+                places.append(_place(order, step))
+        _sort_run(steps, start, places)
         if missing:
             st.bag.add("WM204", f"rule `{_rule_text(rule)}` writes {len(missing)} tensor(s) the target does not "
                        f"have: {_fold(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
@@ -367,6 +425,14 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
             src_fw = _framework(st.spec, st.primary, st.sources[st.primary]) if st.primary in st.sources else None
             tgt_fw = st.spec.target.framework if st.spec.target and st.spec.target.framework else st.target.framework
             st.bag.items.append(shape_mismatch_diag(rule, _rule_text(rule), mismatches, len(groups), (src_fw, tgt_fw)))
+
+
+def _leaf(pat: P.Pattern) -> str | None:
+    """The literal last segment every name the pattern matches (or renders) ends in, if it has one."""
+    last = pat.segments[-1] if pat.segments else ()
+    if len(last) == 1 and last[0].kind == "lit" and "." not in last[0].text:
+        return last[0].text
+    return None
 
 
 def _no_kinds_error(st: _State) -> None:
@@ -422,11 +488,27 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     if free:
         return _group_fan_out(st, rule, claims, template, pats, free)
     renders = [P.match_renderer(template, p) for p in pats]
-    for c in claims:
+    one = renders[0] if len(renders) == 1 else None
+    if one is not None:  # one pattern: render all, and when no two claims share a target, file them in C
         try:
-            names = renders[c.pattern](c.m)
+            rendered = list(map(one, map(_MATCH, claims)))
+        except P.TemplateError:
+            rendered = []  # reported by the loop below, at the claim that fails
+        if rendered:
+            groups = dict(zip(rendered, [[c] for c in claims]))
+            if len(groups) != len(claims):  # a fan-in: its claims filed together, in order
+                groups = {}
+                for names, c in zip(rendered, claims):
+                    members = groups.get(names)
+                    if members is None:
+                        groups[names] = [c]
+                    else:
+                        members.append(c)
+    for c in claims if not groups else ():
+        try:
+            names = one(c[_M]) if one is not None else renders[c[_PAT]](c[_M])
         except P.TemplateError as e:
-            st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c.ref.name}`)", rule.span, None)
+            st.bag.add("WM109", f"rule `{_rule_text(rule)}`: {e} (source `{c[_REF].name}`)", rule.span, None)
             return None
         members = groups.get(names)
         if members is None:
@@ -439,9 +521,10 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     # same index values in the same order, so the sort and the range check run once per distinct one.
     seen: dict[tuple[tuple[int, tuple[str | int, ...]], ...], tuple[list[int], str, tuple[str, str] | None]] = {}
     bad: list[tuple[str, ...]] = []
-    for names, members in groups.items():
+    # one source pattern and one claim per target: no fan-in to order, no input to miss
+    for names, members in () if len(groups) == len(claims) and len(pats) == 1 else groups.items():
         if len(members) > 1:
-            rows = tuple([(c.pattern, readers[c.pattern](c.m)) for c in members])
+            rows = tuple([(c[_PAT], readers[c[_PAT]](c[_M])) for c in members])
             known = seen.get(rows)
             if known is None:
                 # the order is the captures', never the names' string order: experts 0, 1, 2, ..., 10, 11
@@ -456,12 +539,12 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
             elif text:
                 orders[names] = text
         if len(rule.sources) > 1:
-            have = {c.pattern for c in members}
+            have = {c[_PAT] for c in members}
             lacking = [rule.sources[k] for k in range(len(rule.sources)) if k not in have]
             if lacking:
                 st.bag.add("WM203", f"rule `{_rule_text(rule)}`: target `{names[0]}` has no input from "
                            f"{', '.join(f'`{x}`' for x in lacking)}", rule.span,
-                           f"it has {', '.join(f'`{c.ref.source}:{c.ref.name}`' for c in members)}; each source "
+                           f"it has {', '.join(f'`{c[_REF].source}:{c[_REF].name}`' for c in members)}; each source "
                            "pattern must supply one tensor per target")
     for names in bad:  # reported once: the targets count as attempted, not as unfilled (WM401)
         del groups[names]
@@ -482,8 +565,8 @@ def _group_fan_out(st: _State, rule: Rule, claims: list[_Claim], template: P.Pat
     absent: list[str] = []
     labels = [f"{{{f}}}" for f in free]
     for c in claims:
-        keys = P.render_match(keyed, pats[c.pattern], c.m)
-        varying, alts = _fan_out_order(template, pats[c.pattern], free)
+        keys = P.render_match(keyed, pats[c[_PAT]], c[_M])
+        varying, alts = _fan_out_order(template, pats[c[_PAT]], free)
         # an index beside a target alternation (`experts.{e:int}.{gate,up}`): the targets are ordered by
         # the template's pieces from left to right (e0.gate, e0.up, e1.gate, ...), as a fan-in's sources are
         combos = list(itertools.product(*(range(len(opts)) for _, opts in alts)))
@@ -497,7 +580,7 @@ def _group_fan_out(st: _State, rule: Rule, claims: list[_Claim], template: P.Pat
         names = tuple(n for _, n in hits)
         problem = _index_problem(labels + [label for label, _ in alts], [v for v, _ in hits])
         if problem is not None:
-            st.bag.add("WM211", f"rule `{_rule_text(rule)}`: the targets of `{c.ref.name}` are enumerated by "
+            st.bag.add("WM211", f"rule `{_rule_text(rule)}`: the targets of `{c[_REF].name}` are enumerated by "
                        f"{problem[0]}", rule.span, problem[1])
             for n in names:
                 st.filled.setdefault(st.tgt_names[n].name, f"rule `{_rule_text(rule)}` (line {rule.span.line})")
@@ -752,6 +835,7 @@ def _note(errors: dict[str, tuple[TransformError, str]], e: TransformError, exam
 
 
 def _build_init_keep(st: _State) -> None:
+    start = len(st.steps)
     for i, init in enumerate(st.spec.init):
         pat = P.parse(init.pattern)
         try:
@@ -782,6 +866,8 @@ def _build_init_keep(st: _State) -> None:
                 continue
             st.steps.append(Step("init", (m,), sources, (), (), i, f"init {init.pattern} = "
                                  f"{initializer.describe()}", init.span, init=initializer, flags=st.flags_for((m,))))
+    _sort_run(st.steps, start, [_place(st.order, s) for s in st.steps[start:]])
+    start = len(st.steps)
     for stmt in st.spec.keep:
         pat = P.parse(stmt.pattern)
         hits = _free_targets(st, pat, f"keep {stmt.pattern} (line {stmt.span.line})", stmt.span)
@@ -791,6 +877,7 @@ def _build_init_keep(st: _State) -> None:
         for m in hits:
             st.steps.append(Step("keep", (m,), rule_text=f"keep {stmt.pattern}", span=stmt.span,
                                  flags=st.flags_for((m,))))
+    _sort_run(st.steps, start, [_place(st.order, s) for s in st.steps[start:]])
 
 
 def _free_targets(st: _State, pat: P.Pattern, what: str, span: Span) -> list[TensorMeta]:
@@ -923,4 +1010,6 @@ def _unused_sources(st: _State) -> dict[str, list[SourceRef]]:
 
 
 def _unfilled_targets(st: _State) -> list[TensorMeta]:
+    if len(st.filled) == len(st.tgt_names):
+        return []  # only targets' names are ever filled (each once), so all of them are
     return [m for m in st.tgt_names.values() if m.name not in st.filled]
