@@ -35,7 +35,7 @@ freeze conv1.*
 lr fc.* * 10
 """
 
-HEAVY = ("torch", "tensorflow", "keras", "ml_dtypes", "jsonschema", "numpy", "yaml", "rich", "lark")
+HEAVY = ("torch", "tensorflow", "keras", "ml_dtypes", "jsonschema", "numpy", "yaml", "rich", "lark", "regex")
 
 
 def _imported(code: str, *args: str) -> dict[str, object]:
@@ -54,7 +54,8 @@ def _heavy_after(body: str, *args: str) -> list[str]:
 def test_import_wmap_and_parse_a_small_wmap_spec_imports_nothing_heavy() -> None:
     """numpy and YAML are on the list too: parsing and checking names needs neither, and together
     they are most of what a `wmap check` would otherwise spend. So is lark: the parser is the module
-    generated from the grammar ahead of time (wmap/lang/grammar.py), which imports nothing of lark's."""
+    generated from the grammar ahead of time (wmap/lang/grammar.py), which imports nothing of lark's, nor
+    the third-party `regex` module lark's generated code imports when it is installed."""
     heavy = _heavy_after("import wmap\nspec = wmap.parse_spec(sys.argv[1])\nassert len(spec.rules) == 4",
                          SMALL_WMAP)
     assert heavy == []
