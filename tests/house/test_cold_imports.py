@@ -83,7 +83,8 @@ def test_an_unknown_transform_is_still_found_without_importing_the_families() ->
 
 
 def test_wmap_plan_between_two_safetensors_files_imports_no_framework(tmp_path: Path) -> None:
-    """A plan from file headers needs neither torch nor TensorFlow; ml_dtypes only for bf16/fp8 files."""
+    """A plan from file headers needs neither torch nor TensorFlow; ml_dtypes only for bf16/fp8 files;
+    and no PyYAML for a `.wmap` spec (the plan's spec digest is JSON of the spec's document)."""
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -95,4 +96,4 @@ def test_wmap_plan_between_two_safetensors_files_imports_no_framework(tmp_path: 
         "rc = main(['plan', sys.argv[1], '--source', sys.argv[2], '--target', sys.argv[3]])\n"
         "assert rc == 0, rc",
         str(tmp_path / "t.wmap"), str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"))
-    assert not set(heavy) & {"torch", "tensorflow", "keras", "ml_dtypes"}, heavy
+    assert not set(heavy) & {"torch", "tensorflow", "keras", "ml_dtypes", "yaml"}, heavy

@@ -254,6 +254,15 @@ def _endpoint(location: str, framework: str | None) -> object:
 
 
 def to_yaml(spec: Spec) -> str:
+    import yaml
+    text: str = yaml.dump(spec_document(spec), Dumper=_dumper(), sort_keys=False, allow_unicode=True,
+                          width=LINE_MAX)
+    return text
+
+
+def spec_document(spec: Spec) -> dict[str, object]:
+    """The spec as the YAML form's document (plain dicts, lists, tuples and scalars): what `to_yaml`
+    prints, and what a plan's spec digest hashes (as JSON, so a digest needs no PyYAML)."""
     doc: dict[str, object] = {"wmap": spec.version}
     if spec.uses:
         doc["use"] = [u.path if not u.via else _Flow({"path": u.path, "via": call_text(u.via[0]) if len(u.via) == 1
@@ -296,6 +305,4 @@ def to_yaml(spec: Spec) -> str:
         for a in spec.ack:
             acks.setdefault(a.code, []).append(a.pattern)
         doc["ack"] = {code: pats[0] if len(pats) == 1 else tuple(pats) for code, pats in acks.items()}
-    import yaml
-    text: str = yaml.dump(doc, Dumper=_dumper(), sort_keys=False, allow_unicode=True, width=LINE_MAX)
-    return text
+    return doc
