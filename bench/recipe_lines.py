@@ -80,15 +80,8 @@ def modules(recipe: Recipe) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def recipe_files() -> list[str]:
-    """Every spec file of the library: the recipes and the parts they `use`."""
-    from wmap.lang.include import recipes_root
-    root = recipes_root()
-    return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".wmap"))
-
-
 def main() -> int:
-    from wmap.lang.include import recipes_root
+    from wmap.lang.include import recipe_files, recipes_root
     rows = []
     counted: set[str] = set()
     for r in catalog():

@@ -56,6 +56,12 @@ def recipes_root() -> str:
     return str(resources.files("wmap") / "recipes")
 
 
+def recipe_files() -> list[str]:
+    """Every spec file under `wmap/recipes/`, sorted: the recipes and the parts they `use`."""
+    root = recipes_root()
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".wmap"))
+
+
 def locate(use: Use, including: str | None) -> str:
     """The file a `use` names; WM125 when there is none."""
     if is_file_path(use.path):
@@ -74,8 +80,7 @@ def locate(use: Use, including: str | None) -> str:
     found = os.path.join(root, *use.path.split("/")) + ".wmap"
     if ".." not in use.path.split("/") and os.path.isfile(found):
         return found
-    known = [os.path.relpath(os.path.join(d, f), root)[:-5].replace(os.sep, "/")
-             for d, _, files in os.walk(root) for f in files if f.endswith(".wmap")]
+    known = [os.path.relpath(f, root)[:-5].replace(os.sep, "/") for f in recipe_files()]
     raise _err("WM125", f"`use \"{use.path}\"`: there is no recipe `{use.path}`", use.span,
                did_you_mean(use.path, known) or "a file ends in .wmap or .yaml (relative to this spec); "
                "list the recipes with `wmap recipes`")
@@ -244,4 +249,4 @@ def _err(code: str, message: str, span: Span, hint: str | None) -> WmapError:
     return WmapError([Diagnostic(code, "error", message, span if span.line else None, hint)])
 
 
-__all__ = ["SPEC_SUFFIXES", "is_file_path", "locate", "recipes_root", "resolve"]
+__all__ = ["SPEC_SUFFIXES", "is_file_path", "locate", "recipe_files", "recipes_root", "resolve"]

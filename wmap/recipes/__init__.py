@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from importlib import resources
 
 _FIELD = re.compile(r"^#\s*(recipe|reads|builds|proven):\s*(.+?)\s*$")
 
@@ -55,7 +54,10 @@ def _read(name: str, path: str) -> Recipe:
 @functools.lru_cache(maxsize=1)
 def catalog() -> tuple[Recipe, ...]:
     """Every recipe shipped with wmap, in name order."""
-    root = resources.files("wmap") / "recipes"
+    from pathlib import Path
+
+    from wmap.lang.include import recipes_root
+    root = Path(recipes_root())  # the folder `use "<recipe>"` resolves in, too
     out = []
     for direction in sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith("_")),
                             key=lambda d: d.name):
