@@ -39,7 +39,7 @@ def is_widening(src: str, dst: str) -> bool:
     return False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorMeta:
     """One tensor, by name, shape and dtype.
 

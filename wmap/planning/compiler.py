@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from wmap.core.bulk import collector_paused, new_frozen
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span
@@ -329,7 +329,10 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         if not cl:
             continue
         chain = _build_chain(st, rule)
-        grouped = _group(st, rule, cl)
+        rendered = _render_one(rule, cl)
+        if chain is not None and rendered is not None and _one_to_one(st, r, rule, chain, cl, rendered):
+            continue
+        grouped = _group(st, rule, cl, rendered)
         if grouped is None:
             continue
         groups, orders = grouped
@@ -354,8 +357,7 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         protos: dict[object, dict[str, object]] = {}
         # The signature's name roles (each side's last name segment) are fixed for the whole rule when
         # every source pattern and the template end in a literal segment: the key then leaves them out.
-        fixed = not _prefixes(st.options["target_strip_prefix"]) and _leaf(P.parse(rule.target, template=True)) \
-            is not None and all(_leaf(P.parse(t)) is not None for t in rule.sources)
+        fixed = _fixed_roles(st, rule)
         for tnames, members in groups.items():
             if len(tnames) == 1:  # one target (most rules): the checks below, without their loops
                 meta = tgt.get(tnames[0])
@@ -415,16 +417,118 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         if missing:
             st.bag.add("WM204", f"rule `{_rule_text(rule)}` writes {len(missing)} tensor(s) the target does not "
                        f"have: {_fold(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
-        for err, example in infer_errors.values():
-            if err.code == "WM304" and NO_KIND in err.message:
-                st.no_kinds.append((rule, "source" if "source `" in err.message else "target"))
-                continue
-            st.bag.add(err.code, f"rule `{_rule_text(rule)}`: {err.message}", rule.span, err.hint,
-                       notes=(f"first seen at `{example}`",) if example else ())
-        if mismatches:
-            src_fw = _framework(st.spec, st.primary, st.sources[st.primary]) if st.primary in st.sources else None
-            tgt_fw = st.spec.target.framework if st.spec.target and st.spec.target.framework else st.target.framework
-            st.bag.items.append(shape_mismatch_diag(rule, _rule_text(rule), mismatches, len(groups), (src_fw, tgt_fw)))
+        _report_inference(st, rule, infer_errors, mismatches, len(groups))
+
+
+def _report_inference(st: _State, rule: Rule, infer_errors: Mapping[str, tuple[TransformError, str]],
+                      mismatches: list[tuple[tuple[str, ...], Any]], n_groups: int) -> None:
+    """A rule's transform errors (one per kind of message) and its shape mismatches (one diagnostic)."""
+    for err, example in infer_errors.values():
+        if err.code == "WM304" and NO_KIND in err.message:
+            st.no_kinds.append((rule, "source" if "source `" in err.message else "target"))
+            continue
+        st.bag.add(err.code, f"rule `{_rule_text(rule)}`: {err.message}", rule.span, err.hint,
+                   notes=(f"first seen at `{example}`",) if example else ())
+    if mismatches:
+        src_fw = _framework(st.spec, st.primary, st.sources[st.primary]) if st.primary in st.sources else None
+        tgt_fw = st.spec.target.framework if st.spec.target and st.spec.target.framework else st.target.framework
+        st.bag.items.append(shape_mismatch_diag(rule, _rule_text(rule), mismatches, n_groups, (src_fw, tgt_fw)))
+
+
+_FIRST = operator.itemgetter(0)
+_CLAIMED_REF = operator.itemgetter(_REF)
+_META = attrgetter("meta")
+# what a transform may see of a tensor when the rule fixes its name's role (see `fixed` above)
+_ROLE_FREE = attrgetter("shape", "dtype", "kind", "attrs")
+
+
+def _render_one(rule: Rule, claims: list[_Claim]) -> list[tuple[str, ...]] | None:
+    """The target names of each claim of a one-pattern rule without fan-out indices (most rules),
+    rendered in one pass; None for other rules, or when a claim fails to render (which `_group`
+    then reports at that claim)."""
+    if len(rule.sources) != 1:
+        return None
+    template, pat = P.parse(rule.target, template=True), P.parse(rule.sources[0])
+    if P.free_captures(template, [pat]):
+        return None
+    try:
+        return list(map(P.match_renderer(template, pat), map(_MATCH, claims)))
+    except P.TemplateError:
+        return None
+
+
+def _one_to_one(st: _State, r: int, rule: Rule, chain: tuple[Transform, ...], claims: list[_Claim],
+                rendered: list[tuple[str, ...]]) -> bool:
+    """Build the steps of a rule in which each claimed tensor fills one target of its own: the
+    shape of nearly every rule, and of all 50 rules of a 1M-tensor plan. False, having changed
+    nothing, when that is not so or when something is wrong (a target the inventory lacks, one
+    another rule filled, a fan-in): the general path then builds the rule and reports it.
+
+    What makes it cheaper than the general path at 1M tensors: a rule's claims are every 50th
+    tensor of both inventories, so each per-tensor lookup in a million-entry dict misses the CPU's
+    caches. The lookups, the collision check and the accounting run as C loops over the whole
+    rule (map, isdisjoint, update), leaving one Python iteration per step, to copy its fields."""
+    if not _fixed_roles(st, rule) or max(map(len, rendered)) != 1:
+        return False
+    names = list(map(_FIRST, rendered))
+    if len(set(names)) != len(names):
+        return False  # a fan-in: _group orders its inputs
+    found = list(map(st.tgt_names.get, names))
+    if any(map(operator.is_, found, itertools.repeat(None))):
+        return False  # WM204, reported by the general path
+    metas = cast("list[TensorMeta]", found)
+    # without a target_strip_prefix (see _fixed_roles) every key of tgt_names is its meta's name,
+    # so distinct names are distinct targets
+    tnames = list(map(_NAME, metas))
+    filled = st.filled
+    if not filled.keys().isdisjoint(tnames):
+        return False  # WM205
+    rule_text = _rule_text(rule)
+    filled.update(zip(tnames, itertools.repeat(f"rule `{rule_text}` (line {rule.span.line})")))
+    refs = list(map(_CLAIMED_REF, claims))
+    keys = zip(map(_ROLE_FREE, map(_META, refs)), map(_ROLE_FREE, metas))
+    steps, start = st.steps, len(st.steps)
+    flagged = st.freeze_re is not None or st.lr_matcher is not None
+    protos: dict[object, dict[str, object]] = {}
+    mismatches: list[tuple[tuple[str, ...], Any]] = []
+    infer_errors: dict[str, tuple[TransformError, str]] = {}
+    cache: dict[Any, _Inferred] = {}
+    failed = False
+    key: object
+    for key, meta, ref in zip(keys, metas, refs):
+        try:
+            proto = protos.get(key)
+        except TypeError:  # unhashable attrs: _infer_step keys its cache by their text
+            key, proto = None, None
+        if proto is not None:  # the signature's first step, but for its target, source and flags
+            fields = proto.copy()
+            fields["targets"], fields["sources"] = (meta,), (ref,)
+            if flagged:
+                fields["flags"] = st.flags_for((meta,))
+            steps.append(new_frozen(Step, fields))
+            continue
+        step = _infer_step(st, r, rule, rule_text, chain, (meta,), [ref], mismatches, infer_errors, cache)
+        if step is None:
+            failed = True  # reported; the plan will not be made, but keep `places` beside `steps`
+            continue
+        steps.append(step)
+        if key is not None:
+            protos[key] = step.__dict__
+    places = [_place(st.order, s) for s in steps[start:]] if failed else \
+        list(map(st.order.get, tnames, itertools.repeat(0)))
+    _sort_run(steps, start, places)
+    _report_inference(st, rule, infer_errors, mismatches, len(names))
+    return True
+
+
+def _fixed_roles(st: _State, rule: Rule) -> bool:
+    """Whether the rule fixes each side's name role (the last name segment, which transforms may
+    read): so when every source pattern and the template end in a literal segment, and no
+    target_strip_prefix makes a target's name differ from its key. Steps' signatures then leave
+    the names out."""
+    return not _prefixes(st.options["target_strip_prefix"]) and \
+        _leaf(P.parse(rule.target, template=True)) is not None and \
+        all(_leaf(P.parse(t)) is not None for t in rule.sources)
 
 
 def _leaf(pat: P.Pattern) -> str | None:
@@ -476,10 +580,11 @@ def _build_chain(st: _State, rule: Rule) -> tuple[Transform, ...] | None:
     return tuple(chain)
 
 
-def _group(st: _State, rule: Rule, claims: list[_Claim]
+def _group(st: _State, rule: Rule, claims: list[_Claim], rendered: list[tuple[str, ...]] | None = None
            ) -> tuple[dict[tuple[str, ...], list[_Claim]], dict[tuple[str, ...], str]] | None:
     """Claims grouped by the target names they render to, each group in its fan-in order, and
-    for each fan-in group the text saying what orders it (`{e} = 0..11`)."""
+    for each fan-in group the text saying what orders it (`{e} = 0..11`). `rendered`: what
+    `_render_one` made of the claims, if it did."""
     template = P.parse(rule.target, template=True)
     pats = [P.parse(s) for s in rule.sources]
     free = P.free_captures(template, pats)
@@ -491,7 +596,7 @@ def _group(st: _State, rule: Rule, claims: list[_Claim]
     one = renders[0] if len(renders) == 1 else None
     if one is not None:  # one pattern: render all, and when no two claims share a target, file them in C
         try:
-            rendered = list(map(one, map(_MATCH, claims)))
+            rendered = rendered if rendered is not None else list(map(one, map(_MATCH, claims)))
         except P.TemplateError:
             rendered = []  # reported by the loop below, at the claim that fails
         if rendered:
