@@ -182,6 +182,9 @@ def _rows_json(tensors: Sequence[TensorMeta]) -> str:
     pairs = list(map(_SHAPE_DTYPE, tensors))
     tails = {sd: json.dumps(sd, separators=(",", ":"))[1:-1] for sd in set(pairs)}  # `[4,4],"float32"`
     names = map(encode_basestring_ascii, map(_NAME, tensors))
+    if len(tails) == 1:  # one shape and dtype throughout: the rows differ only by name
+        tail = next(iter(tails.values()))
+        return "[[" + f",{tail}],[".join(names) + f",{tail}]]"
     return "[[" + "],[".join(map(",".join, zip(names, map(tails.__getitem__, pairs)))) + "]]"
 
 

@@ -684,6 +684,11 @@ def did_you_mean_capture(name: str, captures: tuple[str, ...]) -> str | None:
     return f"did you mean `{{{close[0]}}}`?" if close else None
 
 
+# A dot and a whole segment of digits after it: what MultiMatcher masks in its cache key (a leading
+# digit segment stays unmasked: a finer key, still sound; no look-behind keeps the scan fast).
+_DIGIT_SEGMENT = re.compile(r"\.\d+(?=\.|\Z)")
+
+
 class MultiMatcher:
     """Match many names against many patterns in order; the first pattern that matches wins.
 
@@ -711,7 +716,7 @@ class MultiMatcher:
         # masking digit segments in the cache key is sound only if no anchor is itself all digits
         # (and a literal `#` segment would share a key with the digits it stands for)
         self._mask_digits = not any(seg.isdigit() or seg == "#" for _, seg in self._index)
-        self._cache: dict[tuple[str, ...], list[tuple[int, Callable[[str], NameMatch | None]]]] = {}
+        self._cache: dict[str, list[tuple[int, Callable[[str], NameMatch | None]]]] = {}
         # each pattern's `compiled.fullmatch`, or its regex's own where that is what it would call
         # (no ambiguous piece: any length is safe), one Python call less per name
         self._fullmatch = [p.compiled.regex.fullmatch if p.compiled.limit is None else p.compiled.fullmatch
@@ -719,14 +724,14 @@ class MultiMatcher:
 
     def first_match(self, name: str) -> tuple[int, NameMatch] | None:
         """(index, regex match) of the first pattern matching `name`, or None (see `Pattern.extract`)."""
-        parts = name.split(".")
         if self._mask_digits:  # layers repeat: `layers.7.q` and `layers.8.q` share candidates
-            key = tuple(["#" if p.isdigit() else p for p in parts])
+            # (one C call per name; `\d+` masks no more than the isdigit() test above allows)
+            key = _DIGIT_SEGMENT.sub(".#", name)
             cands = self._cache.get(key)
             if cands is None:
-                cands = self._cache[key] = [(k, self._fullmatch[k]) for k in self._candidates(parts)]
+                cands = self._cache[key] = [(k, self._fullmatch[k]) for k in self._candidates(name.split("."))]
         else:
-            cands = [(k, self._fullmatch[k]) for k in self._candidates(parts)]
+            cands = [(k, self._fullmatch[k]) for k in self._candidates(name.split("."))]
         for k, fullmatch in cands:
             m = fullmatch(name)
             if m is not None:

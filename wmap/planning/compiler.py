@@ -26,7 +26,7 @@ from wmap.lang.bindings import ConfigData, bind, evaluate
 from wmap.lang.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
 from wmap.planning.checks import coverage_errors, dtype_check, shape_mismatch_diag, trap_warnings
 from wmap.planning.hints import no_match_hint, target_missing_hint
-from wmap.planning.plan import Dropped, Plan, SourceRef, Step, TargetFlags, spec_digest
+from wmap.planning.plan import Dropped, Plan, SourceRef, Step, TargetFlags, source_refs, spec_digest
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
 from wmap.transforms.auto import NO_KIND
 from wmap.transforms.initializers import Initializer, literal_shape, make_initializer
@@ -201,11 +201,10 @@ def _index_names(st: _State) -> None:
     for src, inv in st.sources.items():
         names: dict[str, SourceRef] = {}
         if not sp and len(inv.index) == len(inv.tensors):  # the common case, one SourceRef per tensor
-            for m in inv.tensors:  # SourceRef(src, meta, m.name), made as one dict (see new_frozen)
-                name = m.name
-                names[name] = new_frozen(SourceRef, {"source": src, "meta": m if m.native != name else TensorMeta(
-                    name, m.shape, m.dtype, None, m.kind, m.attrs), "read_name": name})
-            st.src_names[src] = names
+            # a source meta's `native` is its name in the file, and a SourceRef's meta has none when
+            # that is the name rules see (read_name says it)
+            st.src_names[src] = source_refs(src, (m if m.native != m.name else TensorMeta(
+                m.name, m.shape, m.dtype, None, m.kind, m.attrs) for m in inv.tensors))
             continue
         for m in inv.tensors:
             visible = _strip(m.name, sp)

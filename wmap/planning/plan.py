@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Literal
@@ -27,7 +28,7 @@ _SOURCE, _SOURCE_NAME = attrgetter("source"), attrgetter("meta.name")
 StepKind = Literal["map", "init", "keep"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceRef:
     """One source tensor: which named source, its name as rules saw it, and its meta (native name inside)."""
 
@@ -38,6 +39,25 @@ class SourceRef:
     @property
     def name(self) -> str:
         return self.meta.name
+
+
+_new = object.__new__
+# each slot's own setter (its member descriptor), which the frozen __setattr__ does not guard
+_SET_SOURCE, _SET_META, _SET_READ = (SourceRef.__dict__[f].__set__ for f in ("source", "meta", "read_name"))
+
+
+def source_refs(source: str, metas: Iterable[TensorMeta]) -> dict[str, SourceRef]:
+    """`{m.name: SourceRef(source, m, m.name)}` for metas without a native name of their own (the
+    caller's job), built without SourceRef's `__init__`: a frozen dataclass writes each field through
+    `object.__setattr__`, where this sets its slots directly, a third of a 1M-tensor source's cost."""
+    refs: dict[str, SourceRef] = {}
+    for m in metas:
+        ref = _new(SourceRef)
+        _SET_SOURCE(ref, source)
+        _SET_META(ref, m)
+        _SET_READ(ref, m.name)
+        refs[m.name] = ref
+    return refs
 
 
 @dataclass(frozen=True)
