@@ -37,6 +37,8 @@ class Span:
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One problem or warning: a stable code (WMxxx), where it is (file, line, column), what and a hint."""
+
     code: str
     severity: Severity
     message: str

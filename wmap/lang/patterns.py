@@ -39,6 +39,8 @@ class PatternError(ValueError):
 
 @dataclass(frozen=True)
 class Piece:
+    """One piece of a name pattern's segment: a literal, a wildcard, a capture, an alternation or arithmetic."""
+
     kind: PieceKind
     text: str = ""                      # literal text, or capture name
     options: tuple[str, ...] = ()       # alternation options

@@ -37,6 +37,8 @@ class Call:
 
 @dataclass(frozen=True)
 class SourceDecl:
+    """`source NAME = "LOCATION" (framework)`: a named source the rules read (`NAME:pattern`)."""
+
     name: str
     location: str
     framework: str | None = None
@@ -46,6 +48,8 @@ class SourceDecl:
 
 @dataclass(frozen=True)
 class TargetDecl:
+    """`target = "LOCATION" (framework)`: where the rules write."""
+
     location: str
     framework: str | None = None
     span: Span = _span()
@@ -54,6 +58,8 @@ class TargetDecl:
 
 @dataclass(frozen=True)
 class Option:
+    """`option NAME = VALUE`: one of the settings in OPTIONS (dtype, strict, strip_prefix, ...)."""
+
     name: str
     value: Value
     span: Span = _span()
@@ -87,6 +93,8 @@ class PatternStmt:
 
 @dataclass(frozen=True)
 class Init:
+    """`init PATTERN = CALL`: targets no rule fills, set by an initialiser (`zeros`, `normal(std=0.02)`, `copy(...)`)."""
+
     pattern: str
     call: Call
     span: Span = _span()
@@ -95,6 +103,8 @@ class Init:
 
 @dataclass(frozen=True)
 class LrScale:
+    """`lr PATTERN * FACTOR`: a learning-rate multiplier recorded for the matching targets."""
+
     pattern: str
     factor: float
     span: Span = _span()
@@ -130,11 +140,15 @@ class ConfigDecl:
 
 @dataclass(frozen=True)
 class Num:
+    """A number in a `let` expression or an argument."""
+
     value: int | float
 
 
 @dataclass(frozen=True)
 class Text:
+    """A string in a `let` expression or an argument."""
+
     value: str
 
 
@@ -166,6 +180,8 @@ class BinOp:
 
 @dataclass(frozen=True)
 class Neg:
+    """`-operand` in a `let` expression."""
+
     operand: Expr
 
 
@@ -210,6 +226,8 @@ class Use:
 
 @dataclass(frozen=True)
 class Spec:
+    """A whole mapping spec, from either syntax: its declarations and statements, each with its span."""
+
     version: int
     sources: tuple[SourceDecl, ...] = ()
     target: TargetDecl | None = None

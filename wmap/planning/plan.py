@@ -62,12 +62,17 @@ def source_refs(source: str, metas: Iterable[TensorMeta]) -> dict[str, SourceRef
 
 @dataclass(frozen=True)
 class TargetFlags:
+    """What a target carries beyond its value: frozen (`freeze`) and its learning-rate factor (`lr`)."""
+
     frozen: bool = False
     lr: float | None = None
 
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a plan: which targets it fills, from which sources, through which resolved
+    transforms, with the shape and dtype after each (map), or by an initialiser (init), or left (keep)."""
+
     kind: StepKind
     targets: tuple[TensorMeta, ...]
     sources: tuple[SourceRef, ...] = ()
@@ -97,6 +102,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Dropped:
+    """A source tensor a `drop` statement removed from the rules' view, and which statement."""
+
     source: SourceRef
     statement: str
     span: Span | None = field(default=None, compare=False)
@@ -104,6 +111,9 @@ class Dropped:
 
 @dataclass(frozen=True)
 class Plan:
+    """A compiled, checked plan: its steps and drops, pinned to the spec's digest and both sides'
+    fingerprints; what a reviewer reads and what execution follows exactly."""
+
     steps: tuple[Step, ...]
     dropped: tuple[Dropped, ...]
     spec_digest: str

@@ -47,6 +47,8 @@ class Landed:
 
 @dataclass
 class ApplyReport:
+    """What an apply did: the plan, every landed target, the result (the model or the written path), notes and warnings."""
+
     plan: Plan
     landed: tuple[Landed, ...]
     result: Any
