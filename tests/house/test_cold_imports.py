@@ -97,3 +97,42 @@ def test_wmap_plan_between_two_safetensors_files_imports_no_framework(tmp_path: 
         "assert rc == 0, rc",
         str(tmp_path / "t.wmap"), str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"))
     assert not set(heavy) & {"torch", "tensorflow", "keras", "ml_dtypes", "yaml"}, heavy
+
+
+# What an identity transfer from a safetensors file into a torch model has no use for: the Keras
+# formats, TensorFlow checkpoints, `let` bindings and model configs, initialisers and `layout(auto)`'s
+# layer kinds. Each is imported by the feature that needs it, when a spec or an endpoint asks for it.
+NOT_FOR_A_PLAIN_TORCH_LOAD = (
+    "wmap.formats.keras_layers", "wmap.formats.keras_naming", "wmap.formats.tf_checkpoint",
+    "wmap.lang.bindings", "wmap.run.config", "wmap.transforms.initializers", "wmap.transforms.auto",
+)
+
+
+def test_an_identity_load_into_a_torch_model_imports_only_what_it_uses(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "m.safetensors"))
+    out = _imported(
+        "import json, sys, torch, wmap\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))\n"
+        "wmap.apply(wmap.parse_spec('wmap 1\\n{p:**} -> {p}\\n'), source=sys.argv[1], target=model)\n"
+        f"print(json.dumps({{'unneeded': sorted(set(sys.modules) & set({NOT_FOR_A_PLAIN_TORCH_LOAD!r}))}}))\n",
+        str(tmp_path / "m.safetensors"))
+    assert out["unneeded"] == []
+
+
+def test_the_features_that_need_those_modules_still_import_them() -> None:
+    """The other side of the test above: a spec with a `let`, an `init` and `layout(auto)` (from a
+    model, which records layer kinds) still gets its modules, by the feature, and the transfer lands."""
+    out = _imported(
+        "import json, sys, torch, wmap\n"
+        "src = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))\n"
+        "spec = 'wmap 1\\nlet k = 2\\n0.{p} -> 0.{p}\\n1.weight -> 1.weight | layout(auto)\\n"
+        "drop 1.bias\\ninit 1.bias = constant($k)\\n'\n"
+        "wmap.apply(wmap.parse_spec(spec), source=src, target=model)\n"
+        "assert bool((model[1].bias == 2).all()) and bool((model[1].weight == src[1].weight).all())\n"
+        f"print(json.dumps({{'used': sorted(set(sys.modules) & set({NOT_FOR_A_PLAIN_TORCH_LOAD!r}))}}))\n")
+    assert {"wmap.lang.bindings", "wmap.transforms.initializers", "wmap.transforms.auto"} <= set(out["used"])

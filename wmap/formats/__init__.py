@@ -81,9 +81,8 @@ def inventory_of(obj: object, framework: str | None = None, *, keras_model: Kera
 
 
 def _open_path(path: str, fw: str | None, keras_model: KerasModel | None) -> TensorSource:
-    from wmap.formats.tf_checkpoint import TFCheckpoint, checkpoint_prefix
-
-    if not os.path.exists(path):
+    if not os.path.exists(path):  # a TensorFlow checkpoint is named by its prefix, not a file
+        from wmap.formats.tf_checkpoint import TFCheckpoint, checkpoint_prefix
         if checkpoint_prefix(path):
             return TFCheckpoint(path, fw)
         parent = os.path.dirname(path) or "."
@@ -92,6 +91,7 @@ def _open_path(path: str, fw: str | None, keras_model: KerasModel | None) -> Ten
     if os.path.isdir(path):
         path = _pick_in_dir(path)
         if os.path.isdir(path):
+            from wmap.formats.tf_checkpoint import TFCheckpoint
             return TFCheckpoint(path, fw)
     if not os.path.isfile(path):  # a FIFO or device: opening a FIFO would block until a writer comes
         raise fail("WM500", f"`{path}` is not a regular file", hint="pass the checkpoint file itself")
@@ -164,10 +164,12 @@ def _open_file(path: str, fw: str | None, keras_model: KerasModel | None) -> Ten
 
 
 def _kind_by_suffix(lower: str) -> str | None:
-    from wmap.formats.tf_checkpoint import checkpoint_prefix
-
-    if lower.endswith(".index") or (lower.endswith(".ckpt") and checkpoint_prefix(lower)):
+    if lower.endswith(".index"):
         return "tf"
+    if lower.endswith(".ckpt"):  # a TF checkpoint's prefix, or a torch file
+        from wmap.formats.tf_checkpoint import checkpoint_prefix
+        if checkpoint_prefix(lower):
+            return "tf"
     for suffixes, kind in (((".safetensors",), "safetensors"), ((".npz",), "npz"), ((".npy",), "npy"),
                            ((".keras",), "keras"),
                            ((".h5", ".hdf5"), "h5"), ((".pt", ".pth", ".bin", ".ckpt"), "torch")):

@@ -25,8 +25,6 @@ from wmap.formats._common import (
     torch_dtype_name,
 )
 from wmap.formats.base import Array, ArrayKind
-from wmap.formats.keras_layers import WEIGHTLESS
-from wmap.formats.keras_naming import keras_names
 
 if TYPE_CHECKING:
     import torch
@@ -209,6 +207,10 @@ class KerasModelSource(_Live):
     label = "keras model"
 
     def __init__(self, model: KerasModel, framework: str | None = None):
+        # the Keras naming and layer tables, imported for a Keras model only (not for a torch load)
+        from wmap.formats.keras_layers import WEIGHTLESS
+        from wmap.formats.keras_naming import keras_names
+
         self.framework = canonical_framework(framework) or "keras"
         layers = list(model._flatten_layers(include_self=False)) if hasattr(model, "_flatten_layers") else []
         # An unbuilt layer in a built model is one its forward never calls. It matters only if building it

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from wmap.core.bulk import collector_paused, new_frozen
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span
@@ -22,14 +22,19 @@ from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.names import natural_key, ranges_text
 from wmap.core.values import refs_in
 from wmap.lang import patterns as P
-from wmap.lang.bindings import ConfigData, bind, evaluate
 from wmap.lang.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
 from wmap.planning.checks import coverage_errors, dtype_check, shape_mismatch_diag, trap_warnings
 from wmap.planning.hints import no_match_hint, target_missing_hint
 from wmap.planning.plan import Dropped, Plan, SourceRef, Step, TargetFlags, source_refs, spec_digest
 from wmap.transforms import ArrayMeta, InferContext, Transform, TransformError, build
-from wmap.transforms.auto import NO_KIND
-from wmap.transforms.initializers import Initializer, literal_shape, make_initializer
+
+if TYPE_CHECKING:
+    from wmap.lang.bindings import ConfigData
+    from wmap.transforms.initializers import Initializer
+
+# Imported where a spec uses them, not with this module: `let` bindings (wmap.lang.bindings), `init`
+# statements (wmap.transforms.initializers) and layout(auto)'s missing-kinds message
+# (wmap.transforms.auto). A plain transfer plans without any of them.
 
 # A source tensor a rule claimed: (which of the rule's source patterns matched it, the raw match, whose
 # captures are extracted only where needed, and its reference). A tuple rather than a dataclass: a
@@ -108,7 +113,10 @@ def compile_plan(spec: Spec, sources: Mapping[str, Inventory], target: Inventory
 
 def _compile(spec: Spec, sources: Mapping[str, Inventory], target: Inventory, config: ConfigData | None) -> Plan:
     bag = DiagnosticBag(sources=spec.texts())  # the used specs too: a rule may come from one
-    bindings = evaluate(spec, config, bag) if spec.lets else None
+    bindings = None
+    if spec.lets:
+        from wmap.lang.bindings import bind, evaluate
+        bindings = evaluate(spec, config, bag)
     original, spec = spec, bind(spec, bindings, bag) if bindings is not None else spec
     options = resolve_options(spec)
     primary = spec.sources[0].name if spec.sources else next(iter(sources), DEFAULT_SOURCE)
@@ -422,6 +430,8 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
 def _report_inference(st: _State, rule: Rule, infer_errors: Mapping[str, tuple[TransformError, str]],
                       mismatches: list[tuple[tuple[str, ...], Any]], n_groups: int) -> None:
     """A rule's transform errors (one per kind of message) and its shape mismatches (one diagnostic)."""
+    if infer_errors:
+        from wmap.transforms.auto import NO_KIND
     for err, example in infer_errors.values():
         if err.code == "WM304" and NO_KIND in err.message:
             st.no_kinds.append((rule, "source" if "source `" in err.message else "target"))
@@ -939,6 +949,8 @@ def _note(errors: dict[str, tuple[TransformError, str]], e: TransformError, exam
 
 
 def _build_init_keep(st: _State) -> None:
+    if st.spec.init:
+        from wmap.transforms.initializers import literal_shape, make_initializer
     start = len(st.steps)
     for i, init in enumerate(st.spec.init):
         pat = P.parse(init.pattern)

@@ -13,14 +13,16 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from wmap.core.errors import Diagnostic, Span
 from wmap.core.inventory import Shape, TensorMeta
-from wmap.lang.bindings import Bindings
 from wmap.lang.spec import Spec
 from wmap.transforms.base import Transform
-from wmap.transforms.initializers import Initializer
+
+if TYPE_CHECKING:  # in annotations only: a plan without `let`s or `init`s needs neither module
+    from wmap.lang.bindings import Bindings
+    from wmap.transforms.initializers import Initializer
 
 FORMAT_VERSION = 2  # 2: a step's lists of consecutively numbered tensors are written as runs
 # read in C: plans count 90k source references

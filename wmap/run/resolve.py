@@ -150,10 +150,11 @@ def compile_bound(spec: Spec, sources: dict[str, Inventory], source: Endpoint, t
     import dataclasses
 
     from wmap.planning.compiler import compile_plan
-    from wmap.run.config import config_for
 
-    cfg = config_for(spec, source, target, config) if spec.lets or config is not None or spec.config is not None \
-        else None
+    cfg = None
+    if spec.lets or config is not None or spec.config is not None:  # a model config to read
+        from wmap.run.config import config_for
+        cfg = config_for(spec, source, target, config)
     built = build_target(spec, target, cfg.data if cfg is not None else None)
     if built is not None:
         target = built  # a factory runs once: planned against, then written into
