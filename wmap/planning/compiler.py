@@ -389,13 +389,8 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
                     except TypeError:  # unhashable attrs: _infer_step keys its cache by their text
                         key, proto = None, None
                     if proto is not None:
-                        fields = proto.copy()
-                        fields["targets"], fields["sources"] = tmetas, inputs
-                        if flagged:
-                            fields["flags"] = st.flags_for(tmetas)
-                        if orders:
-                            fields["order"] = orders.get(tnames, "")
-                        steps.append(new_frozen(Step, fields))
+                        steps.append(_like(proto, tmetas, inputs, st.flags_for(tmetas) if flagged else None,
+                                           orders.get(tnames, "") if orders else None))
                         places.append(order.get(tname, 0))
                         continue
                     step = _infer_step(st, r, rule, rule_text, chain, tmetas, list(inputs), mismatches,
@@ -447,7 +442,7 @@ def _report_inference(st: _State, rule: Rule, infer_errors: Mapping[str, tuple[T
 _FIRST = operator.itemgetter(0)
 _CLAIMED_REF = operator.itemgetter(_REF)
 _META = attrgetter("meta")
-# what a transform may see of a tensor when the rule fixes its name's role (see `fixed` above)
+# what a transform may see of a tensor when the rule fixes its name's role (see _fixed_roles)
 _ROLE_FREE = attrgetter("shape", "dtype", "kind", "attrs")
 
 
@@ -509,12 +504,8 @@ def _one_to_one(st: _State, r: int, rule: Rule, chain: tuple[Transform, ...], cl
             proto = protos.get(key)
         except TypeError:  # unhashable attrs: _infer_step keys its cache by their text
             key, proto = None, None
-        if proto is not None:  # the signature's first step, but for its target, source and flags
-            fields = proto.copy()
-            fields["targets"], fields["sources"] = (meta,), (ref,)
-            if flagged:
-                fields["flags"] = st.flags_for((meta,))
-            steps.append(new_frozen(Step, fields))
+        if proto is not None:
+            steps.append(_like(proto, (meta,), (ref,), st.flags_for((meta,)) if flagged else None, None))
             continue
         step = _infer_step(st, r, rule, rule_text, chain, (meta,), [ref], mismatches, infer_errors, cache)
         if step is None:
@@ -528,6 +519,19 @@ def _one_to_one(st: _State, r: int, rule: Rule, chain: tuple[Transform, ...], cl
     _sort_run(steps, start, places)
     _report_inference(st, rule, infer_errors, mismatches, len(names))
     return True
+
+
+def _like(proto: dict[str, object], targets: tuple[TensorMeta, ...], sources: tuple[SourceRef, ...],
+          flags: tuple[TargetFlags, ...] | None, order: str | None) -> Step:
+    """The step whose fields are `proto` (a rule's first step of a signature) for other targets and
+    sources, and flags and order where given: no inference and no dataclass constructor per step."""
+    fields = proto.copy()
+    fields["targets"], fields["sources"] = targets, sources
+    if flags is not None:
+        fields["flags"] = flags
+    if order is not None:
+        fields["order"] = order
+    return new_frozen(Step, fields)
 
 
 def _fixed_roles(st: _State, rule: Rule) -> bool:

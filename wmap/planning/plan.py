@@ -49,9 +49,9 @@ _SET_SOURCE, _SET_META, _SET_READ = (SourceRef.__dict__[f].__set__ for f in ("so
 
 
 def source_refs(source: str, metas: Iterable[TensorMeta]) -> dict[str, SourceRef]:
-    """`{m.name: SourceRef(source, m, m.name)}` for metas without a native name of their own (the
-    caller's job), built without SourceRef's `__init__`: a frozen dataclass writes each field through
-    `object.__setattr__`, where this sets its slots directly, a third of a 1M-tensor source's cost."""
+    """`{m.name: SourceRef(source, m, m.name)}`, built without SourceRef's `__init__`: a frozen
+    dataclass writes each field through `object.__setattr__`, where this sets its slots directly
+    (1M references: 0.38 s here, against 0.52 s adopting a dict per instance as `new_frozen` does)."""
     refs: dict[str, SourceRef] = {}
     for m in metas:
         ref = _new(SourceRef)
