@@ -409,3 +409,58 @@ def test_fingerprint_of_unique_names_is_json_dumps_of_the_sorted_rows(rows: list
     inv = Inventory.from_metas([TensorMeta(n, s, d) for n, s, d in rows])
     blob = json.dumps(sorted([n, list(s), d] for n, s, d in rows), separators=(",", ":"))
     assert inv.fingerprint() == "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _plan_or_diagnostics(spec_text: str, sources: dict[str, Inventory], target: Inventory, general: bool
+                         ) -> object:
+    """The plan, or the diagnostics it failed with; with `general`, every rule takes the general path."""
+    import wmap.planning.compiler as compiler
+    with pytest.MonkeyPatch.context() as mp:
+        if general:
+            mp.setattr(compiler, "_one_to_one", lambda *args: False)
+        try:
+            return compile_plan(parse_spec(spec_text), sources, target)
+        except WmapError as e:
+            return [(d.code, d.severity, d.message, d.span, d.hint, d.notes) for d in e.diagnostics]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(compile_inputs(), st.sampled_from(["", "freeze ?**.weight\n", "lr ?**.bias * 0.1\n",
+                                          "freeze ?enc.**\nlr ?**.weight * 2\n"]))
+def test_the_one_to_one_path_builds_what_the_general_path_builds(inputs: tuple[Inventory, Inventory, str],
+                                                                   flags: str) -> None:
+    """A rule whose tensors each fill a target of their own takes a path of bulk lookups and
+    accounting (a 1M-tensor compile's every rule); the same rule through the general path must give
+    the same plan, steps in the same order, or fail with the same diagnostics."""
+    src, tgt, text = inputs
+    fast = _plan_or_diagnostics(text + flags, {"src": src}, tgt, general=False)
+    plain = _plan_or_diagnostics(text + flags, {"src": src}, tgt, general=True)
+    assert fast == plain
+    if isinstance(fast, Plan):
+        assert [(s.rule, s.targets, s.sources, s.flags, s.span) for s in fast.steps] == \
+            [(s.rule, s.targets, s.sources, s.flags, s.span) for s in plain.steps]  # type: ignore[union-attr]
+
+
+def test_the_one_to_one_path_builds_what_the_general_path_builds_for_every_example() -> None:
+    for stem in STEMS:
+        sources, target = _inventories(stem)
+        text = (EXAMPLES / f"{stem}.wmap").read_text()
+        assert _plan_or_diagnostics(text, sources, target, general=False) == \
+            _plan_or_diagnostics(text, sources, target, general=True), stem
+
+
+def test_steps_sharing_a_signature_keep_their_own_flags_and_order_on_the_one_to_one_path() -> None:
+    """Tensors with one signature share their first step's fields, but not its flags, and the run is
+    put in target order: `enc` and `dec` weights alike, only `enc` frozen, the target listing them
+    the other way round."""
+    layers = [f"{m}.{i}" for m in ("enc", "dec") for i in range(3)]
+    src = Inventory.from_metas([TensorMeta(f"{n}.weight", (2, 3), "float32") for n in layers])
+    tgt = Inventory.from_metas([TensorMeta(f"{n}.weight", (3, 2), "float32") for n in reversed(layers)])
+    text = "wmap 1\n{m}.{i:int}.weight -> {m}.{i}.weight | transpose\nfreeze enc.**\nlr dec.1.* * 0.5\n"
+    plan = _plan_or_diagnostics(text, {"src": src}, tgt, general=False)
+    assert isinstance(plan, Plan)
+    assert [(s.targets[0].name, s.flags[0]) for s in plan.steps] == [
+        ("dec.2.weight", TargetFlags()), ("dec.1.weight", TargetFlags(lr=0.5)), ("dec.0.weight", TargetFlags()),
+        ("enc.2.weight", TargetFlags(frozen=True)), ("enc.1.weight", TargetFlags(frozen=True)),
+        ("enc.0.weight", TargetFlags(frozen=True))]
+    assert plan == _plan_or_diagnostics(text, {"src": src}, tgt, general=True)
