@@ -136,3 +136,18 @@ def test_the_features_that_need_those_modules_still_import_them() -> None:
         "assert bool((model[1].bias == 2).all()) and bool((model[1].weight == src[1].weight).all())\n"
         f"print(json.dumps({{'used': sorted(set(sys.modules) & set({NOT_FOR_A_PLAIN_TORCH_LOAD!r}))}}))\n")
     assert {"wmap.lang.bindings", "wmap.transforms.initializers", "wmap.transforms.auto"} <= set(out["used"])
+
+
+def test_hints_import_difflib_only_when_a_spec_is_wrong() -> None:
+    """'Did you mean' hints are made with difflib; a spec with nothing to hint about never needs it
+    (a `wmap check` in a pre-commit hook mostly sees correct specs)."""
+    out = _imported(
+        "import json, sys, wmap\n"
+        "wmap.parse_spec(sys.argv[1])\n"
+        "clean = 'difflib' in sys.modules\n"
+        "try:\n"
+        "    wmap.parse_spec('wmap 1\\na -> b | transpos\\n')\n"
+        "except wmap.WmapError as e:\n"
+        "    hint = e.diagnostics[0].hint\n"
+        "print(json.dumps({'clean': clean, 'hint': hint}))\n", SMALL_WMAP)
+    assert out == {"clean": False, "hint": "did you mean `transpose`?"}

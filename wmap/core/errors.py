@@ -11,7 +11,6 @@ Code ranges, by stage:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -185,6 +184,8 @@ class DiagnosticBag:
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str | None:
     """A 'did you mean' hint, or None when nothing is close."""
+    import difflib  # a hint is made when something is wrong: not imported on the way to a clean answer
+
     close = difflib.get_close_matches(word, list(dict.fromkeys(choices)), n=n, cutoff=0.6)
     if not close:
         return None

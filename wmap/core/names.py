@@ -6,7 +6,6 @@ user sees one line per cause rather than hundreds.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -147,6 +146,8 @@ def nearest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
         t, _ = template_of(name)
         same = [c for c in cands if template_of(c)[0] == t]
         cands = same or cands[:5000]
+    import difflib  # for a hint: imported when one is made
+
     return difflib.get_close_matches(name, cands, n=n, cutoff=0.5)
 
 
