@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from wmap.core.bulk import collector_paused, new_frozen
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.names import fold_text
 from wmap.core.values import refs_in
 from wmap.lang import patterns as P
 from wmap.lang.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
@@ -414,7 +415,7 @@ def _build_rule_steps(st: _State, claims: Mapping[int, list[_Claim]]) -> None:
         _sort_run(steps, start, places)
         if missing:
             st.bag.add("WM204", f"rule `{_rule_text(rule)}` writes {len(missing)} tensor(s) the target does not "
-                       f"have: {_fold(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
+                       f"have: {fold_text(missing)}", rule.span, target_missing_hint(missing, list(st.tgt_names)))
         _report_inference(st, rule, infer_errors, mismatches, len(groups))
 
 
@@ -569,11 +570,6 @@ def _no_kinds_error(st: _State) -> None:
                f"give the {' and '.join(sides)} as a model: `--{sides[0]} pkg.models:build` (a `module:callable`), "
                f"or in Python `{sides[0]}=model`; or name the preset in each rule instead of `layout(auto)` "
                "(`| linear_to_dense`, `| conv_to_keras`, ...; `wmap explain layout` lists them)")
-
-
-def _fold(names: Sequence[str]) -> str:
-    from wmap.core.names import fold_text
-    return fold_text(names)
 
 
 def _build_chain(st: _State, rule: Rule) -> tuple[Transform, ...] | None:
@@ -859,11 +855,11 @@ def _frozen_lr(st: _State) -> None:
         stmt = st.spec.lr[k]
         text = f"lr {stmt.pattern} * {stmt.factor:g}"
         if not live:
-            st.bag.add("WM213", f"`{text}` applies only to frozen tensors ({_fold(frozen)}), which do not train",
+            st.bag.add("WM213", f"`{text}` applies only to frozen tensors ({fold_text(frozen)}), which do not train",
                        stmt.span, "drop the `lr` statement, or the `freeze` if these tensors should train")
         else:
             d = Diagnostic("WM213", "warning", f"`{text}` also matches {len(frozen)} frozen tensor(s), which do "
-                           f"not train and get no multiplier: {_fold(frozen)}", stmt.span,
+                           f"not train and get no multiplier: {fold_text(frozen)}", stmt.span,
                            "narrow the lr pattern, or `ack WM213 PATTERN` if that is intended")
             st.warnings.append(d)
             st.subjects[id(d)] = tuple(frozen)
