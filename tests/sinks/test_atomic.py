@@ -16,6 +16,7 @@ from tests.support.torch_models import BACKBONE, Backbone, NewArch  # noqa: E402
 from wmap.core.checksum import checksum  # noqa: E402
 from wmap.core.errors import WmapError  # noqa: E402
 from wmap.formats.safetensors_file import SafetensorsFile  # noqa: E402
+from wmap.sinks.torch_sink import TorchModuleSink  # noqa: E402
 
 
 def _fingerprint(model: torch.nn.Module) -> dict[str, str]:
@@ -82,25 +83,54 @@ def test_output_file_all_or_nothing(tmp_path: Path, setup: tuple[str, wmap.Plan]
     assert os.listdir(out.parent) == ["model.safetensors"] and out.read_bytes() == old  # the old file survives
 
 
-def test_read_error_inside_a_step_is_reported_and_nothing_lands(setup: tuple[str, wmap.Plan],
+@pytest.mark.parametrize("access", ["read", "byte_span"])
+def test_read_error_inside_a_step_is_reported_and_nothing_lands(setup: tuple[str, wmap.Plan], access: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source that fails while the steps run, by either way a step reaches its bytes: the values it
+    reads (`read`) or, for a plain copy into a torch model, where they lie (`byte_span`)."""
     path, plan = setup
     calls = {"n": 0}
-    real = SafetensorsFile.read
+    real = getattr(SafetensorsFile, access)
 
-    def flaky(self: SafetensorsFile, name: str, kind: str = "numpy") -> object:
+    def flaky(self: SafetensorsFile, *args: object) -> object:
         calls["n"] += 1
         if calls["n"] == 4:
             raise OSError(5, "Input/output error")
-        return real(self, name, kind)  # type: ignore[arg-type]
+        return real(self, *args)
 
-    monkeypatch.setattr(SafetensorsFile, "read", flaky)
+    monkeypatch.setattr(SafetensorsFile, access, flaky)
+    if access == "read":  # a sink that takes every value through `stage`
+        monkeypatch.setattr(TorchModuleSink, "stage_span", lambda self, meta, span: False)
     target = NewArch()
     before = _fingerprint(target)
     with pytest.raises(WmapError) as e:
         plan.apply(source=path, target=target)
+    assert calls["n"] == 4
     assert e.value.diagnostics[0].code == "WM601" and "Input/output error" in e.value.diagnostics[0].message
     assert _fingerprint(target) == before
+
+
+def test_a_source_cut_short_during_commit_is_named_with_what_it_leaves(setup: tuple[str, wmap.Plan],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytes read at commit (a plain copy into a torch model) from a file that could not be leased
+    and was truncated after its size was checked: WM505 that says the model is partially written,
+    where a read through a mapping would have been a SIGBUS."""
+    from wmap.core import lease
+
+    path, plan = setup
+    monkeypatch.setattr(lease, "take", lambda p: None)  # a file system that refuses leases
+    real = SafetensorsFile.byte_span
+
+    def then_truncate(self: SafetensorsFile, *args: object) -> object:
+        span = real(self, *args)  # type: ignore[arg-type]
+        os.truncate(path, self.header_bytes)  # after the size check: every tensor's bytes are gone
+        return span
+
+    monkeypatch.setattr(SafetensorsFile, "byte_span", then_truncate)
+    with pytest.raises(WmapError) as e:
+        plan.apply(source=path, target=NewArch())
+    d = e.value.diagnostics[0]
+    assert d.code == "WM505" and "partially written" in d.message and "src.safetensors" in d.message
 
 
 def test_transform_failing_on_real_data(setup: tuple[str, wmap.Plan], monkeypatch: pytest.MonkeyPatch) -> None:

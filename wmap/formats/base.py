@@ -27,6 +27,20 @@ class Array(Protocol):
     def dtype(self) -> object: ...
 
 
+class ByteSpan(Protocol):
+    """A tensor's bytes as they lie in a file, for a sink that can take them straight into memory of
+    its own (one copy, by the kernel, with no mapping of the file: see `TorchModuleSink`). A reader
+    offers one only for a tensor whose bytes are exactly what the target holds (same shape, same
+    dtype, little-endian on a little-endian host)."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def read_into(self, buf: memoryview, start: int = 0, stop: int | None = None) -> None:
+        """Bytes [start, stop) of the tensor into `buf[start:stop]`; WM505 when the file has fewer."""
+        ...
+
+
 @runtime_checkable
 class TensorSource(Protocol):
     """A readable collection of named tensors."""

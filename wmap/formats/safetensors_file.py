@@ -24,12 +24,15 @@ import math
 import mmap
 import os
 import struct
+import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from wmap.core import lease
+from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import (
     as_kind,
@@ -175,6 +178,31 @@ def _check_layout(entries: tuple[Entry, ...], data_len: int, start: int, where: 
                    hint="the file was appended to or is corrupt")
 
 
+class FileSpan(NamedTuple):
+    """One tensor's bytes in a safetensors file (a `ByteSpan`): read with `preadv` on the reader's
+    descriptor, in pieces on several threads if the sink likes, the kernel copying straight from the
+    page cache into the sink's memory. Through a mapping, the same copy also faults in and later tears
+    down a page-table entry per 4 KiB of the file: on a 1 GB file, two threads reading this way took
+    48-56 ms where copying from the mapping took 63-77 ms (a fresh process, warm page cache)."""
+
+    fd: int
+    begin: int  # absolute file offset of the tensor's first byte
+    nbytes: int
+    path: str
+    name: str
+
+    def read_into(self, buf: memoryview, start: int = 0, stop: int | None = None) -> None:
+        stop = self.nbytes if stop is None else stop
+        view = buf.cast("B") if buf.format != "B" or buf.ndim != 1 else buf
+        pos = start
+        while pos < stop:  # a read returns at most ~2 GiB on Linux, and may return less
+            got = os.preadv(self.fd, [view[pos:stop]], self.begin + pos)
+            if got <= 0:
+                raise fail("WM505", f"`{self.path}` ended inside tensor `{self.name}` while it was read",
+                           hint="another process truncated or rewrote the file during the transfer")
+            pos += got
+
+
 class SafetensorsFile:
     """A single `.safetensors` file. The header is parsed at open; data is mapped on first read."""
 
@@ -188,7 +216,10 @@ class SafetensorsFile:
         self.header_bytes = header.data_start  # the length field and the JSON header, read at open
         self._entries = {e.name: e for e in header.entries}
         self._mm: mmap.mmap | None = None
-        self._release: Callable[[], object] = lambda: None  # the lease taken when the file is mapped
+        self._fd: int | None = None  # for `byte_span`: opened on first use, closed with the reader
+        self._close_fd: Callable[[], object] = lambda: None
+        self._leased = False
+        self._release: Callable[[], object] = lambda: None  # the lease taken on first access to data
         self._lock = threading.Lock()  # executors read from several threads
 
     def inventory(self) -> Inventory:
@@ -203,19 +234,57 @@ class SafetensorsFile:
             raise missing(name, self._entries, f"`{self.path}`")
         return self.path, entry
 
+    def _lease(self) -> None:
+        # Before the data is first touched, by either path. The lease first, then the size check: a
+        # truncation before it is caught by the check, one after it by the lease (WM505, not a SIGBUS).
+        if not self._leased:
+            self._release = lease.release_with(self, lease.take(self.path))  # also if never closed
+            self._leased = True
+
+    def _check_size(self, size: int) -> None:
+        if size < max((e.end for e in self._entries.values()), default=0):
+            raise fail("WM505", f"`{self.path}` shrank after it was opened",
+                       hint="another process is rewriting the file")
+
     def _map(self) -> mmap.mmap:
         with self._lock:
             if self._mm is None:
-                # the lease first, then the size check: a truncation before it is caught here, one
-                # after it by the lease (WM505, not a SIGBUS)
-                self._release = lease.release_with(self, lease.take(self.path))  # also if never closed
+                self._lease()
                 mm = map_private(self.path)
-                if len(mm) < max((e.end for e in self._entries.values()), default=0):
+                try:
+                    self._check_size(len(mm))
+                except WmapError:
                     unmap(mm)
-                    raise fail("WM505", f"`{self.path}` shrank after it was opened",
-                               hint="another process is rewriting the file")
+                    raise
                 self._mm = mm
             return self._mm
+
+    def _descriptor(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self._lease()
+                try:
+                    fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                except OSError as exc:
+                    raise fail("WM500", f"cannot open `{self.path}`: {exc}") from None
+                close = weakref.finalize(self, os.close, fd)  # also if the reader is never closed
+                try:
+                    self._check_size(os.fstat(fd).st_size)
+                except WmapError:
+                    close()
+                    raise
+                self._fd, self._close_fd = fd, close
+            return self._fd
+
+    def byte_span(self, name: str, shape: tuple[int, ...], dtype: str) -> FileSpan | None:
+        """`name`'s bytes in the file when they are exactly a `shape` x `dtype` tensor in this host's
+        byte order (safetensors is little-endian); None otherwise, and the caller reads it instead."""
+        entry = self._entries.get(name)
+        if entry is None:
+            raise missing(name, self._entries, f"`{self.path}`")
+        if entry.dtype != dtype or entry.shape != shape or sys.byteorder != "little" or not hasattr(os, "preadv"):
+            return None
+        return FileSpan(self._descriptor(), entry.begin, entry.end - entry.begin, self.path, name)
 
     def read(self, name: str, kind: ArrayKind = "numpy") -> Array:
         entry = self._entries.get(name)
@@ -235,6 +304,8 @@ class SafetensorsFile:
     def close(self) -> None:
         unmap(self._mm)
         self._mm = None
+        self._close_fd()
+        self._fd = None
         self._release()
 
     def __enter__(self) -> SafetensorsFile:

@@ -13,12 +13,12 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.formats._common import canonical_framework, fail, missing, shown
-from wmap.formats.base import Array, ArrayKind, TensorSource
+from wmap.formats.base import Array, ArrayKind, ByteSpan, TensorSource
 
 INDEX_SUFFIX = ".index.json"
 
@@ -113,6 +113,11 @@ class ShardedSource:
         if shard is None:
             raise missing(name, self._where, f"`{self.path}`")
         return self._shards[shard].read(name, kind)
+
+    def byte_span(self, name: str, shape: tuple[int, ...], dtype: str) -> ByteSpan | None:
+        """The holding shard's `byte_span`, where it has one (see `formats/base.ByteSpan`)."""
+        span_of = getattr(self.shard_of(name), "byte_span", None)
+        return None if span_of is None else cast("ByteSpan | None", span_of(name, shape, dtype))
 
     def shards(self) -> tuple[TensorSource, ...]:
         """The open shard readers (their headers were validated at open)."""

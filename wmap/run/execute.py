@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from wmap.core.errors import Diagnostic, WmapError, error
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.values import Endpoint, OutPath
-from wmap.formats.base import Array, ArrayKind, TensorSource
+from wmap.formats.base import Array, ArrayKind, ByteSpan, TensorSource
 from wmap.planning.plan import Plan, Step
 from wmap.sinks.base import LandedReader, TargetSink
 from wmap.transforms import ArrayOps, get_ops
@@ -221,6 +221,10 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: TargetSink,
     policy = plan.option("nonfinite")
     scans = _Scans(ops, policy) if policy != "allow" else None
     fused = sink.checks_while_staging
+    # A plain copy needs no values in hand: a sink that takes a tensor's bytes straight from the file
+    # is given where they are (not when every value is to be scanned for NaN/Inf first).
+    stage_span: Callable[[TensorMeta, ByteSpan], bool] | None = (
+        getattr(sink, "stage_span", None) if scans is None else None)
     try:
         for i, step in enumerate(plan.steps):
             if on_step is not None:
@@ -228,6 +232,10 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: TargetSink,
             if step.kind == "keep" and sink.framework is not None:
                 continue  # an in-memory model already holds what `keep` keeps
             try:
+                if stage_span is not None and _staged_as_span(step, readers, stage_span):
+                    if progress is not None:
+                        progress(step.nbytes)
+                    continue
                 values = compute_step(step, readers, ops, plan, sink.read_current)
             except (WmapError, KeyboardInterrupt, MemoryError):
                 raise
@@ -253,6 +261,20 @@ def run_steps(plan: Plan, readers: Mapping[str, TensorSource], sink: TargetSink,
     finally:
         if scans is not None:
             scans.close()
+
+
+def _staged_as_span(step: Step, readers: Mapping[str, TensorSource],
+                    stage_span: Callable[[TensorMeta, ByteSpan], bool]) -> bool:
+    """Stage a plain copy as its source bytes (see `formats/base.ByteSpan`) when the reader has them
+    exactly as the target holds them and the sink takes them; False: the step runs as usual."""
+    if not step.is_copy or len(step.targets) != 1:
+        return False
+    ref, meta = step.sources[0], step.targets[0]
+    span_of = getattr(readers[ref.source], "byte_span", None)
+    if span_of is None:
+        return False
+    span: ByteSpan | None = span_of(ref.read_name, meta.shape, meta.dtype)
+    return span is not None and stage_span(meta, span)
 
 
 def apply_plan(plan: Plan, source: Endpoint = None, target: Endpoint = None, out: OutPath = None, *,
