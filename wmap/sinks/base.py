@@ -51,9 +51,15 @@ def fresh_copy(t: Any) -> Any:
     return out
 
 
+def pool_size() -> int:
+    """How many threads `worker_pool` runs: the cores, up to 4 (memory bandwidth is shared beyond)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def worker_pool(prefix: str) -> ThreadPoolExecutor:
-    """A small thread pool for large copies and NaN/Inf scans (torch and numpy release the GIL)."""
-    return ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix=prefix)
+    """A small thread pool for large copies, reads and NaN/Inf scans (torch, numpy and preadv release
+    the GIL)."""
+    return ThreadPoolExecutor(pool_size(), thread_name_prefix=prefix)
 
 
 Check = Callable[[Array], bool]
