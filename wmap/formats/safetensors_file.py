@@ -1,4 +1,4 @@
-"""safetensors: the header parsed by hand, data read through one mmap.
+"""safetensors: the header parsed by hand, data read through one mmap, or by the kernel into a sink.
 
 We parse the header ourselves (8-byte little-endian length, then JSON) rather than via the
 safetensors library so that an inventory reads exactly the header bytes, and so that every
@@ -15,6 +15,11 @@ read-only mapping would segfault it instead. MAP_NORESERVE keeps a checkpoint la
 RAM mappable. Measured on a 1 GB f32 file (64 tensors, each copied into a preallocated
 tensor, warm cache): this path 8.0-8.3 GB/s, `safe_open(framework="pt")` 7.4-7.7 GB/s,
 so the safetensors library is not used for reads.
+
+A sink that can take a plain copy's bytes into memory of its own (the torch sink, for a contiguous
+CPU parameter of the same dtype and shape) is handed a `FileSpan` instead (`byte_span`), and the
+file is never mapped: see `FileSpan` for why that is faster. Both paths take the same lease and the
+same size check before the data is first touched.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Header:
+    """A validated header: its entries, its `__metadata__`, and where the data begins."""
+
     entries: tuple[Entry, ...]
     metadata: Mapping[str, str]
     data_start: int

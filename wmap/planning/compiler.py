@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class _State:
+    """What one compile works from: the spec, the inventories, and what it has decided so far."""
+
     spec: Spec
     sources: Mapping[str, Inventory]
     target: Inventory
@@ -86,6 +88,8 @@ _ONE_NO_FLAGS = (_NO_FLAGS,)
 
 @dataclass(frozen=True)
 class _AnyOf:
+    """A name matches when any of the patterns does."""
+
     patterns: tuple[P.Pattern, ...]
 
     def fullmatch(self, name: str) -> bool:
