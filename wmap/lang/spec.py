@@ -7,14 +7,52 @@ comment lines (`# ...`); one that starts with a space was on the node's own line
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Union
+import reprlib
+from dataclasses import dataclass, field, fields
+from typing import Any, Union
 
 from wmap.core.errors import Span
 from wmap.core.values import Ref, Scalar, Value  # noqa: F401  (re-exported: the AST's values)
 
 NO_SPAN = Span(None, 0, 0)
 DEFAULT_SOURCE = "src"
+
+
+class Node:
+    """What every AST node's `__eq__`, `__hash__` and `__repr__` are: exactly the methods `dataclass`
+    would write for each class (equality and hash over the fields with `compare`, the repr over those
+    with `repr`), written once here. Python 3.11 compiles each generated method from source when the
+    class is made, ~0.1 ms apiece; with 20 node classes on every parse's path, that was 4 ms of every
+    fresh process's first parse. The nodes are declared `eq=False, repr=False` and inherit these."""
+
+    __slots__ = ()
+
+    def _compared(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in _names(type(self), "compare"))
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._compared() == other._compared()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in _names(type(self), "repr"))
+        return f"{type(self).__qualname__}({shown})"
+
+
+_NAMES: dict[tuple[type, str], tuple[str, ...]] = {}
+
+
+def _names(cls: type, flag: str) -> tuple[str, ...]:
+    """The names of `cls`'s fields with `flag` (`compare` or `repr`) set, in declaration order."""
+    got = _NAMES.get((cls, flag))
+    if got is None:
+        got = _NAMES[(cls, flag)] = tuple(f.name for f in fields(cls) if getattr(f, flag))  # type: ignore[arg-type]
+    return got
 
 
 def _span() -> Span:
@@ -25,8 +63,8 @@ def _comments() -> tuple[str, ...]:
     return field(default=(), compare=False, repr=False)  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class Call:
+@dataclass(frozen=True, eq=False, repr=False)
+class Call(Node):
     """A transform or initialiser call: `name(arg, ..., key=value)`; bare `name` has no args."""
 
     name: str
@@ -35,8 +73,8 @@ class Call:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
-class SourceDecl:
+@dataclass(frozen=True, eq=False, repr=False)
+class SourceDecl(Node):
     """`source NAME = "LOCATION" (framework)`: a named source the rules read (`NAME:pattern`)."""
 
     name: str
@@ -46,8 +84,8 @@ class SourceDecl:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class TargetDecl:
+@dataclass(frozen=True, eq=False, repr=False)
+class TargetDecl(Node):
     """`target = "LOCATION" (framework)`: where the rules write."""
 
     location: str
@@ -56,8 +94,8 @@ class TargetDecl:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class Option:
+@dataclass(frozen=True, eq=False, repr=False)
+class Option(Node):
     """`option NAME = VALUE`: one of the settings in OPTIONS (dtype, strict, strip_prefix, ...)."""
 
     name: str
@@ -66,8 +104,8 @@ class Option:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class Rule:
+@dataclass(frozen=True, eq=False, repr=False)
+class Rule(Node):
     """`SOURCE[, SOURCE...] -> TARGET | call | call`.
 
     Several source patterns feed multi-input transforms (lerp, add, concat...);
@@ -82,8 +120,8 @@ class Rule:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class PatternStmt:
+@dataclass(frozen=True, eq=False, repr=False)
+class PatternStmt(Node):
     """A pattern inside drop/keep/freeze. A leading `?` marks it as allowed to match nothing."""
 
     pattern: str
@@ -91,8 +129,8 @@ class PatternStmt:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class Init:
+@dataclass(frozen=True, eq=False, repr=False)
+class Init(Node):
     """`init PATTERN = CALL`: targets no rule fills, set by an initialiser (`zeros`, `normal(std=0.02)`, `copy(...)`)."""
 
     pattern: str
@@ -101,8 +139,8 @@ class Init:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class LrScale:
+@dataclass(frozen=True, eq=False, repr=False)
+class LrScale(Node):
     """`lr PATTERN * FACTOR`: a learning-rate multiplier recorded for the matching targets."""
 
     pattern: str
@@ -111,8 +149,8 @@ class LrScale:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class Ack:
+@dataclass(frozen=True, eq=False, repr=False)
+class Ack(Node):
     """`ack WM310 dense.kernel`: a warning of that code about a tensor the pattern matches has been
     reviewed; the plan lists it as acknowledged instead of warning. An ack that matches no warning is
     itself reported (WM212), so a stale one does not hide the next real warning."""
@@ -126,8 +164,8 @@ class Ack:
 # -- sizes from the model's config: `config` and `let` -----------------------------------------
 
 
-@dataclass(frozen=True)
-class ConfigDecl:
+@dataclass(frozen=True, eq=False, repr=False)
+class ConfigDecl(Node):
     """Where a spec's `config.KEY` values come from: `config "config.json"` (a JSON file, relative to
     the spec) or `config NAME` (the `config.json` in the folder of source NAME's checkpoint, or of
     the target's with `config target`: where Hugging Face keeps it)."""
@@ -138,38 +176,38 @@ class ConfigDecl:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class Num:
+@dataclass(frozen=True, eq=False, repr=False)
+class Num(Node):
     """A number in a `let` expression or an argument."""
 
     value: int | float
 
 
-@dataclass(frozen=True)
-class Text:
+@dataclass(frozen=True, eq=False, repr=False)
+class Text(Node):
     """A string in a `let` expression or an argument."""
 
     value: str
 
 
-@dataclass(frozen=True)
-class Key:
+@dataclass(frozen=True, eq=False, repr=False)
+class Key(Node):
     """`config.text_config.num_heads`: a value of the config, by its path of keys."""
 
     path: tuple[str, ...]
     span: Span = _span()
 
 
-@dataclass(frozen=True)
-class Name:
+@dataclass(frozen=True, eq=False, repr=False)
+class Name(Node):
     """An earlier `let` binding, by name."""
 
     name: str
     span: Span = _span()
 
 
-@dataclass(frozen=True)
-class BinOp:
+@dataclass(frozen=True, eq=False, repr=False)
+class BinOp(Node):
     """`a + b`, `a - b`, `a * b`, `a / b`, `a // b`, `a % b`, and `a ?? b` (b when a is absent or null)."""
 
     op: str
@@ -178,15 +216,15 @@ class BinOp:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
-class Neg:
+@dataclass(frozen=True, eq=False, repr=False)
+class Neg(Node):
     """`-operand` in a `let` expression."""
 
     operand: Expr
 
 
-@dataclass(frozen=True)
-class Fn:
+@dataclass(frozen=True, eq=False, repr=False)
+class Fn(Node):
     """`min(a, b, ...)`, `max(a, b, ...)`, `int(a)`."""
 
     name: str
@@ -198,8 +236,8 @@ Expr = Union[Num, Text, Key, Name, BinOp, Neg, Fn]  # noqa: UP007
 FUNCTIONS = ("min", "max", "int")
 
 
-@dataclass(frozen=True)
-class Let:
+@dataclass(frozen=True, eq=False, repr=False)
+class Let(Node):
     """`let heads = config.num_attention_heads`: a name for a value, used as `$heads` in transform
     and initialiser arguments and in index arithmetic (`{i+$first}`)."""
 
@@ -209,8 +247,8 @@ class Let:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class Use:
+@dataclass(frozen=True, eq=False, repr=False)
+class Use(Node):
     """`use "llama3.wmap" | cast("float16")`: another spec's statements, as if written here.
 
     `path` is a file relative to the spec that says `use` (a name ending in `.wmap`, `.yaml` or `.yml`),
@@ -224,8 +262,8 @@ class Use:
     comments: tuple[str, ...] = _comments()
 
 
-@dataclass(frozen=True)
-class Spec:
+@dataclass(frozen=True, eq=False, repr=False)
+class Spec(Node):
     """A whole mapping spec, from either syntax: its declarations and statements, each with its span."""
 
     version: int

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 
 
-@dataclass
+@dataclass(eq=False)  # one per compile, never compared: no generated __eq__ to build at import
 class _State:
     """What one compile works from: the spec, the inventories, and what it has decided so far."""
 

@@ -124,7 +124,7 @@ class TargetSink(Protocol):
 V = TypeVar("V")
 
 
-@dataclass
+@dataclass(eq=False)  # a sink's own buffer, never compared
 class StagedValues(Generic[V]):
     """Values staged for commit, in plan order (a sink's own form of them: tensors, or pending copies)."""
 
