@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from wmap.core.names import printable
+from wmap.core.record import Record
 
 Severity = Literal["error", "warning", "note"]
 
@@ -34,8 +35,8 @@ class Span:
         return f"{self.path or '<spec>'}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+@dataclass(frozen=True, eq=False, repr=False)
+class Diagnostic(Record):
     """One problem or warning: a stable code (WMxxx), where it is (file, line, column), what and a hint."""
 
     code: str

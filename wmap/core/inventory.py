@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from operator import attrgetter
 
+from wmap.core.record import Record
+
 Shape = tuple[int, ...]
 
 # Canonical dtype names (numpy / ml_dtypes spelling). Widening is allowed implicitly.
@@ -81,8 +83,8 @@ class TensorMeta:
         return d
 
 
-@dataclass(frozen=True)
-class Inventory:
+@dataclass(frozen=True, eq=False, repr=False)
+class Inventory(Record):
     """An ordered, name-unique collection of TensorMeta plus where it came from.
 
     `label` is a short, path-free description for reports (e.g. `safetensors`, `torch model`).

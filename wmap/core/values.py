@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from wmap.core.errors import Span
+from wmap.core.record import Record
 
 
-@dataclass(frozen=True)
-class Ref:
+@dataclass(frozen=True, eq=False, repr=False)
+class Ref(Record):
     """`$heads` in a transform or initialiser argument: the value of `let heads = ...`."""
 
     name: str

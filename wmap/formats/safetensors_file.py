@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 from wmap.core import lease
 from wmap.core.errors import WmapError
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.record import Record
 from wmap.formats._common import (
     as_kind,
     canonical_framework,
@@ -75,8 +76,8 @@ class Entry:
     end: int
 
 
-@dataclass(frozen=True)
-class Header:
+@dataclass(frozen=True, eq=False, repr=False)
+class Header(Record):
     """A validated header: its entries, its `__metadata__`, and where the data begins."""
 
     entries: tuple[Entry, ...]

@@ -1,4 +1,5 @@
-"""The Spec AST: frozen dataclasses shared by both syntaxes.
+"""The Spec AST: frozen dataclasses shared by both syntaxes (their `__eq__`, `__hash__` and
+`__repr__` from `wmap.core.record.Record`).
 
 Spans and comments are excluded from equality, so a `.wmap` file and the YAML
 file that says the same thing compare equal. A node's `comments` are its leading
@@ -7,52 +8,15 @@ comment lines (`# ...`); one that starts with a space was on the node's own line
 
 from __future__ import annotations
 
-import reprlib
-from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import Union
 
 from wmap.core.errors import Span
+from wmap.core.record import Record
 from wmap.core.values import Ref, Scalar, Value  # noqa: F401  (re-exported: the AST's values)
 
 NO_SPAN = Span(None, 0, 0)
 DEFAULT_SOURCE = "src"
-
-
-class Node:
-    """What every AST node's `__eq__`, `__hash__` and `__repr__` are: exactly the methods `dataclass`
-    would write for each class (equality and hash over the fields with `compare`, the repr over those
-    with `repr`), written once here. Python 3.11 compiles each generated method from source when the
-    class is made, ~0.1 ms apiece; with 20 node classes on every parse's path, that was 4 ms of every
-    fresh process's first parse. The nodes are declared `eq=False, repr=False` and inherit these."""
-
-    __slots__ = ()
-
-    def _compared(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, n) for n in _names(type(self), "compare"))
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._compared() == other._compared()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(self._compared())
-
-    @reprlib.recursive_repr()
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in _names(type(self), "repr"))
-        return f"{type(self).__qualname__}({shown})"
-
-
-_NAMES: dict[tuple[type, str], tuple[str, ...]] = {}
-
-
-def _names(cls: type, flag: str) -> tuple[str, ...]:
-    """The names of `cls`'s fields with `flag` (`compare` or `repr`) set, in declaration order."""
-    got = _NAMES.get((cls, flag))
-    if got is None:
-        got = _NAMES[(cls, flag)] = tuple(f.name for f in fields(cls) if getattr(f, flag))  # type: ignore[arg-type]
-    return got
 
 
 def _span() -> Span:
@@ -64,7 +28,7 @@ def _comments() -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Call(Node):
+class Call(Record):
     """A transform or initialiser call: `name(arg, ..., key=value)`; bare `name` has no args."""
 
     name: str
@@ -74,7 +38,7 @@ class Call(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class SourceDecl(Node):
+class SourceDecl(Record):
     """`source NAME = "LOCATION" (framework)`: a named source the rules read (`NAME:pattern`)."""
 
     name: str
@@ -85,7 +49,7 @@ class SourceDecl(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class TargetDecl(Node):
+class TargetDecl(Record):
     """`target = "LOCATION" (framework)`: where the rules write."""
 
     location: str
@@ -95,7 +59,7 @@ class TargetDecl(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Option(Node):
+class Option(Record):
     """`option NAME = VALUE`: one of the settings in OPTIONS (dtype, strict, strip_prefix, ...)."""
 
     name: str
@@ -105,7 +69,7 @@ class Option(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Rule(Node):
+class Rule(Record):
     """`SOURCE[, SOURCE...] -> TARGET | call | call`.
 
     Several source patterns feed multi-input transforms (lerp, add, concat...);
@@ -121,7 +85,7 @@ class Rule(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class PatternStmt(Node):
+class PatternStmt(Record):
     """A pattern inside drop/keep/freeze. A leading `?` marks it as allowed to match nothing."""
 
     pattern: str
@@ -130,7 +94,7 @@ class PatternStmt(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Init(Node):
+class Init(Record):
     """`init PATTERN = CALL`: targets no rule fills, set by an initialiser (`zeros`, `normal(std=0.02)`, `copy(...)`)."""
 
     pattern: str
@@ -140,7 +104,7 @@ class Init(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class LrScale(Node):
+class LrScale(Record):
     """`lr PATTERN * FACTOR`: a learning-rate multiplier recorded for the matching targets."""
 
     pattern: str
@@ -150,7 +114,7 @@ class LrScale(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Ack(Node):
+class Ack(Record):
     """`ack WM310 dense.kernel`: a warning of that code about a tensor the pattern matches has been
     reviewed; the plan lists it as acknowledged instead of warning. An ack that matches no warning is
     itself reported (WM212), so a stale one does not hide the next real warning."""
@@ -165,7 +129,7 @@ class Ack(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class ConfigDecl(Node):
+class ConfigDecl(Record):
     """Where a spec's `config.KEY` values come from: `config "config.json"` (a JSON file, relative to
     the spec) or `config NAME` (the `config.json` in the folder of source NAME's checkpoint, or of
     the target's with `config target`: where Hugging Face keeps it)."""
@@ -177,21 +141,21 @@ class ConfigDecl(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Num(Node):
+class Num(Record):
     """A number in a `let` expression or an argument."""
 
     value: int | float
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Text(Node):
+class Text(Record):
     """A string in a `let` expression or an argument."""
 
     value: str
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Key(Node):
+class Key(Record):
     """`config.text_config.num_heads`: a value of the config, by its path of keys."""
 
     path: tuple[str, ...]
@@ -199,7 +163,7 @@ class Key(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Name(Node):
+class Name(Record):
     """An earlier `let` binding, by name."""
 
     name: str
@@ -207,7 +171,7 @@ class Name(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class BinOp(Node):
+class BinOp(Record):
     """`a + b`, `a - b`, `a * b`, `a / b`, `a // b`, `a % b`, and `a ?? b` (b when a is absent or null)."""
 
     op: str
@@ -217,14 +181,14 @@ class BinOp(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Neg(Node):
+class Neg(Record):
     """`-operand` in a `let` expression."""
 
     operand: Expr
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Fn(Node):
+class Fn(Record):
     """`min(a, b, ...)`, `max(a, b, ...)`, `int(a)`."""
 
     name: str
@@ -237,7 +201,7 @@ FUNCTIONS = ("min", "max", "int")
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Let(Node):
+class Let(Record):
     """`let heads = config.num_attention_heads`: a name for a value, used as `$heads` in transform
     and initialiser arguments and in index arithmetic (`{i+$first}`)."""
 
@@ -248,7 +212,7 @@ class Let(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Use(Node):
+class Use(Record):
     """`use "llama3.wmap" | cast("float16")`: another spec's statements, as if written here.
 
     `path` is a file relative to the spec that says `use` (a name ending in `.wmap`, `.yaml` or `.yml`),
@@ -263,7 +227,7 @@ class Use(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Spec(Node):
+class Spec(Record):
     """A whole mapping spec, from either syntax: its declarations and statements, each with its span."""
 
     version: int

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, Union
 
 from wmap.core.errors import Span
+from wmap.core.record import Record
 from wmap.lang.spec import (
     Ack,
     ConfigDecl,
@@ -60,16 +61,16 @@ KEYWORDS: tuple[str, ...] = (*STATEMENTS, "optional")
 ListKind = Literal["drop", "init", "keep", "freeze", "lr", "ack"]
 
 
-@dataclass(frozen=True)
-class VersionLine:
+@dataclass(frozen=True, eq=False, repr=False)
+class VersionLine(Record):
     """`wmap 1` (YAML `wmap: 1`): the number as written; `assemble` checks it."""
 
     number: object
     span: Span
 
 
-@dataclass(frozen=True)
-class StatementList:
+@dataclass(frozen=True, eq=False, repr=False)
+class StatementList(Record):
     """One `drop`/`init`/`keep`/`freeze`/`lr`/`ack` statement: several patterns, each its own AST node."""
 
     kind: ListKind

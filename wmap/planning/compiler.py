@@ -20,6 +20,7 @@ from wmap.core.bulk import collector_paused, new_frozen
 from wmap.core.errors import Diagnostic, DiagnosticBag, Span
 from wmap.core.inventory import Inventory, TensorMeta
 from wmap.core.names import fold_text
+from wmap.core.record import Record
 from wmap.core.values import refs_in
 from wmap.lang import patterns as P
 from wmap.lang.spec import DEFAULT_SOURCE, OPTIONS, Rule, Spec
@@ -86,8 +87,8 @@ _NO_FLAGS = TargetFlags()
 _ONE_NO_FLAGS = (_NO_FLAGS,)
 
 
-@dataclass(frozen=True)
-class _AnyOf:
+@dataclass(frozen=True, eq=False, repr=False)
+class _AnyOf(Record):
     """A name matches when any of the patterns does."""
 
     patterns: tuple[P.Pattern, ...]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wmap.core.errors import Diagnostic, Span
 from wmap.core.inventory import Shape, TensorMeta
+from wmap.core.record import Record
 from wmap.lang.spec import Spec
 from wmap.transforms.base import Transform
 
@@ -62,8 +63,8 @@ def source_refs(source: str, metas: Iterable[TensorMeta]) -> dict[str, SourceRef
     return refs
 
 
-@dataclass(frozen=True)
-class TargetFlags:
+@dataclass(frozen=True, eq=False, repr=False)
+class TargetFlags(Record):
     """What a target carries beyond its value: frozen (`freeze`) and its learning-rate factor (`lr`)."""
 
     frozen: bool = False
@@ -102,8 +103,8 @@ class Step:
         return self.kind == "keep" or any(t.READS_TARGET for t in self.transforms)
 
 
-@dataclass(frozen=True)
-class Dropped:
+@dataclass(frozen=True, eq=False, repr=False)
+class Dropped(Record):
     """A source tensor a `drop` statement removed from the rules' view, and which statement."""
 
     source: SourceRef
@@ -111,8 +112,8 @@ class Dropped:
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
-class Plan:
+@dataclass(frozen=True, eq=False, repr=False)
+class Plan(Record):
     """A compiled, checked plan: its steps and drops, pinned to the spec's digest and both sides'
     fingerprints; what a reviewer reads and what execution follows exactly."""
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from wmap.core.errors import Diagnostic, WmapError, error
 from wmap.core.inventory import Inventory, TensorMeta
+from wmap.core.record import Record
 from wmap.core.values import Endpoint, OutPath
 from wmap.formats.base import Array, ArrayKind, ByteSpan, TensorSource
 from wmap.planning.plan import Plan, Step
@@ -32,8 +33,8 @@ Advance = Callable[[int], None]
 Progress = Callable[[int], AbstractContextManager[Advance | None]]
 
 
-@dataclass(frozen=True)
-class Landed:
+@dataclass(frozen=True, eq=False, repr=False)
+class Landed(Record):
     """What one target received: its step, and (lazily) a checksum of the landed bytes."""
 
     target: str

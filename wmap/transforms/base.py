@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar, Union
 
 from wmap.core.inventory import Shape, TensorMeta
+from wmap.core.record import Record
 from wmap.core.values import Value
 from wmap.transforms.catalog import MODULE_OF
 
@@ -38,8 +39,8 @@ class ArrayMeta:
     dtype: str
 
 
-@dataclass(frozen=True)
-class InferContext:
+@dataclass(frozen=True, eq=False, repr=False)
+class InferContext(Record):
     """What a transform may know at plan time besides its inputs.
 
     `sources` are the original source tensors of the step (with `kind`, e.g. `Conv2d`),
