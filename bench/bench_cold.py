@@ -19,8 +19,9 @@ per side, both printed:
   Exit is about half a second on every side here: a third process per round does the set-up and
   nothing else, and its figure (start-up, and at exit the collection over torch's objects, freeing
   the model, torch's teardown) is the floor under both sides, printed beside the ratio. With that
-  floor on both sides no loader can reach 0.5x of the `.pt` baseline (see the README), which is why
-  the goals are judged on the first figure and this one is shown beside it.
+  floor on both sides the `.pt` ratio says as much about the floor and the baseline's swings as about
+  either loader (see the README), which is why the goals are judged on the first figure and this one
+  is shown beside it.
 
 CLI (c, d): wall time of `python -m wmap check SPEC` and `python -m wmap plan ...` between two
 safetensors files, against absolute goals; `python -c pass` is printed for reference (the
