@@ -145,3 +145,20 @@ def test_transform_failing_on_real_data(setup: tuple[str, wmap.Plan], monkeypatc
         wmap.apply(wmap.parse_spec("wmap 1\n{x} -> {x} | transpose\n"), source=src, target=target)
     assert e.value.diagnostics[0].code == "WM601"
     assert float(target.a.detach().abs().sum()) == 0.0 and float(target.b.detach().abs().sum()) == 0.0
+
+
+def test_an_io_error_while_reading_at_commit_is_named_with_what_it_leaves(setup: tuple[str, wmap.Plan],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk failing under the kernel's read of a plain copy at commit: WM500 naming the file and the
+    tensor, and saying the model is partially written (never a bare OSError)."""
+    path, plan = setup
+
+    def failing(fd: int, buffers: object, offset: int) -> int:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "preadv", failing)
+    with pytest.raises(WmapError) as e:
+        plan.apply(source=path, target=NewArch())
+    d = e.value.diagnostics[0]
+    assert d.code == "WM500" and "Input/output error" in d.message and "partially written" in d.message
+    assert "src.safetensors" in d.message

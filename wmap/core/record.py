@@ -6,7 +6,7 @@ to a first parse and transfer, several milliseconds of every `wmap check` and ev
 `wmap.apply`. A class declared `@dataclass(frozen=True, eq=False, repr=False)` and derived from
 `Record` gets the same methods from here instead: equality and hash over the fields with `compare`
 set, in declaration order, equal only to an instance of the very same class (`NotImplemented`
-otherwise); the repr over the fields with `repr` set. `tests/core/test_record.py` holds every
+otherwise); the repr over the fields with `repr` set. `tests/house/test_record.py` holds every
 `Record` to a twin that the standard library's `@dataclass(frozen=True)` builds from its fields.
 
 They are slower per call than generated ones (a loop over the field names instead of straight-line

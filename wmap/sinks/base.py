@@ -3,12 +3,12 @@
 Execution is two-phase so a failure never half-applies a transfer:
 `stage` takes each computed value (may fail: reads, transforms, checks), and `commit`
 makes them all visible at once (cannot fail short of the process dying, or of a source file
-that could not be leased being cut short under a sink that reads it at commit: WM505, which
-says so). `abort` discards everything staged. A sink may also offer `stage_span(meta, span)`:
-a plain copy handed over as its bytes in a file (`formats/base.ByteSpan`), for the sink to read
-into its own memory at commit; it returns False to take the value through `stage` instead. Keeping "what to read" (TensorSource) apart from "where it
-lands" (TargetSink) is what lets a sharded/distributed sink slot in later: a rank's sink
-stages only the byte ranges it owns.
+that could not be leased failing under a sink that reads it at commit: WM505, which says so).
+`abort` discards everything staged. A sink may also offer `stage_span(meta, span)`: a plain
+copy handed over as its bytes in a file (`formats/base.ByteSpan`), for the sink to read into
+its own memory at commit; it returns False to take the value through `stage` instead.
+Keeping "what to read" (TensorSource) apart from "where it lands" (TargetSink) is what lets
+a sharded/distributed sink slot in later: a rank's sink stages only the byte ranges it owns.
 """
 
 from __future__ import annotations
