@@ -128,3 +128,22 @@ def test_a_sharded_checkpoint_reads_each_tensor_from_its_shard(tmp_path: Path,
     assert reads == []
     for name, t in tensors.items():
         assert torch.equal(model.state_dict()[name].view(-1).view(torch.uint8), t.view(-1).view(torch.uint8)), name
+
+
+def test_a_parameter_viewing_part_of_a_larger_buffer_gets_exactly_its_bytes(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parameters that are contiguous views at an offset into one flat buffer (as flat-parameter
+    wrappers make them): each read lands in its own region, and the bytes around them stay."""
+    g = torch.Generator().manual_seed(2)
+    src = {"a": torch.randn(4, 5, generator=g), "b": torch.randn(7, generator=g)}
+    path = _write(tmp_path, src)
+    flat = torch.full((64,), -1.0)
+    model = torch.nn.Module()
+    model.register_parameter("a", torch.nn.Parameter(flat[3:23].view(4, 5)))
+    model.register_parameter("b", torch.nn.Parameter(flat[30:37]))
+    reads = _no_reads(monkeypatch)
+    wmap.apply(wmap.parse_spec(IDENTITY), source=path, target=model)
+    assert reads == []
+    assert torch.equal(flat[3:23].view(4, 5), src["a"]) and torch.equal(flat[30:37], src["b"])
+    rest = torch.cat([flat[:3], flat[23:30], flat[37:]])
+    assert torch.equal(rest, torch.full_like(rest, -1.0))
