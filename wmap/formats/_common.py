@@ -103,6 +103,23 @@ def _close_mapping(mm: mmap.mmap) -> None:
         mm.close()
 
 
+def pread_exactly(fd: int, view: memoryview, offset: int, path: str, name: str) -> None:
+    """Fill `view` (bytes) from `fd` at `offset`, in as many `preadv` calls as it takes (one returns
+    at most ~2 GiB on Linux, and may return less): WM505 when the file ends first, WM500 on an I/O
+    error, both naming the file and the tensor."""
+    done, size = 0, len(view)
+    while done < size:
+        try:
+            got = os.preadv(fd, [view[done:]], offset + done)
+        except OSError as exc:
+            raise fail("WM500", f"cannot read tensor `{name}` from `{path}`: {exc}",
+                       hint="the disk or the file system failed; check the file and retry") from None
+        if got <= 0:
+            raise fail("WM505", f"`{path}` ended inside tensor `{name}` while it was read",
+                       hint="another process truncated or rewrote the file during the transfer")
+        done += got
+
+
 def np_dtype(name: str) -> np.dtype[np.generic]:
     """The numpy dtype for a canonical name (`bfloat16` and fp8 via ml_dtypes); KeyError for others."""
     dt = _NP_DTYPES.get(name)

@@ -39,7 +39,7 @@ from torch.distributed.checkpoint.storage import StorageReader
 from torch.futures import Future
 
 from wmap.core.errors import WmapError
-from wmap.formats._common import fail
+from wmap.formats._common import fail, pread_exactly
 from wmap.formats.base import TensorSource
 from wmap.formats.safetensors_file import Entry, SafetensorsFile
 from wmap.formats.sharded import ShardedSource
@@ -179,12 +179,7 @@ class SafetensorsRangeReader(StorageReader):
         view = dest.reshape(-1).view(torch.uint8).numpy().data  # writes land in `dest`
         pos = 0
         for off, n in runs(e.shape, box, itemsize):
-            got = 0
-            while got < n:
-                k = os.preadv(fd, [view[pos + got:pos + n]], e.begin + off + got)
-                if k <= 0:
-                    raise fail("WM505", f"`{path}` ended inside `{e.name}`", hint="the file was truncated")
-                got += k
+            pread_exactly(fd, view[pos:pos + n], e.begin + off, path, e.name)
             pos += n
         self.bytes_read += pos
 

@@ -48,6 +48,7 @@ from wmap.formats._common import (
     map_private,
     missing,
     np_dtype,
+    pread_exactly,
     shown,
     unmap,
 )
@@ -203,17 +204,7 @@ class FileSpan(NamedTuple):
     def read_into(self, buf: memoryview, start: int = 0, stop: int | None = None) -> None:
         stop = self.nbytes if stop is None else stop
         view = buf.cast("B") if buf.format != "B" or buf.ndim != 1 else buf
-        pos = start
-        while pos < stop:  # a read returns at most ~2 GiB on Linux, and may return less
-            try:
-                got = os.preadv(self.fd, [view[pos:stop]], self.begin + pos)
-            except OSError as exc:
-                raise fail("WM500", f"cannot read tensor `{self.name}` from `{self.path}`: {exc}",
-                           hint="the disk or the file system failed; check the file and retry") from None
-            if got <= 0:
-                raise fail("WM505", f"`{self.path}` ended inside tensor `{self.name}` while it was read",
-                           hint="another process truncated or rewrote the file during the transfer")
-            pos += got
+        pread_exactly(self.fd, view[start:stop], self.begin + start, self.path, self.name)
 
 
 class SafetensorsFile:
